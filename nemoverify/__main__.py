@@ -1,0 +1,3 @@
+from nemoverify.cli import main
+
+main()

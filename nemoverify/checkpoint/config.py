@@ -1,0 +1,68 @@
+"""`config.json`: which Nemotron Nano VL variant this is, and whether it declares a sound encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from nemoverify.checkpoint.problems import Problem
+
+CONFIG_NAME = "config.json"
+# Known vLLM architecture names; any other `NemotronH_Nano_*` is taken as a variant too.
+KNOWN_ARCHITECTURES = frozenset({"NemotronH_Nano_VL_V2", "NemotronH_Nano_Omni_Reasoning_V3"})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    present: bool
+    architectures: tuple[str, ...] = ()
+    declares_sound: bool = False
+
+    @property
+    def architecture(self) -> str | None:
+        return self.architectures[0] if self.architectures else None
+
+
+def is_nano_vl(architecture: str) -> bool:
+    return architecture in KNOWN_ARCHITECTURES or architecture.startswith("NemotronH_Nano_")
+
+
+def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]]:
+    """Parse config text (None: no config.json). Unknown architectures are warnings here."""
+    if text is None:
+        return ModelConfig(present=False), []
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return ModelConfig(present=False), [Problem("config-json", file, f"not valid JSON: {exc}")]
+    if not isinstance(data, dict):
+        return ModelConfig(present=False), [Problem("config-json", file, "not a JSON object")]
+    problems: list[Problem] = []
+    archs = data.get("architectures")
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        archs = []
+        problems.append(Problem("config-architecture", file, "has no 'architectures' list", severity="warning"))
+    elif not any(is_nano_vl(a) for a in archs):
+        problems.append(
+            Problem(
+                "config-architecture",
+                file,
+                f"architecture {', '.join(archs) or '(none)'} is not a Nemotron Nano VL variant; "
+                "the load-path replay may not match how vLLM loads it",
+                severity="warning",
+            )
+        )
+    declares_sound = data.get("sound_config") is not None
+    return ModelConfig(True, tuple(archs), declares_sound), problems
+
+
+def read_local_config(root: str) -> tuple[ModelConfig, list[Problem]]:
+    path = os.path.join(root, CONFIG_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return read_config(f.read(), path)
+    except FileNotFoundError:
+        return read_config(None, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return ModelConfig(present=False), [Problem("config-unreadable", path, f"cannot be read: {exc}")]

@@ -1,0 +1,291 @@
+"""A checkpoint as the loaders will see it: its shards, their headers, the index and the config.
+
+`open_checkpoint` never raises on bad content: it reads everything it can and collects every
+problem, so one run reports them all. Callers decide what is fatal (`Checkpoint.require_valid`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
+from nemoverify.checkpoint.header import Header, TensorInfo, read_header
+from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.storage import LocalStorage, Storage, UnsafeName
+from nemoverify.errors import InvalidCheckpoint
+from nemoverify.model.routing import route
+
+INDEX_NAME = "model.safetensors.index.json"
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str  # as the index (or the directory) names it
+    location: str  # what a loader opens: a local path or an object URL
+    size: int
+    fingerprint: tuple[int, int]  # (size, mtime) when opened, to notice a file changing under us
+    header: Header
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    root: str
+    storage: Storage
+    shards: tuple[Shard, ...]
+    config: ModelConfig
+    indexed: bool
+    problems: tuple[Problem, ...]
+
+    def tensors(self) -> Iterator[tuple[Shard, TensorInfo]]:
+        for shard in self.shards:
+            for info in shard.header.tensors:
+                yield shard, info
+
+    @property
+    def tensor_count(self) -> int:
+        return sum(len(s.header.tensors) for s in self.shards)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.header.data_len for s in self.shards)
+
+    @property
+    def has_sound(self) -> bool:
+        return any(route(info.name).component == "sound" for _, info in self.tensors())
+
+    def errors(self, strict: bool = False) -> list[Problem]:
+        return [p for p in self.problems if strict or p.severity == "error"]
+
+    def require_valid(self, strict: bool = False) -> None:
+        errors = self.errors(strict)
+        if errors:
+            raise InvalidCheckpoint(self.root, errors)
+
+
+def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
+    """Open a local checkpoint directory (or one `.safetensors` file)."""
+    if not os.path.exists(path):
+        return _broken(path, Problem("path-missing", path, "does not exist"))
+    if os.path.isfile(path):
+        if not path.endswith(".safetensors"):
+            return _broken(
+                path, Problem("path-kind", path, "is a file but not a .safetensors file or a checkpoint directory")
+            )
+        storage = LocalStorage(os.path.dirname(os.path.abspath(path)), contain_within)
+        return build_checkpoint(storage, only=os.path.basename(path))
+    if not os.path.isdir(path):
+        return _broken(path, Problem("path-kind", path, "is neither a directory nor a .safetensors file"))
+    if not os.access(path, os.R_OK | os.X_OK):
+        return _broken(path, Problem("unreadable", path, "permission denied: cannot list the directory"))
+    return build_checkpoint(LocalStorage(path, contain_within))
+
+
+def _broken(path: str, problem: Problem) -> Checkpoint:
+    return Checkpoint(path, LocalStorage(path), (), ModelConfig(present=False), False, (problem,))
+
+
+def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
+    """Discover shards through `storage`, read every header, cross-check index and config."""
+    problems: list[Problem] = []
+    root = storage.root
+
+    def at(name: str) -> str:
+        return f"{root.rstrip('/')}/{name}"
+
+    weight_map: dict[str, str] | None = None
+    total_size: int | None = None
+    if only is None:
+        index_text = _read_text(storage, INDEX_NAME, problems, at)
+        if index_text is not None:
+            weight_map, total_size = _parse_index(index_text, at(INDEX_NAME), problems)
+
+    present = [only] if only else _list(storage, problems, root)
+    if weight_map is not None:
+        shard_names = sorted(set(weight_map.values()))
+        for extra in sorted(set(present) - set(shard_names)):
+            problems.append(
+                Problem(
+                    "shard-not-indexed", at(extra), f"is not in {INDEX_NAME}; loaders ignore it", severity="warning"
+                )
+            )
+    else:
+        shard_names = present
+    if not shard_names and not any(p.severity == "error" for p in problems):
+        problems.append(Problem("no-safetensors", root, "holds no .safetensors files (nothing to verify)"))
+
+    shards: list[Shard] = []
+    for name in shard_names:
+        shard = _open_shard(storage, name, problems, at)
+        if shard is not None:
+            shards.append(shard)
+
+    if weight_map is not None:
+        _cross_check_index(weight_map, total_size, shards, shard_names, problems, at)
+    _check_duplicates_across_shards(shards, problems, at)
+
+    config_text = None if only else _read_text(storage, CONFIG_NAME, problems, at)
+    config, config_problems = read_config(config_text, at(CONFIG_NAME))
+    problems.extend(config_problems)
+    checkpoint = Checkpoint(root, storage, tuple(shards), config, weight_map is not None, tuple(problems))
+    return _check_sound(checkpoint, at)
+
+
+def _list(storage: Storage, problems: list[Problem], root: str) -> list[str]:
+    try:
+        return storage.list_safetensors()
+    except OSError as exc:
+        problems.append(Problem("unreadable", root, f"cannot be listed: {exc}"))
+        return []
+
+
+def _read_text(storage: Storage, name: str, problems: list[Problem], at) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        return storage.read_text(name)
+    except (OSError, UnsafeName, UnicodeDecodeError) as exc:
+        problems.append(Problem("unreadable", at(name), f"cannot be read: {exc}"))
+        return None
+
+
+def _parse_index(text: str, file: str, problems: list[Problem]) -> tuple[dict[str, str] | None, int | None]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        problems.append(Problem("index-json", file, f"not valid JSON: {exc}"))
+        return None, None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    ):
+        problems.append(Problem("index-json", file, "has no 'weight_map' object of tensor name -> shard file"))
+        return None, None
+    total = data.get("metadata", {}).get("total_size") if isinstance(data.get("metadata"), dict) else None
+    if total is not None and not (isinstance(total, int) and not isinstance(total, bool)):
+        problems.append(Problem("index-total-size", file, f"metadata.total_size {total!r} is not an integer"))
+        total = None
+    return weight_map, total
+
+
+def _open_shard(storage: Storage, name: str, problems: list[Problem], at) -> Shard | None:  # type: ignore[no-untyped-def]
+    try:
+        location = storage.locate(name)
+        fingerprint = storage.fingerprint(name)
+        size = fingerprint[0]
+        header, found = read_header(location, size, lambda off, n: storage.read_at(name, off, n))
+    except UnsafeName as exc:
+        problems.append(Problem("unsafe-path", at(name), str(exc)))
+        return None
+    except FileNotFoundError:
+        problems.append(Problem("shard-missing", at(name), "is named by the index but does not exist"))
+        return None
+    except IsADirectoryError:
+        problems.append(Problem("path-kind", at(name), "is a directory, not a .safetensors file"))
+        return None
+    except OSError as exc:
+        problems.append(Problem("unreadable", at(name), f"cannot be read: {exc.strerror or exc}"))
+        return None
+    problems.extend(found)
+    if header is None:
+        return None
+    return Shard(name, location, size, fingerprint, header)
+
+
+def _cross_check_index(
+    weight_map: dict[str, str],
+    total_size: int | None,
+    shards: list[Shard],
+    shard_names: list[str],
+    problems: list[Problem],
+    at,  # type: ignore[no-untyped-def]
+) -> None:
+    index = at(INDEX_NAME)
+    held = {s.name: {t.name for t in s.header.tensors} for s in shards}
+    holders: dict[str, list[str]] = {}
+    for s in shards:
+        for t in s.header.tensors:
+            holders.setdefault(t.name, []).append(s.name)
+    for tensor, mapped in weight_map.items():
+        if mapped not in held or tensor in held[mapped]:
+            continue  # a missing shard is reported once, as shard-missing
+        if tensor in holders:
+            problems.append(
+                Problem(
+                    "index-tensor-misplaced",
+                    at(holders[tensor][0]),
+                    f"holds it but {INDEX_NAME} maps it to {mapped}",
+                    tensor,
+                )
+            )
+        else:
+            problems.append(
+                Problem("index-tensor-missing", at(mapped), f"does not hold it, but {INDEX_NAME} says it does", tensor)
+            )
+    for s in shards:
+        for t in s.header.tensors:
+            if t.name not in weight_map:
+                problems.append(
+                    Problem("index-tensor-unmapped", at(s.name), f"holds it but {INDEX_NAME} does not list it", t.name)
+                )
+    if total_size is not None and len(shards) == len(shard_names):
+        actual = sum(s.header.data_len for s in shards)
+        if actual != total_size:
+            problems.append(
+                Problem(
+                    "index-total-size",
+                    index,
+                    f"metadata.total_size is {total_size:,} but the shards hold {actual:,} bytes of tensors",
+                )
+            )
+
+
+def _check_duplicates_across_shards(shards: list[Shard], problems: list[Problem], at) -> None:  # type: ignore[no-untyped-def]
+    first: dict[str, str] = {}
+    for shard in shards:
+        for info in shard.header.tensors:
+            if info.name in first:
+                problems.append(
+                    Problem(
+                        "duplicate-tensor",
+                        at(shard.name),
+                        f"is also in {first[info.name]}; which one loads depends on order",
+                        info.name,
+                    )
+                )
+            else:
+                first[info.name] = shard.name
+
+
+def _check_sound(checkpoint: Checkpoint, at) -> Checkpoint:  # type: ignore[no-untyped-def]
+    config = checkpoint.config
+    if not config.present or not checkpoint.shards:
+        return checkpoint
+    extra: list[Problem] = []
+    has_sound = checkpoint.has_sound
+    if has_sound and not config.declares_sound:
+        extra.append(
+            Problem(
+                "config-sound",
+                at(CONFIG_NAME),
+                "declares no sound_config but the shards hold sound tensors; vLLM's load_weights asserts on the first one",
+            )
+        )
+    elif config.declares_sound and not has_sound:
+        extra.append(
+            Problem(
+                "config-sound",
+                at(CONFIG_NAME),
+                "declares a sound_config but the shards hold no sound tensors; the sound encoder would stay uninitialised",
+            )
+        )
+    if not extra:
+        return checkpoint
+    return Checkpoint(
+        checkpoint.root,
+        checkpoint.storage,
+        checkpoint.shards,
+        config,
+        checkpoint.indexed,
+        checkpoint.problems + tuple(extra),
+    )

@@ -1,0 +1,287 @@
+"""The command line. It parses, calls the library, renders, and picks the exit code; nothing else.
+
+Exit codes: 0 verified, 1 verification failed, 2 usage error, 3 invalid or unreadable checkpoint
+(or storage, or a failed rank), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from nemoverify import __version__
+from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
+    "2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; 130 interrupted."
+)
+
+app = typer.Typer(
+    name="nemoverify",
+    help="Verify that a Nemotron Nano VL checkpoint reaches the model intact when loaded the way "
+    "production loads it (Run:ai streamer + vLLM's load_weights). " + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+T = TypeVar("T")
+
+
+class Loader(str, Enum):
+    runai = "runai"
+    safetensors = "safetensors"
+
+
+class Strategy(str, Enum):
+    fixed = "fixed"
+    legacy = "legacy"
+
+
+class Algorithm(str, Enum):
+    xxh3_128 = "xxh3-128"
+    blake3 = "blake3"
+    sha256 = "sha256"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _stdout() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: ExitCode) -> typer.Exit:
+    _stderr().print(f"[bold red]error[/]: {message}", markup=True, soft_wrap=True)
+    return typer.Exit(int(code))
+
+
+def _run(fn: Callable[[], T]) -> T:
+    """The one place where exceptions become messages and exit codes."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        _stderr().print("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except InvalidCheckpoint as exc:
+        err = _stderr()
+        err.print(f"[bold red]error[/]: {exc.root}: invalid checkpoint ({len(exc.problems)} problem(s))")
+        for p in exc.problems:
+            err.print(f"  [{p.rule}] {p.render()}", markup=False, soft_wrap=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except NemoverifyError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except Exception as exc:  # a bug, or a failure we did not foresee: never a verified verdict
+        if os.environ.get("NEMOVERIFY_DEBUG"):
+            traceback.print_exc()
+        raise _fail(
+            f"unexpected {type(exc).__name__}: {exc} (set NEMOVERIFY_DEBUG=1 for the traceback)", ExitCode.INVALID
+        ) from None
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, totals: dict[str, int]) -> Iterator[Callable[[str, int], None]]:
+    err = _stderr()
+    if not enabled or not err.is_terminal:
+        yield lambda phase, n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        tasks = {phase: progress.add_task(phase, total=total) for phase, total in totals.items()}
+        yield lambda phase, n: progress.advance(tasks[phase], n) if phase in tasks else None
+
+
+def _write_output(path: str, text: str) -> None:
+    from nemoverify.atomic import write_atomic
+
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"nemoverify {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+PathArg = Annotated[
+    str,
+    typer.Argument(
+        help="Checkpoint directory (sharded with model.safetensors.index.json, or one model.safetensors), or a .safetensors file.",
+        show_default=False,
+    ),
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
+]
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def check(
+    path: PathArg,
+    loader: Annotated[
+        Loader,
+        typer.Option(
+            help="Candidate loader. 'safetensors' replays the load path over the reference reader: a baseline."
+        ),
+    ] = Loader.runai,
+    strategy: Annotated[
+        Strategy,
+        typer.Option(
+            help="Load path to replay: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references; unsafe with buffer reuse)."
+        ),
+    ] = Strategy.fixed,
+    reuse_buffers: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-buffers",
+            help="Make the streamer reuse its buffers as hard as it can (borrowed tensors, smallest ring), so any retained reference goes stale.",
+        ),
+    ] = False,
+    memory_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the streamer's (0 with --reuse-buffers).",
+            min=-1,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", min=1)
+    ] = None,
+    text_only: Annotated[
+        bool,
+        typer.Option(
+            "--text-only", help="Replay text-only mode (every modality limit 0): mlp1, vision and sound are skipped."
+        ),
+    ] = False,
+    algorithm: Annotated[
+        Algorithm, typer.Option(help="Per-tensor hash; recorded in every report.")
+    ] = Algorithm.xxh3_128,
+    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    json_file: Annotated[
+        str | None,
+        typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
+    ] = None,
+    strict: StrictOpt = False,
+    fail_on_unclaimed: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-unclaimed",
+            help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
+        ),
+    ] = False,
+    show: Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", min=0)] = 20,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")] = False,
+) -> None:
+    """Load the checkpoint with the reference reader and through the candidate loader + replayed load
+    path; compare every tensor, per component."""
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.verify import CheckOptions
+    from nemoverify.verify import check as run_check
+
+    options = CheckOptions(
+        loader=loader.value,
+        strategy=strategy.value,
+        reuse_buffers=reuse_buffers,
+        memory_limit=memory_limit,  # type: ignore[arg-type]
+        concurrency=concurrency,
+        text_only=text_only,
+        algorithm=algorithm.value,
+        strict=strict,
+        fail_on_unclaimed=fail_on_unclaimed,
+    )
+    if reuse_buffers and loader is Loader.safetensors:
+        raise _fail("--reuse-buffers applies to the runai loader only", ExitCode.USAGE)
+
+    def work():  # type: ignore[no-untyped-def]
+        checkpoint = open_checkpoint(path)
+        checkpoint.require_valid(strict)
+        total = checkpoint.total_bytes
+        with _progress(not quiet, {"reference": total, "candidate": total}) as progress:
+            return run_check(checkpoint, options, progress)
+
+    report = _run(work)
+    from nemoverify.render.jsonout import report_json
+
+    if json_file:
+        _write_output(json_file, report_json(report))
+    if not quiet:
+        if output_format is Format.json:
+            sys.stdout.write(report_json(report))
+        else:
+            from nemoverify.render.table import render_report
+
+            render_report(report, _stdout(), show)
+    raise typer.Exit(int(ExitCode.VERIFIED if report.ok else ExitCode.FAILED))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def inspect(
+    path: PathArg,
+    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    json_file: Annotated[
+        str | None, typer.Option("--json", help="Also write the inventory as JSON to FILE.", metavar="FILE")
+    ] = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Show what the checkpoint holds (components, dtypes, shards, what each loader skips) and every
+    structural problem, without reading a tensor. Exit 3 if any problem is an error."""
+    import json
+
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.inventory import describe
+
+    inventory = _run(lambda: describe(open_checkpoint(path)))
+    text = json.dumps(inventory.to_dict(), indent=2) + "\n"
+    if json_file:
+        _write_output(json_file, text)
+    if output_format is Format.json:
+        sys.stdout.write(text)
+    else:
+        from nemoverify.render.inventory import render_inventory
+
+        render_inventory(inventory, _stdout())
+    bad = [p for p in inventory.problems if strict or p.severity == "error"]
+    raise typer.Exit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
+
+
+def main() -> None:
+    app(prog_name="nemoverify")

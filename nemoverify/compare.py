@@ -1,0 +1,97 @@
+"""Compare what the candidate delivered (per rank) with the reference, tensor by tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from nemoverify.hashing import Entry, root_digest
+from nemoverify.model.routing import COMPONENTS, route
+from nemoverify.report import ComponentSummary, Finding, Observation, Skipped
+
+
+@dataclass
+class Delivered:
+    """Everything one candidate rank delivered, and the names it delivered more than once."""
+
+    observations: dict[str, Observation] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
+
+    def add(self, obs: Observation) -> None:
+        if obs.name in self.observations:
+            self.duplicates.append(obs.name)
+        else:
+            self.observations[obs.name] = obs
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def find_differences(
+    expected: Mapping[str, Observation],
+    delivered: Delivered,
+    against: str = "reference",
+    rank: int | None = None,
+) -> list[Finding]:
+    findings: list[Finding] = []
+
+    def add(name: str, component: str, kind: str, exp: str | None, act: str | None) -> None:
+        findings.append(Finding(name, component, kind, exp, act, against, rank))  # type: ignore[arg-type]
+
+    got = delivered.observations
+    for name, ref in expected.items():
+        cand = got.get(name)
+        if cand is None:
+            add(name, ref.component, "missing", None, None)
+        elif cand.dtype != ref.dtype:
+            add(name, ref.component, "dtype", ref.dtype, cand.dtype)
+        elif tuple(cand.shape) != tuple(ref.shape):
+            add(name, ref.component, "shape", _shape(ref.shape), _shape(cand.shape))
+        elif cand.digest != ref.digest:
+            add(name, ref.component, "bytes", ref.digest, cand.digest)
+    for name in sorted(set(got) - set(expected)):
+        add(name, got[name].component, "unexpected", None, got[name].digest)
+    for name in sorted(set(delivered.duplicates)):
+        add(name, route(name).component, "duplicate", None, None)
+    return findings
+
+
+def summarize(
+    algorithm: str,
+    reference: Mapping[str, Observation],
+    delivered: Mapping[int, Delivered],
+    findings: Sequence[Finding],
+) -> tuple[dict[str, ComponentSummary], tuple[Skipped, ...]]:
+    """One row per component that the checkpoint (or a candidate) has, `unclaimed` included."""
+    failed: dict[str, set[str]] = {}
+    missing: dict[str, set[str]] = {}
+    for f in findings:
+        (missing if f.kind == "missing" else failed).setdefault(f.component, set()).add(f.name)
+    # Status (loaded or skipped) from any one rank: every rank routes the same names the same way.
+    first = next(iter(delivered.values()), Delivered())
+    skipped = tuple(
+        Skipped(o.name, o.component, o.reason or "")
+        for o in sorted(first.observations.values(), key=lambda o: o.name)
+        if o.status != "loaded"
+    )
+    skipped_names = {s.name for s in skipped}
+    present = {o.component for o in reference.values()} | {o.component for o in first.observations.values()}
+    rows: dict[str, ComponentSummary] = {}
+    for component in (c for c in COMPONENTS if c in present):
+        refs = [o for o in reference.values() if o.component == component]
+        cands = [o for o in first.observations.values() if o.component == component]
+        bad = failed.get(component, set())
+        gone = missing.get(component, set()) - bad
+        rows[component] = ComponentSummary(
+            component=component,
+            tensors=len(refs),
+            bytes=sum(o.nbytes for o in refs),
+            matched=sum(1 for o in refs if o.name not in bad and o.name not in gone and o.name not in skipped_names),
+            mismatched=len(bad),
+            missing=len(gone),
+            skipped=sum(1 for o in refs if o.name in skipped_names and o.name not in bad),
+            digest=root_digest(algorithm, (Entry(o.name, o.dtype, o.shape, o.digest) for o in refs)),
+            candidate_digest=root_digest(algorithm, (Entry(o.name, o.dtype, o.shape, o.digest) for o in cands)),
+        )
+    return rows, skipped

@@ -1,0 +1,54 @@
+"""Exit codes and the one exception hierarchy the CLI turns into them.
+
+A mismatch is not an exception: verification returns a report. These are for runs that cannot
+produce a trustworthy report at all.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The documented process exit codes (README, `--help`)."""
+
+    VERIFIED = 0
+    FAILED = 1  # a mismatch, a missing or corrupted tensor, a manifest disagreement
+    USAGE = 2
+    INVALID = 3  # the checkpoint (or its storage, or a rank) could not be read or trusted
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+class NemoverifyError(Exception):
+    """Base of every error the CLI reports as a clean message."""
+
+    exit_code: ExitCode = ExitCode.INVALID
+
+
+class InvalidCheckpoint(NemoverifyError):
+    """The checkpoint is malformed; `problems` lists everything found, not only the first."""
+
+    def __init__(self, root: str, problems: list) -> None:  # list[Problem]; no import cycle
+        self.root = root
+        self.problems = problems
+        first = problems[0].render() if problems else "no readable checkpoint"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{root}: invalid checkpoint: {first}{more}")
+
+
+class LoaderError(NemoverifyError):
+    """A loader failed while reading a tensor (I/O error, streamer failure, storage error)."""
+
+
+class DistributedError(NemoverifyError):
+    """A rank crashed, hung past its timeout, or the process group could not be formed."""
+
+
+class ManifestError(NemoverifyError):
+    """A manifest file is unreadable or not a nemoverify manifest."""
+
+
+class UsageError(NemoverifyError):
+    """Options that contradict each other or name something that does not exist."""
+
+    exit_code = ExitCode.USAGE

@@ -1,0 +1,85 @@
+"""`inspect`: what a checkpoint holds and what each component's loader would do with it, from the
+headers alone (no tensor is read)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.checkpoint.problems import Problem
+from nemoverify.model.routing import COMPONENTS, route
+
+
+@dataclass(frozen=True)
+class ComponentInventory:
+    component: str
+    tensors: int
+    bytes: int
+    dtypes: dict[str, int]
+    skipped: tuple[tuple[str, str], ...]  # (name, reason) the component's loader drops on purpose
+
+
+@dataclass(frozen=True)
+class ShardInventory:
+    name: str
+    size: int
+    tensors: int
+
+
+@dataclass(frozen=True)
+class Inventory:
+    root: str
+    architecture: str | None
+    declares_sound: bool
+    indexed: bool
+    components: dict[str, ComponentInventory]
+    shards: tuple[ShardInventory, ...]
+    problems: tuple[Problem, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "checkpoint": self.root,
+            "architecture": self.architecture,
+            "declares_sound": self.declares_sound,
+            "indexed": self.indexed,
+            "ok": not any(p.severity == "error" for p in self.problems),
+            "components": {
+                c.component: {
+                    "tensors": c.tensors,
+                    "bytes": c.bytes,
+                    "dtypes": c.dtypes,
+                    "skipped": [{"name": n, "reason": r} for n, r in c.skipped],
+                }
+                for c in self.components.values()
+            },
+            "shards": [{"name": s.name, "size": s.size, "tensors": s.tensors} for s in self.shards],
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+def describe(checkpoint: Checkpoint) -> Inventory:
+    by_component: dict[str, list[tuple[str, str, int, str | None]]] = {}
+    for _, info in checkpoint.tensors():
+        r = route(info.name)
+        by_component.setdefault(r.component, []).append((info.name, info.dtype, info.nbytes, r.skip))
+    components: dict[str, ComponentInventory] = {}
+    for component in (c for c in COMPONENTS if c in by_component):
+        rows = by_component[component]
+        components[component] = ComponentInventory(
+            component=component,
+            tensors=len(rows),
+            bytes=sum(n for _, _, n, _ in rows),
+            dtypes=dict(sorted(Counter(dt for _, dt, _, _ in rows).items())),
+            skipped=tuple(sorted((name, skip) for name, _, _, skip in rows if skip)),
+        )
+    shards = tuple(ShardInventory(s.name, s.size, len(s.header.tensors)) for s in checkpoint.shards)
+    return Inventory(
+        checkpoint.root,
+        checkpoint.config.architecture,
+        checkpoint.config.declares_sound,
+        checkpoint.indexed,
+        components,
+        shards,
+        checkpoint.problems,
+    )

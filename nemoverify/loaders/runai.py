@@ -1,0 +1,100 @@
+"""The candidate loader: the Run:ai Model Streamer, configured the way vLLM configures it.
+
+Its knobs are environment variables read when a stream starts, so they are set around the stream
+and restored after. `reuse_buffers` makes every retained reference go stale as fast as possible:
+borrowed views (`owned=False`), a ring the size of the largest tensor (memory limit 0), and in
+distributed mode staging buffers no larger than the largest tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.errors import LoaderError
+from nemoverify.loaders.reference import ensure_unchanged
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class StreamerSettings:
+    memory_limit: int | None = None  # RUNAI_STREAMER_MEMORY_LIMIT: -1 unlimited, 0 one tensor, N bytes
+    concurrency: int | None = None  # RUNAI_STREAMER_CONCURRENCY: reader threads
+    reuse_buffers: bool = False
+    distributed: bool = False
+    device: str = "cpu"
+
+    def environment(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        limit = self.memory_limit
+        if limit is None and self.reuse_buffers:
+            limit = 0
+        if limit is not None:
+            env["RUNAI_STREAMER_MEMORY_LIMIT"] = str(limit)
+        if self.concurrency is not None:
+            env["RUNAI_STREAMER_CONCURRENCY"] = str(self.concurrency)
+        if self.distributed:
+            # `auto` distributes only over NCCL; gloo on the CPU must be forced.
+            env["RUNAI_STREAMER_DIST"] = "1"
+            if self.reuse_buffers:
+                env["RUNAI_STREAMER_DIST_BUFFER_MIN_BYTESIZE"] = "1"
+        return env
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class RunaiStreamer:
+    def __init__(self, checkpoint: Checkpoint, settings: StreamerSettings) -> None:
+        self.checkpoint = checkpoint
+        self.settings = settings
+        owned = "borrowed buffers" if settings.reuse_buffers else "owned tensors"
+        self.description = f"runai-model-streamer ({owned})"
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> RunaiStreamer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        # The streamer logs its throughput at INFO; the report is ours to print.
+        logging.getLogger("runai_model_streamer").setLevel(logging.WARNING)
+        from runai_model_streamer import SafetensorsStreamer
+
+        paths = [shard.location for shard in self.checkpoint.shards]
+        with environment(self.settings.environment()):
+            try:
+                with SafetensorsStreamer() as streamer:
+                    streamer.stream_files(
+                        paths,
+                        device=self.settings.device,
+                        is_distributed=self.settings.distributed,
+                        owned=not self.settings.reuse_buffers,
+                    )
+                    yield from streamer.get_tensors()
+            except (GeneratorExit, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # the streamer raises bare RuntimeError/ValueError from C++
+                raise LoaderError(f"{self.checkpoint.root}: the Run:ai streamer failed: {exc}") from exc
+        for shard in self.checkpoint.shards:
+            ensure_unchanged(self.checkpoint, shard)

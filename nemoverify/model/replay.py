@@ -1,0 +1,81 @@
+"""Replays of `NemotronH_Nano_VL_V2.load_weights`, before and after vLLM PR 42244.
+
+A replay drives a weight iterator exactly as the model does and calls `events.loaded` at the moment
+the model would copy a tensor into its parameter. Hashing there is what makes a stale buffer
+visible: a reference retained past the iterator's next step reads whatever the loader put there
+since. Tensors no parameter receives (skipped by a sub-loader, text-only mode, unclaimed names) are
+reported through `events.passed` as the iterator yields them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from nemoverify.model.routing import Component, Route, route
+
+if TYPE_CHECKING:
+    import torch
+
+Strategy = Literal["fixed", "legacy"]
+TEXT_ONLY = "text-only mode: every modality limit is 0, so vLLM skips it"
+Weights = Iterable[tuple[str, "torch.Tensor"]]
+
+
+class LoadEvents(Protocol):
+    def loaded(self, name: str, component: Component, tensor: torch.Tensor) -> None: ...
+    def passed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None: ...
+
+
+def _not_loaded(r: Route, text_only: bool) -> str | None:
+    if text_only and r.component in ("mlp1", "vision", "sound"):
+        return TEXT_ONLY
+    return r.skip
+
+
+def replay_fixed(weights: Weights, events: LoadEvents, text_only: bool = False) -> None:
+    """After PR 42244: language-model weights are consumed as they are yielded; multimodal ones are
+    `detach().clone()`d, the iterator is drained, then mlp1, vision and sound are loaded."""
+    deferred: dict[Component, list[tuple[str, torch.Tensor]]] = {"mlp1": [], "vision": [], "sound": []}
+
+    def language_model_weights() -> Iterator[tuple[str, torch.Tensor]]:
+        for name, w in weights:
+            r = route(name)
+            reason = _not_loaded(r, text_only)
+            if reason is not None:
+                events.passed(name, r.component, reason, w)
+            elif r.component == "language_model":
+                yield name, w
+            else:
+                deferred[r.component].append((name, w.detach().clone()))
+
+    gen = language_model_weights()
+    for name, w in gen:  # language_model.load_weights(gen): param.copy_(w) before the next step
+        events.loaded(name, "language_model", w)
+    for _ in gen:  # the explicit drain, in case the language model stopped early
+        pass
+    for component in ("mlp1", "vision", "sound"):
+        for name, w in deferred[component]:
+            events.loaded(name, component, w)
+
+
+def replay_legacy(weights: Weights, events: LoadEvents, text_only: bool = False) -> None:
+    """Before PR 42244: one pass keeps *references* to language-model, vision and sound tensors in
+    lists (mlp1 alone is copied inline), and only then are the lists loaded. Unsafe with any loader
+    that reuses its buffers; kept so users can prove a loader is or is not."""
+    kept: dict[Component, list[tuple[str, torch.Tensor]]] = {"language_model": [], "vision": [], "sound": []}
+    for name, w in weights:
+        r = route(name)
+        reason = _not_loaded(r, text_only)
+        if reason is not None:
+            events.passed(name, r.component, reason, w)
+        elif r.component == "mlp1":
+            events.loaded(name, "mlp1", w)
+        else:
+            kept[r.component].append((name, w))
+    for component in ("language_model", "vision", "sound"):
+        for name, w in kept[component]:
+            events.loaded(name, component, w)
+
+
+REPLAYS = {"fixed": replay_fixed, "legacy": replay_legacy}

@@ -1,0 +1,1 @@
+"""Renderers: each reads a frozen report and returns text; none reads a tensor."""

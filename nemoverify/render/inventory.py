@@ -1,0 +1,43 @@
+"""The `inspect` display."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from nemoverify.inventory import Inventory
+from nemoverify.render.table import human_bytes
+
+
+def render_inventory(inv: Inventory, console: Console) -> None:
+    arch = inv.architecture or "(no config.json)"
+    console.print(f"[bold]{inv.root}[/]  architecture: {arch}  sound encoder: {'yes' if inv.declares_sound else 'no'}")
+    if inv.components:
+        table = Table(header_style="bold")
+        for col in ("Component", "Tensors", "Bytes", "Dtypes", "Skipped by its loader"):
+            table.add_column(col, justify="right" if col in ("Tensors", "Bytes") else "left", overflow="fold")
+        for c in inv.components.values():
+            dtypes = ", ".join(f"{d}x{n}" for d, n in c.dtypes.items())
+            table.add_row(
+                c.component, str(c.tensors), human_bytes(c.bytes), dtypes, str(len(c.skipped)) if c.skipped else ""
+            )
+        console.print(table)
+        shards = Table(
+            header_style="bold", title=f"Shards ({'indexed' if inv.indexed else 'no index'})", title_justify="left"
+        )
+        for col in ("Shard", "Size", "Tensors"):
+            shards.add_column(col, justify="left" if col == "Shard" else "right")
+        for s in inv.shards:
+            shards.add_row(s.name, human_bytes(s.size), str(s.tensors))
+        console.print(shards)
+        for c in inv.components.values():
+            for name, reason in c.skipped:
+                console.print(f"[yellow]{'unclaimed' if c.component == 'unclaimed' else 'skipped'}[/] {name}: {reason}")
+    errors = [p for p in inv.problems if p.severity == "error"]
+    for p in inv.problems:
+        style = "bold red" if p.severity == "error" else "yellow"
+        console.print(f"[{style}]{p.severity}[/] [{p.rule}] {p.render()}")
+    if errors:
+        console.print(f"[bold red]INVALID[/]: {len(errors)} problem(s)")
+    else:
+        console.print("[bold green]VALID[/]: structure checks passed")

@@ -1,0 +1,93 @@
+"""The rich table a person reads: one row per component, then the tensors that failed."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from nemoverify.report import Report
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _count(n: int, style: str) -> Text:
+    return Text(str(n), style=style if n else "dim")
+
+
+def render_report(report: Report, console: Console, show: int = 20) -> None:
+    console.print(
+        f"[bold]{report.checkpoint}[/]  candidate: {report.candidate}, strategy {report.strategy}"
+        f"  reference: {report.reference}  hash: {report.algorithm}"
+        + (f"  manifest: {report.manifest}" if report.manifest else "")
+    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False, header_style="bold")
+    table.add_column("Component", no_wrap=True)
+    for col in ("Tensors", "Bytes", "Matched", "Mismatch", "Missing", "Skipped"):  # fits 80 columns
+        table.add_column(col, justify="right", no_wrap=True)
+    wide = console.width >= 100  # the digest is the first thing to give up on a narrow terminal
+    if wide:
+        table.add_column("Digest", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for name, c in report.components.items():
+        status = Text("ok", style="green") if c.ok else Text("FAIL", style="bold red")
+        cells: list[str | Text] = [
+            name,
+            str(c.tensors),
+            human_bytes(c.bytes),
+            _count(c.matched, "green"),
+            _count(c.mismatched, "bold red"),
+            _count(c.missing, "bold red"),
+            _count(c.skipped, "yellow"),
+        ]
+        table.add_row(*cells, *([c.candidate_digest[:12]] if wide else []), status)
+    console.print(table)
+    if report.ranks:
+        bad = [str(r) for r, ok in report.ranks.items() if not ok]
+        console.print(
+            f"ranks: {len(report.ranks)}; "
+            + (f"[bold red]disagreeing: {', '.join(bad)}[/]" if bad else "[green]all agree[/]")
+        )
+    if report.mismatches:
+        listed = report.mismatches[:show] if show > 0 else report.mismatches
+        failures = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            title=f"Failed tensors ({len(report.mismatches)})",
+            header_style="bold",
+            title_justify="left",
+        )
+        failures.add_column("Tensor", overflow="fold", ratio=3)
+        failures.add_column("Component", no_wrap=True)
+        failures.add_column("Problem", overflow="fold", ratio=2)
+        for f in listed:
+            failures.add_row(f.name, f.component, f.short_message)
+        console.print(failures)
+        if len(listed) < len(report.mismatches):
+            console.print(f"... and {len(report.mismatches) - len(listed)} more (every one is in --json)")
+    unclaimed = report.components.get("unclaimed")
+    if unclaimed is not None and unclaimed.tensors:
+        names = ", ".join(s.name for s in report.skipped if s.component == "unclaimed")
+        console.print(f"[yellow]unclaimed[/]: vLLM drops {unclaimed.tensors} tensor(s) silently: {names}")
+    for w in report.warnings:
+        console.print(f"[yellow]warning[/]: {w.render()}")
+    if report.ok:
+        console.print(
+            f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"
+        )
+    else:
+        failed = len({f.name for f in report.mismatches})
+        why = (
+            f"{failed} of {report.tensors} tensors failed"
+            if failed
+            else "unclaimed tensors present (--fail-on-unclaimed)"
+        )
+        console.print(f"[bold red]FAILED[/]: {why}")

@@ -1,0 +1,107 @@
+"""The check: the reference pass against the candidate pass through the replayed load path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from nemoverify.checkpoint.layout import open_checkpoint
+from nemoverify.verify import CheckOptions, check
+
+
+def run(path: str, **options: object):  # type: ignore[no-untyped-def]
+    return check(open_checkpoint(path), CheckOptions(**options))  # type: ignore[arg-type]
+
+
+def test_fixed_load_path_verifies_a_clean_checkpoint(vl_checkpoint: str) -> None:
+    report = run(vl_checkpoint)
+    assert report.ok, report.mismatches[:3]
+    assert set(report.components) == {"language_model", "mlp1", "vision"}
+    assert all(c.mismatched == 0 and c.missing == 0 for c in report.components.values())
+    assert report.tensors == open_checkpoint(vl_checkpoint).tensor_count
+
+
+def test_fixed_load_path_is_safe_under_maximum_buffer_reuse(omni_checkpoint: str) -> None:
+    report = run(omni_checkpoint, reuse_buffers=True)
+    assert report.ok, report.mismatches[:3]
+
+
+def test_legacy_load_path_under_buffer_reuse_corrupts_every_retained_component(omni_checkpoint: str) -> None:
+    report = run(omni_checkpoint, strategy="legacy", reuse_buffers=True)
+    assert not report.ok
+    # language_model, vision and sound are kept as references before PR 42244: all go stale.
+    for component in ("language_model", "vision", "sound"):
+        assert report.components[component].mismatched > 0, component
+    # mlp1 was copied inline even before the fix, so a faithful replay finds it intact.
+    assert report.components["mlp1"].mismatched == 0
+    assert {f.kind for f in report.mismatches} == {"bytes"}
+
+
+def test_legacy_load_path_is_safe_when_the_streamer_owns_its_tensors(vl_checkpoint: str) -> None:
+    assert run(vl_checkpoint, strategy="legacy").ok
+
+
+@pytest.mark.parametrize("loader", ["runai", "safetensors"])
+def test_both_candidate_loaders_agree_with_the_reference(vl_checkpoint: str, loader: str) -> None:
+    report = run(vl_checkpoint, loader=loader)
+    assert report.ok
+
+
+def test_text_only_mode_skips_every_multimodal_tensor(omni_checkpoint: str) -> None:
+    report = run(omni_checkpoint, text_only=True, reuse_buffers=True, strategy="legacy")
+    for component in ("mlp1", "vision", "sound"):
+        row = report.components[component]
+        assert row.skipped == row.tensors and row.matched == 0
+    assert any("text-only" in s.reason for s in report.skipped)
+
+
+def test_sound_checkpoint_has_all_four_components(omni_checkpoint: str) -> None:
+    report = run(omni_checkpoint)
+    assert report.ok
+    assert set(report.components) == {"language_model", "mlp1", "vision", "sound", "unclaimed"}
+    feature_extractor = [s for s in report.skipped if "feature_extractor" in s.name]
+    assert feature_extractor and all(s.component == "sound" for s in feature_extractor)
+
+
+def test_unclaimed_names_are_reported_and_can_fail_the_check(omni_checkpoint: str) -> None:
+    report = run(omni_checkpoint)
+    unclaimed = {s.name for s in report.skipped if s.component == "unclaimed"}
+    assert unclaimed == {"vision_projector.0.weight", "vision_model.summary_idxs", "mtp.layers.0.norm.weight"}
+    assert report.ok
+    assert not run(omni_checkpoint, fail_on_unclaimed=True).ok
+
+
+@pytest.mark.parametrize("quant", ["fp8", "nvfp4"])
+def test_quantized_layouts_with_scalar_scales_verify(make_checkpoint: Callable[..., str], quant: str) -> None:
+    path = make_checkpoint(quant=quant)
+    dtypes = {info.dtype for _, info in open_checkpoint(path).tensors()}
+    assert "F8_E4M3" in dtypes
+    assert any(info.shape == () for _, info in open_checkpoint(path).tensors())  # 0-dim scales
+    report = run(path, reuse_buffers=True)
+    assert report.ok
+    assert not run(path, strategy="legacy", reuse_buffers=True).ok
+
+
+@pytest.mark.parametrize("memory_limit", [-1, 0, 1 << 20])
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_fixed_verdict_does_not_depend_on_ring_size_or_concurrency(
+    vl_checkpoint: str, memory_limit: int, concurrency: int
+) -> None:
+    report = run(vl_checkpoint, memory_limit=memory_limit, concurrency=concurrency, reuse_buffers=True)
+    assert report.ok
+
+
+def test_component_digests_are_stable_and_algorithm_specific(vl_checkpoint: str) -> None:
+    a, b = run(vl_checkpoint), run(vl_checkpoint, loader="safetensors")
+    assert {k: c.digest for k, c in a.components.items()} == {k: c.digest for k, c in b.components.items()}
+    c = run(vl_checkpoint, algorithm="sha256")
+    assert c.algorithm == "sha256"
+    assert c.components["mlp1"].digest != a.components["mlp1"].digest
+    assert len(c.components["mlp1"].digest) == 64
+
+
+def test_single_file_checkpoint_without_index(make_checkpoint: Callable[..., str]) -> None:
+    path = make_checkpoint(shards=1)
+    assert not open_checkpoint(path).indexed
+    assert run(path).ok

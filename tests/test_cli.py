@@ -1,0 +1,95 @@
+"""The command line: exit codes, output streams, the JSON contract, help and README coverage."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from nemoverify.cli import app
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_check_exits_0_and_prints_the_component_table(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", vl_checkpoint)
+    assert result.exit_code == 0, result.output
+    for component in ("language_model", "mlp1", "vision"):
+        assert re.search(rf"^{component}\s+\d+", result.stdout, re.M), result.stdout
+    assert "VERIFIED" in result.stdout
+
+
+def test_check_exits_1_on_corruption_and_lists_tensors(cli, omni_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", omni_checkpoint, "--strategy", "legacy", "--reuse-buffers", "--show", "0")
+    assert result.exit_code == 1
+    assert "FAILED" in result.stdout
+    assert "language_model.backbone.embeddings.weight" in result.stdout
+
+
+def test_json_report_contract(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "report.json"
+    result = cli("check", omni_checkpoint, "--strategy", "legacy", "--reuse-buffers", "--json", str(out), "--quiet")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    report = json.loads(out.read_text())
+    assert report["ok"] is False
+    assert report["algorithm"] == "xxh3-128"
+    assert set(report["components"]) == {"language_model", "mlp1", "vision", "sound", "unclaimed"}
+    for row in report["components"].values():
+        assert all(isinstance(row[k], int) for k in ("tensors", "bytes", "mismatched"))
+    assert len(report["mismatches"]) == sum(r["mismatched"] for r in report["components"].values())
+    assert all({"name", "component", "kind", "message"} <= set(m) for m in report["mismatches"])
+
+
+def test_format_json_goes_to_stdout(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", vl_checkpoint, "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["ok"] is True
+
+
+def test_usage_errors_exit_2(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    assert cli("check", vl_checkpoint, "--strategy", "bogus").exit_code == 2
+    assert cli("check", vl_checkpoint, "--concurrency", "0").exit_code == 2
+    assert cli("check").exit_code == 2
+    result = cli("check", vl_checkpoint, "--loader", "safetensors", "--reuse-buffers")
+    assert result.exit_code == 2
+    assert "--reuse-buffers applies to the runai loader only" in result.stderr
+
+
+def test_missing_path_exits_3_with_a_message_not_a_traceback(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", str(tmp_path / "nope"))
+    assert result.exit_code == 3
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_help_documents_the_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]
+    for command in ([], ["check"], ["inspect"]):
+        result = cli(*command, "--help")
+        assert result.exit_code == 0
+        text = " ".join(result.stdout.split())
+        assert "0 verified" in text and "3 invalid" in text, command
+
+
+def test_every_command_and_option_is_in_the_readme() -> None:
+    import typer.main
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        assert f"nemoverify {name}" in readme, name
+        for param in command.params:
+            for opt in param.opts:
+                if opt.startswith("--") and opt != "--help":
+                    assert opt in readme, f"{name} {opt}"
+
+
+def test_python_dash_m_runs() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "nemoverify", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("nemoverify ")

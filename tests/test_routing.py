@@ -1,0 +1,53 @@
+"""Routing follows vLLM's load_weights predicates and its sub-loaders' skips."""
+
+import pytest
+
+from nemoverify.model.routing import route
+
+
+@pytest.mark.parametrize(
+    ("name", "component", "handed_on"),
+    [
+        ("language_model.backbone.layers.0.mixer.A_log", "language_model", "backbone.layers.0.mixer.A_log"),
+        ("language_model.lm_head.weight", "language_model", "lm_head.weight"),
+        ("mlp1.1.weight", "mlp1", "1.weight"),
+        (
+            "vision_model.radio_model.model.blocks.0.attn.qkv.weight",
+            "vision",
+            "radio_model.model.blocks.0.attn.qkv.weight",
+        ),
+        (
+            "sound_encoder.encoder.layers.0.self_attn.q_proj.weight",
+            "sound",
+            "sound_encoder.encoder.layers.0.self_attn.q_proj.weight",
+        ),
+        ("sound_projection.linear1.weight", "sound", "sound_projection.linear1.weight"),
+        ("vision_projector.0.weight", "unclaimed", "vision_projector.0.weight"),
+        ("vision_model.summary_idxs", "unclaimed", "vision_model.summary_idxs"),
+        ("mtp.layers.0.norm.weight", "unclaimed", "mtp.layers.0.norm.weight"),
+    ],
+)
+def test_each_name_goes_where_vllm_sends_it(name: str, component: str, handed_on: str) -> None:
+    r = route(name)
+    assert (r.component, r.handed_on) == (component, handed_on)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vision_model.radio_model.input_conditioner.norm_mean",
+        "vision_model.radio_model.summary_idxs",
+        "vision_model.radio_model.model.blocks.3.ls1.gamma",
+        "sound_encoder.encoder.feature_extractor.featurizer.fb",
+        "language_model.mtp.layers.0.eh_proj.weight",
+    ],
+)
+def test_sub_loader_skips_are_skips_not_errors(name: str) -> None:
+    r = route(name)
+    assert r.component != "unclaimed"
+    assert r.skip
+
+
+def test_claimed_weights_are_not_skipped() -> None:
+    assert route("vision_model.radio_model.model.blocks.0.mlp.fc1.weight").skip is None
+    assert route("sound_encoder.encoder.layers.0.conv.norm.running_mean").skip is None
