@@ -214,12 +214,11 @@ def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> Tens
     bits = math.prod(shape) * DTYPE_BITS[dtype]
     if bits % 8:
         problem("byte-length", f"{shape} x {dtype} is {bits} bits, not a whole number of bytes", name)
-        return None
-    if offsets[1] - offsets[0] != bits // 8:
+    elif offsets[1] - offsets[0] != bits // 8:
         problem(
             "byte-length",
             f"holds {offsets[1] - offsets[0]:,} bytes but shape {shape} x {dtype} needs {bits // 8:,}",
             name,
         )
-        return None
+    # Kept even when wrong, so that its byte range still counts in the gap and overlap checks.
     return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])

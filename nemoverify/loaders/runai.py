@@ -95,6 +95,8 @@ class RunaiStreamer:
             except (GeneratorExit, KeyboardInterrupt):
                 raise
             except Exception as exc:  # the streamer raises bare RuntimeError/ValueError from C++
+                for shard in self.checkpoint.shards:  # a file changed under us is the better explanation
+                    ensure_unchanged(self.checkpoint, shard)
                 raise LoaderError(f"{self.checkpoint.root}: the Run:ai streamer failed: {exc}") from exc
         for shard in self.checkpoint.shards:
             ensure_unchanged(self.checkpoint, shard)

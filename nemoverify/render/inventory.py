@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nemoverify.inventory import Inventory
@@ -11,7 +12,9 @@ from nemoverify.render.table import human_bytes
 
 def render_inventory(inv: Inventory, console: Console) -> None:
     arch = inv.architecture or "(no config.json)"
-    console.print(f"[bold]{inv.root}[/]  architecture: {arch}  sound encoder: {'yes' if inv.declares_sound else 'no'}")
+    console.print(
+        f"[bold]{escape(inv.root)}[/]  architecture: {arch}  sound encoder: {'yes' if inv.declares_sound else 'no'}"
+    )
     if inv.components:
         table = Table(header_style="bold")
         for col in ("Component", "Tensors", "Bytes", "Dtypes", "Skipped by its loader"):
@@ -32,11 +35,12 @@ def render_inventory(inv: Inventory, console: Console) -> None:
         console.print(shards)
         for c in inv.components.values():
             for name, reason in c.skipped:
-                console.print(f"[yellow]{'unclaimed' if c.component == 'unclaimed' else 'skipped'}[/] {name}: {reason}")
+                kind = "unclaimed" if c.component == "unclaimed" else "skipped"
+                console.print(f"[yellow]{kind}[/] {escape(name)}: {escape(reason)}")
     errors = [p for p in inv.problems if p.severity == "error"]
     for p in inv.problems:
         style = "bold red" if p.severity == "error" else "yellow"
-        console.print(f"[{style}]{p.severity}[/] [{p.rule}] {p.render()}")
+        console.print(f"[{style}]{p.severity}[/] {escape(f'[{p.rule}]')} {escape(p.render())}")
     if errors:
         console.print(f"[bold red]INVALID[/]: {len(errors)} problem(s)")
     else:

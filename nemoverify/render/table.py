@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -25,7 +26,7 @@ def _count(n: int, style: str) -> Text:
 
 def render_report(report: Report, console: Console, show: int = 20) -> None:
     console.print(
-        f"[bold]{report.checkpoint}[/]  candidate: {report.candidate}, strategy {report.strategy}"
+        f"[bold]{escape(report.checkpoint)}[/]  candidate: {report.candidate}, strategy {report.strategy}"
         f"  reference: {report.reference}  hash: {report.algorithm}"
         + (f"  manifest: {report.manifest}" if report.manifest else "")
     )
@@ -76,9 +77,9 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
     unclaimed = report.components.get("unclaimed")
     if unclaimed is not None and unclaimed.tensors:
         names = ", ".join(s.name for s in report.skipped if s.component == "unclaimed")
-        console.print(f"[yellow]unclaimed[/]: vLLM drops {unclaimed.tensors} tensor(s) silently: {names}")
+        console.print(f"[yellow]unclaimed[/]: vLLM drops {unclaimed.tensors} tensor(s) silently: {escape(names)}")
     for w in report.warnings:
-        console.print(f"[yellow]warning[/]: {w.render()}")
+        console.print(f"[yellow]warning[/]: {escape(w.render())}")
     if report.ok:
         console.print(
             f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"

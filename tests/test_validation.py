@@ -1,0 +1,160 @@
+"""Every malformed checkpoint is refused with exit 3 and a message naming file (and tensor)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+from malformed import CASES, SHARD2, Case, append, edit_index, truncate
+
+from nemoverify.checkpoint.layout import open_checkpoint
+from nemoverify.errors import InvalidCheckpoint
+from nemoverify.verify import CheckOptions, check
+
+
+def test_the_corpus_is_large_and_covers_each_rule() -> None:
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_malformed_checkpoint_is_refused(case: Case, cli, vl_checkpoint: str, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint if case.omni else vl_checkpoint)
+    case.damage(root)
+    problems = open_checkpoint(root).errors(strict=case.strict)
+    assert any(p.rule == case.rule and case.fragment in p.message for p in problems), [p.render() for p in problems]
+    strict = ["--strict"] if case.strict else []
+    for command in ("check", "inspect"):
+        result = cli(command, root, *strict)
+        assert result.exit_code == 3, (command, result.output)
+        assert "Traceback" not in result.output
+        assert case.fragment in " ".join(result.output.split()), (command, result.output)
+        assert f"[{case.rule}]" in result.output
+
+
+def test_all_problems_are_reported_in_one_run(vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    truncate(SHARD2, 3)(root)
+    edit_index(lambda i: i["metadata"].update(total_size=1))(root)
+    append("model-00003-of-00003.safetensors", b"xx")(root)
+    rules = {p.rule for p in open_checkpoint(root).errors()}
+    assert {"file-truncated", "file-trailing-bytes"} <= rules
+
+
+def test_problems_name_the_file_and_the_tensor(vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    edit_index(lambda i: i["weight_map"].pop("mlp1.1.weight"))(root)
+    (problem,) = open_checkpoint(root).errors()
+    assert problem.tensor == "mlp1.1.weight"
+    assert problem.render().startswith(os.path.join(root, "model-"))
+    assert "tensor 'mlp1.1.weight'" in problem.render()
+
+
+def test_unknown_architecture_is_a_warning_unless_strict(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    root = copy_of(vl_checkpoint)
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"]}, f)
+    result = cli("check", root)
+    assert result.exit_code == 0
+    assert "not a Nemotron Nano VL variant" in " ".join(result.stdout.split())
+    assert cli("check", root, "--strict").exit_code == 3
+
+
+def test_a_file_that_is_not_a_checkpoint(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    result = cli("check", str(path))
+    assert result.exit_code == 3
+    assert "not a .safetensors file" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_permission_denied_is_invalid_not_a_crash(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    os.chmod(os.path.join(root, SHARD2), 0)
+    result = cli("check", root)
+    assert result.exit_code == 3
+    assert "cannot be read" in result.stderr
+
+
+def test_a_shard_that_changes_while_read_is_refused(vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    checkpoint = open_checkpoint(root)  # headers read; now a writer appends to a shard
+    append(SHARD2, b"\x00" * 16)(root)
+    with pytest.raises(InvalidCheckpoint) as info:
+        check(checkpoint, CheckOptions())
+    assert info.value.problems[0].rule == "file-changed"
+
+
+def _snapshot(root: str) -> dict[str, tuple[int, int, bytes]]:
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns, f.read())
+    return out
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_check_never_writes_into_the_checkpoint(cli, omni_checkpoint: str, copy_of, read_only: bool) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    if read_only:
+        for dirpath, _, files in os.walk(root):
+            for name in files:
+                os.chmod(os.path.join(dirpath, name), 0o444)
+            os.chmod(dirpath, 0o555)
+    before = _snapshot(root)
+    entries = sorted(os.listdir(root))
+    try:
+        for args in (["check", root], ["check", root, "--strategy", "legacy", "--reuse-buffers"], ["inspect", root]):
+            cli(*args)
+        assert _snapshot(root) == before
+        assert sorted(os.listdir(root)) == entries
+    finally:
+        os.chmod(root, 0o755)
+
+
+def test_ctrl_c_ends_the_check_within_a_second_with_130_and_no_partial_output(
+    make_checkpoint: Callable[..., str], tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    big = make_checkpoint(hidden=2048, ffn=8192, layers=16, vocab=32768, seed=7)  # ~900 MB: several seconds to check
+    out = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nemoverify",
+            "check",
+            big,
+            "--json",
+            str(out),
+            "--algorithm",
+            "sha256",
+            "--concurrency",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
+        # an ignored SIGINT ignored: give the child the default disposition a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(2.0)  # imports done, streaming under way
+    assert proc.poll() is None, "the check finished before it could be interrupted; make the checkpoint bigger"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
+    assert elapsed < 1.0, elapsed
+    assert os.listdir(tmp_path) == []  # no report, no temporary file
