@@ -149,6 +149,27 @@ PathArg = Annotated[
         show_default=False,
     ),
 ]
+JsonOpt = Annotated[
+    str | None, typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE")
+]
+ManifestOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--manifest",
+        help="Also check every tensor, as the candidate delivers it, against this manifest.",
+        metavar="FILE",
+    ),
+]
+JunitOpt = Annotated[
+    str | None,
+    typer.Option("--junit-xml", help="Write a JUnit XML report (one test case per component) to FILE.", metavar="FILE"),
+]
+SarifOpt = Annotated[
+    str | None,
+    typer.Option("--sarif", help="Write a SARIF 2.1.0 log (one result per failed tensor) to FILE.", metavar="FILE"),
+]
+ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", min=0)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
 ]
@@ -193,13 +214,13 @@ def check(
         ),
     ] = False,
     algorithm: Annotated[
-        Algorithm, typer.Option(help="Per-tensor hash; recorded in every report.")
-    ] = Algorithm.xxh3_128,
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
-    json_file: Annotated[
-        str | None,
-        typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
+        Algorithm | None,
+        typer.Option(
+            help="Per-tensor hash, recorded in every report. Default xxh3-128, or the manifest's.", show_default=False
+        ),
     ] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    json_file: JsonOpt = None,
     strict: StrictOpt = False,
     fail_on_unclaimed: Annotated[
         bool,
@@ -208,41 +229,79 @@ def check(
             help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
         ),
     ] = False,
-    show: Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", min=0)] = 20,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")] = False,
+    manifest: ManifestOpt = None,
+    junit_xml: JunitOpt = None,
+    sarif: SarifOpt = None,
+    show: ShowOpt = 20,
+    quiet: QuietOpt = False,
 ) -> None:
     """Load the checkpoint with the reference reader and through the candidate loader + replayed load
-    path; compare every tensor, per component."""
+    path; compare every tensor, per component (and against a manifest, if given)."""
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.verify import CheckOptions
     from nemoverify.verify import check as run_check
 
+    if reuse_buffers and loader is Loader.safetensors:
+        raise _fail("--reuse-buffers applies to the runai loader only", ExitCode.USAGE)
+    recorded = _run(lambda: _load_manifest(manifest))
+    chosen = algorithm.value if algorithm is not None else (recorded.algorithm if recorded else "xxh3-128")
+    if recorded is not None and chosen != recorded.algorithm:
+        raise _fail(
+            f"--algorithm {chosen} differs from the manifest's {recorded.algorithm}; leave it out", ExitCode.USAGE
+        )
     options = CheckOptions(
-        loader=loader.value,
-        strategy=strategy.value,
+        loader=loader.value,  # type: ignore[arg-type]
+        strategy=strategy.value,  # type: ignore[arg-type]
         reuse_buffers=reuse_buffers,
-        memory_limit=memory_limit,  # type: ignore[arg-type]
+        memory_limit=memory_limit,
         concurrency=concurrency,
         text_only=text_only,
-        algorithm=algorithm.value,
+        algorithm=chosen,
         strict=strict,
         fail_on_unclaimed=fail_on_unclaimed,
     )
-    if reuse_buffers and loader is Loader.safetensors:
-        raise _fail("--reuse-buffers applies to the runai loader only", ExitCode.USAGE)
 
     def work():  # type: ignore[no-untyped-def]
         checkpoint = open_checkpoint(path)
-        checkpoint.require_valid(strict)
+        if recorded is None:
+            checkpoint.require_valid(strict)
         total = checkpoint.total_bytes
-        with _progress(not quiet, {"reference": total, "candidate": total}) as progress:
-            return run_check(checkpoint, options, progress)
+        with _progress(not quiet, {"reference": total, "candidate": total, "manifest": total}) as progress:
+            return run_check(checkpoint, options, progress, recorded, manifest)
 
-    report = _run(work)
+    _emit(_run(work), output_format, json_file, junit_xml, sarif, quiet, show)
+
+
+def _load_manifest(path: str | None):  # type: ignore[no-untyped-def]
+    if path is None:
+        return None
+    from nemoverify.manifest import load_manifest
+
+    return load_manifest(path)
+
+
+def _emit(
+    report,
+    output_format: Format,
+    json_file: str | None,
+    junit_xml: str | None,
+    sarif: str | None,
+    quiet: bool,
+    show: int,
+) -> None:  # type: ignore[no-untyped-def]
+    """Write the requested files (each atomically), print, and exit with the verdict."""
     from nemoverify.render.jsonout import report_json
 
     if json_file:
         _write_output(json_file, report_json(report))
+    if junit_xml:
+        from nemoverify.render.junit import report_junit
+
+        _write_output(junit_xml, report_junit(report))
+    if sarif:
+        from nemoverify.render.sarif import report_sarif
+
+        _write_output(sarif, report_sarif(report))
     if not quiet:
         if output_format is Format.json:
             sys.stdout.write(report_json(report))
@@ -281,6 +340,63 @@ def inspect(
         render_inventory(inventory, _stdout())
     bad = [p for p in inventory.problems if strict or p.severity == "error"]
     raise typer.Exit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def manifest(
+    path: PathArg,
+    output: Annotated[str, typer.Option("--output", "-o", help="Manifest file to write (atomically).", metavar="FILE")],
+    algorithm: Annotated[
+        Algorithm, typer.Option(help="Digest algorithm; a cryptographic one by default.")
+    ] = Algorithm.sha256,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.manifest import build_manifest
+
+    def work():  # type: ignore[no-untyped-def]
+        checkpoint = open_checkpoint(path)
+        checkpoint.require_valid(strict)
+        with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
+            return build_manifest(checkpoint, algorithm.value, progress)
+
+    recorded = _run(work)
+    _write_output(output, recorded.to_json())
+    if not quiet:
+        _stdout().print(
+            f"wrote {output}: {len(recorded.tensors)} tensors, {recorded.algorithm} root {recorded.root()}",
+            markup=False,
+        )
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def verify(
+    path: PathArg,
+    manifest: Annotated[str, typer.Option("--manifest", help="The manifest to check against.", metavar="FILE")],
+    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    json_file: Annotated[
+        str | None,
+        typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
+    ] = None,
+    junit_xml: JunitOpt = None,
+    sarif: SarifOpt = None,
+    strict: StrictOpt = False,
+    show: ShowOpt = 20,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check only the stored bytes against a manifest, as fast as the disk allows (no loader replay)."""
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.verify import verify_manifest
+
+    def work():  # type: ignore[no-untyped-def]
+        recorded = _load_manifest(manifest)
+        checkpoint = open_checkpoint(path)
+        with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
+            return verify_manifest(checkpoint, recorded, manifest, progress, strict)
+
+    _emit(_run(work), output_format, json_file, junit_xml, sarif, quiet, show)
 
 
 def main() -> None:

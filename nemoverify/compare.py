@@ -34,6 +34,7 @@ def find_differences(
     against: str = "reference",
     rank: int | None = None,
 ) -> list[Finding]:
+    """Every way `delivered` differs from `expected`, tensor by tensor."""
     findings: list[Finding] = []
 
     def add(name: str, component: str, kind: str, exp: str | None, act: str | None) -> None:

@@ -11,7 +11,7 @@ from typing import Literal
 from nemoverify.checkpoint.problems import Problem
 
 Status = Literal["loaded", "skipped", "unclaimed"]
-FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate"]
+FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size"]
 REPORT_VERSION = 1
 
 
@@ -40,6 +40,7 @@ class Finding:
     actual: str | None
     against: Literal["reference", "manifest"] = "reference"
     rank: int | None = None
+    file: str | None = None  # the shard that holds the tensor, where known
 
     @property
     def message(self) -> str:
@@ -61,6 +62,7 @@ class Finding:
             "dtype": "dtype differs",
             "shape": "shape differs",
             "duplicate": "delivered more than once",
+            "size": "shard size differs from the manifest",
         }[self.kind]
         exp, act = self.expected, self.actual
         if cut and self.kind in ("bytes", "unexpected"):

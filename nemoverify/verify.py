@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from nemoverify.checkpoint.layout import Checkpoint
@@ -22,6 +22,7 @@ from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM, digest_tensor
 from nemoverify.loaders import TensorSource
 from nemoverify.loaders.reference import SafetensorsReader
 from nemoverify.loaders.runai import RunaiStreamer, StreamerSettings
+from nemoverify.manifest import Manifest, explained_by_manifest, hash_checkpoint, shard_findings
 from nemoverify.model.replay import REPLAYS
 from nemoverify.model.routing import COMPONENTS, Component, route
 from nemoverify.report import Finding, Observation, Report, Status
@@ -142,9 +143,19 @@ def candidate_description(options: CheckOptions) -> str:
     return f"runai-model-streamer ({'borrowed buffers' if options.reuse_buffers else 'owned tensors'})"
 
 
-def check(checkpoint: Checkpoint, options: CheckOptions, progress: Progress = _no_progress) -> Report:
+def check(
+    checkpoint: Checkpoint,
+    options: CheckOptions,
+    progress: Progress = _no_progress,
+    manifest: Manifest | None = None,
+    manifest_path: str | None = None,
+) -> Report:
     """Verify that the candidate loader, through the replayed load path, delivers the reference's
-    bytes for every tensor. Raises only when no trustworthy verdict is possible."""
+    bytes for every tensor (and, with a manifest, the recorded ones). Raises only when no trustworthy
+    verdict is possible."""
+    if manifest is not None and checkpoint.errors(options.strict):
+        # A damaged shard the manifest explains (wrong size) is a failed verification, not a crash.
+        return verify_manifest(checkpoint, manifest, manifest_path, progress, options.strict)
     checkpoint.require_valid(options.strict)
     started = time.monotonic()
     cancel = threading.Event()
@@ -156,7 +167,46 @@ def check(checkpoint: Checkpoint, options: CheckOptions, progress: Progress = _n
         except BaseException:
             cancel.set()
             raise
-    return build_report(checkpoint, options, reference, {0: delivered}, started)
+    extra = manifest_findings(checkpoint, manifest, {0: delivered}) if manifest else []
+    return build_report(checkpoint, options, reference, {0: delivered}, started, extra, manifest_path)
+
+
+def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:
+    expected = {n: t.observation() for n, t in manifest.tensors.items()}
+    multi = len(delivered) > 1
+    findings = shard_findings(manifest, checkpoint)
+    for rank, got in sorted(delivered.items()):
+        findings += find_differences(expected, got, "manifest", rank if multi else None)
+    return findings
+
+
+def verify_manifest(
+    checkpoint: Checkpoint,
+    manifest: Manifest,
+    manifest_path: str | None,
+    progress: Progress = _no_progress,
+    strict: bool = False,
+) -> Report:
+    """The manifest check alone: every tensor's stored bytes, read straight from the files."""
+    started = time.monotonic()
+    shards = shard_findings(manifest, checkpoint)
+    if not explained_by_manifest(manifest, checkpoint, shards):
+        checkpoint.require_valid(strict)
+    delivered = hash_checkpoint(checkpoint, manifest.algorithm, progress)
+    expected = {n: t.observation() for n, t in manifest.tensors.items()}
+    options = CheckOptions(algorithm=manifest.algorithm, strict=strict)
+    return build_report(
+        checkpoint,
+        options,
+        expected,
+        {0: delivered},
+        started,
+        shards,
+        manifest_path,
+        reference_name="manifest",
+        candidate_name="stored bytes",
+        against="manifest",
+    )
 
 
 def build_report(
@@ -168,15 +218,17 @@ def build_report(
     extra_findings: list[Finding] | None = None,
     manifest: str | None = None,
     reference_name: str = "safetensors",
+    candidate_name: str | None = None,
+    against: str = "reference",
 ) -> Report:
     multi = len(delivered) > 1
     findings: list[Finding] = []
-    ranks: dict[int, bool] = {}
     for rank, got in sorted(delivered.items()):
-        found = find_differences(reference, got, rank=rank if multi else None)
-        ranks[rank] = not found
-        findings.extend(found)
+        findings.extend(find_differences(reference, got, against, rank=rank if multi else None))
     findings.extend(extra_findings or [])
+    ranks = {rank: not any(f.rank == rank for f in findings) for rank in delivered}
+    shard_of = {info.name: shard.location for shard, info in checkpoint.tensors()}
+    findings = [replace(f, file=shard_of.get(f.name)) if f.file is None else f for f in findings]
     order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
     findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
     components, skipped = summarize(options.algorithm, reference, delivered, findings)
@@ -187,7 +239,7 @@ def build_report(
         algorithm=options.algorithm,
         checkpoint=checkpoint.root,
         reference=reference_name,
-        candidate=candidate_description(options),
+        candidate=candidate_name or candidate_description(options),
         strategy=options.strategy,
         options=asdict(options) | {"nproc": len(delivered)},
         components=components,
