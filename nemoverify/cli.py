@@ -72,9 +72,26 @@ def _fail(message: str, code: ExitCode) -> typer.Exit:
     return typer.Exit(int(code))
 
 
-def _run(fn: Callable[[], T]) -> T:
+def _import_heavy_modules() -> None:
+    """Import torch with SIGINT held back: Ctrl-C during its C++ initialisation aborts the process
+    ("exception not rethrown") instead of raising KeyboardInterrupt. A Ctrl-C that arrives meanwhile
+    is delivered as soon as the import is done."""
+    import signal
+
+    if "torch" in sys.modules:
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
     """The one place where exceptions become messages and exit codes."""
     try:
+        if needs_torch:
+            _import_heavy_modules()
         return fn()
     except typer.Exit:
         raise
@@ -230,6 +247,29 @@ def check(
         ),
     ] = False,
     manifest: ManifestOpt = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
+            min=1,
+        ),
+    ] = 1,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed", help="This process is one rank of a group started by torchrun; rank 0 prints the report."
+        ),
+    ] = False,
+    device: Annotated[str, typer.Option(help="Where the streamer delivers tensors: cpu, cuda or cuda:N.")] = "cpu",
+    model_loader_extra_config: Annotated[
+        str | None,
+        typer.Option(
+            help="vLLM's --model-loader-extra-config JSON: distributed, concurrency, memory_limit.", metavar="JSON"
+        ),
+    ] = None,
+    rank_timeout: Annotated[
+        int, typer.Option(help="Seconds a rank may wait on the others (process-group and broadcast timeout).", min=1)
+    ] = 300,
     junit_xml: JunitOpt = None,
     sarif: SarifOpt = None,
     show: ShowOpt = 20,
@@ -243,6 +283,15 @@ def check(
 
     if reuse_buffers and loader is Loader.safetensors:
         raise _fail("--reuse-buffers applies to the runai loader only", ExitCode.USAGE)
+    extra = _loader_extra_config(model_loader_extra_config)
+    concurrency = extra.get("concurrency", concurrency)
+    memory_limit = extra.get("memory_limit", memory_limit)
+    if extra.get("distributed") and nproc == 1 and not distributed:
+        raise _fail('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun', ExitCode.USAGE)
+    if (nproc > 1 or distributed) and loader is Loader.safetensors:
+        raise _fail("distributed streaming needs --loader runai", ExitCode.USAGE)
+    if nproc > 1 and distributed:
+        raise _fail("--nproc launches the ranks itself; --distributed is for ranks torchrun started", ExitCode.USAGE)
     recorded = _run(lambda: _load_manifest(manifest))
     chosen = algorithm.value if algorithm is not None else (recorded.algorithm if recorded else "xxh3-128")
     if recorded is not None and chosen != recorded.algorithm:
@@ -259,17 +308,49 @@ def check(
         algorithm=chosen,
         strict=strict,
         fail_on_unclaimed=fail_on_unclaimed,
+        device=device,
     )
 
     def work():  # type: ignore[no-untyped-def]
+        from dataclasses import asdict
+
+        from nemoverify import distributed as dist_run
+
+        ranks = None
+        if distributed:
+            rank, _, gathered = dist_run.run_under_torchrun(path, asdict(options), rank_timeout)
+            if gathered is None:
+                raise typer.Exit(0)  # rank 0 carries the verdict
+            ranks = lambda: gathered  # noqa: E731
+        elif nproc > 1:
+            ranks = lambda: dist_run.run_ranks(path, asdict(options), nproc, rank_timeout)  # noqa: E731
         checkpoint = open_checkpoint(path)
         if recorded is None:
             checkpoint.require_valid(strict)
         total = checkpoint.total_bytes
         with _progress(not quiet, {"reference": total, "candidate": total, "manifest": total}) as progress:
-            return run_check(checkpoint, options, progress, recorded, manifest)
+            return run_check(checkpoint, options, progress, recorded, manifest, ranks)
 
-    _emit(_run(work), output_format, json_file, junit_xml, sarif, quiet, show)
+    _emit(_run(work, needs_torch=True), output_format, json_file, junit_xml, sarif, quiet, show)
+
+
+def _loader_extra_config(text: str | None) -> dict[str, int]:
+    """vLLM's runai_streamer extra config, as users paste it from their deployment."""
+    import json
+
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise _fail(f"--model-loader-extra-config is not JSON: {exc}", ExitCode.USAGE) from None
+    known = {"distributed": bool, "concurrency": int, "memory_limit": int}
+    if not isinstance(data, dict) or not all(k in known and isinstance(v, known[k]) for k, v in data.items()):
+        raise _fail(
+            "--model-loader-extra-config takes an object of distributed (bool), concurrency (int), memory_limit (int)",
+            ExitCode.USAGE,
+        )
+    return {k: int(v) for k, v in data.items()}
 
 
 def _load_manifest(path: str | None):  # type: ignore[no-untyped-def]
@@ -400,4 +481,13 @@ def verify(
 
 
 def main() -> None:
-    app(prog_name="nemoverify")
+    try:
+        app(prog_name="nemoverify")
+    except SystemExit as exc:
+        if exc.code == ExitCode.INTERRUPTED:
+            # Interrupted: the message is printed and every partial output file removed, so end now
+            # rather than wait for torch and the streamer's native threads to wind down.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(ExitCode.INTERRUPTED))
+        raise

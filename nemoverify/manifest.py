@@ -125,13 +125,13 @@ def hash_shard(shard: Shard, algorithm: str, progress: Progress, cancel: threadi
         f.seek(shard.header.data_start)
         pos = 0
         for info in shard.header.tensors:  # offset order, contiguous: validated
-            if cancel.is_set():
-                raise KeyboardInterrupt
             h = new_hasher(algorithm)
             if pos != info.start:  # zero-length tensors may share an offset; otherwise reads are sequential
                 f.seek(shard.header.data_start + info.start)
             left = info.nbytes
             while left:
+                if cancel.is_set():  # checked per chunk, so an interrupt waits for 16 MiB at most
+                    raise KeyboardInterrupt
                 n = f.readinto(view[: min(left, READ_CHUNK)])
                 if not n:
                     raise OSError(f"{shard.location}: unexpected end of file in tensor '{info.name}'")

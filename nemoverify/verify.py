@@ -11,9 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.compare import Delivered, find_differences, summarize
@@ -30,6 +29,7 @@ from nemoverify.report import Finding, Observation, Report, Status
 if TYPE_CHECKING:
     import torch
 
+T = TypeVar("T")
 Progress = Callable[[str, int], None]
 """progress(phase, bytes_done_since_last_call); phase is 'reference' or 'candidate'."""
 
@@ -53,6 +53,31 @@ class CheckOptions:
 
     def streamer_settings(self, distributed: bool = False) -> StreamerSettings:
         return StreamerSettings(self.memory_limit, self.concurrency, self.reuse_buffers, distributed, self.device)
+
+
+class _Background(threading.Thread, Generic[T]):
+    """Runs one function on a daemon thread, so that an interrupted run never waits for it to end."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        super().__init__(name="nemoverify-pass", daemon=True)
+        self._fn = fn
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> T:
+        while self.is_alive():
+            self.join(0.1)  # a timed join keeps this thread responsive to signals
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 class Cancelled(Exception):
@@ -149,6 +174,7 @@ def check(
     progress: Progress = _no_progress,
     manifest: Manifest | None = None,
     manifest_path: str | None = None,
+    ranks: Callable[[], dict[int, Delivered]] | None = None,
 ) -> Report:
     """Verify that the candidate loader, through the replayed load path, delivers the reference's
     bytes for every tensor (and, with a manifest, the recorded ones). Raises only when no trustworthy
@@ -159,16 +185,21 @@ def check(
     checkpoint.require_valid(options.strict)
     started = time.monotonic()
     cancel = threading.Event()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nemoverify-reference") as pool:
-        reference_future = pool.submit(reference_pass, checkpoint, options.algorithm, progress, cancel)
-        try:
-            delivered = candidate_pass(checkpoint, options, progress, cancel)
-            reference = reference_future.result()
-        except BaseException:
-            cancel.set()
-            raise
-    extra = manifest_findings(checkpoint, manifest, {0: delivered}) if manifest else []
-    return build_report(checkpoint, options, reference, {0: delivered}, started, extra, manifest_path)
+    # Both passes run on daemon threads and this thread only waits: an interrupt lands here and never
+    # waits on them. (Abandoning a Run:ai stream mid-way can block in the streamer's own drain, which
+    # must not turn Ctrl-C into a hang.)
+    reference_thread = _Background(lambda: reference_pass(checkpoint, options.algorithm, progress, cancel))
+    try:
+        if ranks is not None:
+            delivered = ranks()  # the ranks stream in their own processes meanwhile
+        else:
+            delivered = {0: _Background(lambda: candidate_pass(checkpoint, options, progress, cancel)).result()}
+        reference = reference_thread.result()
+    except BaseException:
+        cancel.set()  # each pass stops at its next tensor, on its own thread
+        raise
+    extra = manifest_findings(checkpoint, manifest, delivered) if manifest else []
+    return build_report(checkpoint, options, reference, delivered, started, extra, manifest_path)
 
 
 def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nemoverify.checkpoint.layout import Checkpoint
-from nemoverify.errors import LoaderError
+from nemoverify.errors import DistributedError, LoaderError
 from nemoverify.loaders.reference import ensure_unchanged
 
 if TYPE_CHECKING:
@@ -91,8 +91,15 @@ class RunaiStreamer:
                         is_distributed=self.settings.distributed,
                         owned=not self.settings.reuse_buffers,
                     )
+                    if self.settings.distributed and not streamer.file_streamer.is_distributed:
+                        # Verifying plain streaming while the user asked about distributed streaming
+                        # would answer the wrong question.
+                        raise DistributedError(
+                            f"{self.checkpoint.root}: the Run:ai streamer fell back to non-distributed streaming "
+                            "(needs an initialised group of more than one process, and a backend that matches the device)"
+                        )
                     yield from streamer.get_tensors()
-            except (GeneratorExit, KeyboardInterrupt):
+            except (GeneratorExit, KeyboardInterrupt, DistributedError):
                 raise
             except Exception as exc:  # the streamer raises bare RuntimeError/ValueError from C++
                 for shard in self.checkpoint.shards:  # a file changed under us is the better explanation

@@ -55,7 +55,7 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
         bad = [str(r) for r, ok in report.ranks.items() if not ok]
         console.print(
             f"ranks: {len(report.ranks)}; "
-            + (f"[bold red]disagreeing: {', '.join(bad)}[/]" if bad else "[green]all agree[/]")
+            + (f"[bold red]ranks with failed tensors: {', '.join(bad)}[/]" if bad else "[green]all agree[/]")
         )
     if report.mismatches:
         listed = report.mismatches[:show] if show > 0 else report.mismatches

@@ -1,0 +1,162 @@
+"""Distributed streaming: every rank streams with `is_distributed=True`, replays the load path, and
+hashes what it received; rank results are gathered into one report.
+
+`run_ranks` launches N local processes with torch's elastic launcher (gloo on the CPU, NCCL for
+CUDA devices). `run_under_torchrun` is for processes a user started with `torchrun ... --distributed`
+(multi-node runs). A rank that crashes ends the whole run (the elastic agent stops the others); a
+rank that hangs is bounded by the process-group timeout, which also bounds the streamer's
+broadcasts (RUNAI_STREAMER_DIST_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import asdict
+from datetime import timedelta
+
+from nemoverify.compare import Delivered
+from nemoverify.errors import DistributedError
+from nemoverify.report import Observation
+
+DEFAULT_TIMEOUT_S = 300
+
+
+def backend_for(device: str) -> str:
+    return "nccl" if device.startswith("cuda") else "gloo"
+
+
+def _rank_device(device: str) -> str:
+    if device == "cuda":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
+
+
+def _stream_on_this_rank(path: str, options_dict: dict[str, object]) -> list[Observation]:
+    """The body of every rank: open the checkpoint, stream distributed, replay, hash."""
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.verify import CheckOptions, candidate_pass
+
+    options = CheckOptions(**options_dict)  # type: ignore[arg-type]
+    checkpoint = open_checkpoint(path)
+    checkpoint.require_valid(options.strict)
+    delivered = candidate_pass(checkpoint, options, distributed=True)
+    if delivered.duplicates:  # keep duplicates visible after the trip through pickling
+        delivered.observations.update({f"{n}#duplicate": delivered.observations[n] for n in delivered.duplicates})
+    return list(delivered.observations.values())
+
+
+def _rank_main(path: str, options_dict: dict[str, object], timeout_s: int) -> list[Observation]:
+    import torch.distributed as dist
+
+    device = _rank_device(str(options_dict["device"]))
+    options_dict = options_dict | {"device": device}
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend_for(device), timeout=timedelta(seconds=timeout_s))
+    try:
+        return _stream_on_this_rank(path, options_dict)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rank_environment(timeout_s: int) -> dict[str, str]:
+    return {"RUNAI_STREAMER_DIST_TIMEOUT": str(timeout_s), "RUNAI_STREAMER_DIST": "1"}
+
+
+def _to_delivered(observations: list[Observation]) -> Delivered:
+    delivered = Delivered()
+    for obs in observations:
+        if obs.name.endswith("#duplicate"):
+            delivered.duplicates.append(obs.name.removesuffix("#duplicate"))
+        else:
+            delivered.add(obs)
+    return delivered
+
+
+def run_ranks(
+    path: str, options_dict: dict[str, object], nproc: int, timeout_s: int = DEFAULT_TIMEOUT_S
+) -> dict[int, Delivered]:
+    """Launch `nproc` local ranks with torch's elastic launcher; return what each delivered."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if not os.environ.get("NEMOVERIFY_DEBUG"):
+        # The agent logs each failure with its own traceback; our one error message says it better.
+        for name in ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"nemoverify-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{_free_port()}",
+        rdzv_timeout=timeout_s,
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+    saved = {k: os.environ.get(k) for k in _rank_environment(timeout_s)}
+    os.environ.update(_rank_environment(timeout_s))  # inherited by the spawned ranks
+    try:
+        results = elastic_launch(config, _rank_main)(path, options_dict, timeout_s)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        why = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
+        raise DistributedError(
+            f"{path}: rank {rank} of {nproc} failed (exit code {failure.exitcode}): {str(why).strip().splitlines()[-1] if why else 'no message'}"
+        ) from None
+    except Exception as exc:  # rendezvous errors, timeouts
+        raise DistributedError(f"{path}: the distributed run failed: {exc}") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {rank: _to_delivered(obs) for rank, obs in sorted(results.items())}
+
+
+def run_under_torchrun(
+    path: str, options_dict: dict[str, object], timeout_s: int = DEFAULT_TIMEOUT_S
+) -> tuple[int, int, dict[int, Delivered] | None]:
+    """In a process started by torchrun: stream on this rank, gather every rank's results on rank 0.
+    Returns (rank, world_size, {rank: delivered} on rank 0 else None)."""
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise DistributedError("--distributed needs the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR)")
+    os.environ.update(_rank_environment(timeout_s))
+    device = _rank_device(str(options_dict["device"]))
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend_for(device), timeout=timedelta(seconds=timeout_s))
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        mine = [asdict(o) for o in _stream_on_this_rank(path, options_dict | {"device": device})]
+        gathered: list[list[dict[str, object]]] | None = [[] for _ in range(world)] if rank == 0 else None
+        # gather_object goes through the default group; over NCCL it needs this rank's device set (done above).
+        dist.gather_object(mine, gathered, dst=0)  # type: ignore[arg-type]
+        if gathered is None:
+            return rank, world, None
+        return rank, world, {r: _to_delivered([_observation(d) for d in obs]) for r, obs in enumerate(gathered)}
+    finally:
+        dist.destroy_process_group()
+
+
+def _observation(d: dict[str, object]) -> Observation:
+    return Observation(**(d | {"shape": tuple(d["shape"])}))  # type: ignore[arg-type, call-overload]
