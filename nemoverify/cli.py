@@ -16,9 +16,10 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nemoverify import __version__
-from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError
+from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, redact
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
@@ -68,7 +69,7 @@ def _stderr() -> Console:
 
 
 def _fail(message: str, code: ExitCode) -> typer.Exit:
-    _stderr().print(f"[bold red]error[/]: {message}", markup=True, soft_wrap=True)
+    _stderr().print(f"[bold red]error[/]: {escape(redact(message))}", markup=True, soft_wrap=True)
     return typer.Exit(int(code))
 
 
@@ -100,9 +101,9 @@ def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except InvalidCheckpoint as exc:
         err = _stderr()
-        err.print(f"[bold red]error[/]: {exc.root}: invalid checkpoint ({len(exc.problems)} problem(s))")
+        err.print(f"[bold red]error[/]: {escape(exc.root)}: invalid checkpoint ({len(exc.problems)} problem(s))")
         for p in exc.problems:
-            err.print(f"  [{p.rule}] {p.render()}", markup=False, soft_wrap=True)
+            err.print(f"  [{p.rule}] {redact(p.render())}", markup=False, soft_wrap=True)
         raise typer.Exit(int(exc.exit_code)) from None
     except NemoverifyError as exc:
         raise _fail(str(exc), exc.exit_code) from None
@@ -247,6 +248,14 @@ def check(
         ),
     ] = False,
     manifest: ManifestOpt = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="Stream this copy (s3://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
+            metavar="COPY",
+        ),
+    ] = None,
     nproc: Annotated[
         int,
         typer.Option(
@@ -317,19 +326,21 @@ def check(
         from nemoverify import distributed as dist_run
 
         ranks = None
+        streamed_path = against or path
         if distributed:
-            rank, _, gathered = dist_run.run_under_torchrun(path, asdict(options), rank_timeout)
+            rank, _, gathered = dist_run.run_under_torchrun(streamed_path, asdict(options), rank_timeout)
             if gathered is None:
                 raise typer.Exit(0)  # rank 0 carries the verdict
             ranks = lambda: gathered  # noqa: E731
         elif nproc > 1:
-            ranks = lambda: dist_run.run_ranks(path, asdict(options), nproc, rank_timeout)  # noqa: E731
+            ranks = lambda: dist_run.run_ranks(streamed_path, asdict(options), nproc, rank_timeout)  # noqa: E731
         checkpoint = open_checkpoint(path)
         if recorded is None:
             checkpoint.require_valid(strict)
+        copy = open_checkpoint(against) if against else None
         total = checkpoint.total_bytes
         with _progress(not quiet, {"reference": total, "candidate": total, "manifest": total}) as progress:
-            return run_check(checkpoint, options, progress, recorded, manifest, ranks)
+            return run_check(checkpoint, options, progress, recorded, manifest, ranks, copy)
 
     _emit(_run(work, needs_torch=True), output_format, json_file, junit_xml, sarif, quiet, show)
 

@@ -52,3 +52,21 @@ class UsageError(NemoverifyError):
     """Options that contradict each other or name something that does not exist."""
 
     exit_code = ExitCode.USAGE
+
+
+class StorageError(NemoverifyError):
+    """Object storage failed: no such bucket, access denied, connection refused, a server gone."""
+
+
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AZURE_STORAGE_KEY")
+
+
+def redact(text: str) -> str:
+    """Credentials never reach output, reports or errors, whatever a library put in its message."""
+    import os
+
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from nemoverify.checkpoint.header import TensorInfo
 from nemoverify.checkpoint.layout import Checkpoint, Shard
 from nemoverify.compare import Delivered
 from nemoverify.errors import ManifestError
-from nemoverify.hashing import ALGORITHMS, Entry, new_hasher, root_digest
+from nemoverify.hashing import ALGORITHMS, Entry, Hasher, new_hasher, root_digest
 from nemoverify.model.routing import route
 from nemoverify.report import Finding, Observation
 
@@ -116,40 +117,80 @@ def load_manifest(path: str) -> Manifest:
 Progress = Callable[[str, int], None]
 
 
-def hash_shard(shard: Shard, algorithm: str, progress: Progress, cancel: threading.Event) -> list[Observation]:
-    """Hash every tensor of one shard with sequential reads of its data section."""
-    out: list[Observation] = []
+def _data_chunks(checkpoint: Checkpoint, shard: Shard, cancel: threading.Event) -> Iterator[memoryview]:
+    """A shard's data section in chunks of at most READ_CHUNK: sequential local reads into one
+    reused buffer, or one ranged GET from object storage."""
+    if not checkpoint.is_local:
+        for chunk in checkpoint.storage.iter_range(shard.name, shard.header.data_start, shard.header.data_len):  # type: ignore[attr-defined]
+            if cancel.is_set():
+                raise KeyboardInterrupt
+            yield chunk
+        return
     buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
+    left = shard.header.data_len
     with open(shard.location, "rb", buffering=0) as f:
         f.seek(shard.header.data_start)
-        pos = 0
-        for info in shard.header.tensors:  # offset order, contiguous: validated
-            h = new_hasher(algorithm)
-            if pos != info.start:  # zero-length tensors may share an offset; otherwise reads are sequential
-                f.seek(shard.header.data_start + info.start)
-            left = info.nbytes
-            while left:
-                if cancel.is_set():  # checked per chunk, so an interrupt waits for 16 MiB at most
-                    raise KeyboardInterrupt
-                n = f.readinto(view[: min(left, READ_CHUNK)])
-                if not n:
-                    raise OSError(f"{shard.location}: unexpected end of file in tensor '{info.name}'")
-                h.update(view[:n])
-                left -= n
-                progress("manifest", n)
-            pos = info.end
+        while left:
+            if cancel.is_set():  # checked per chunk, so an interrupt waits for 16 MiB at most
+                raise KeyboardInterrupt
+            n = f.readinto(view[: min(left, READ_CHUNK)])
+            if not n:
+                raise OSError(f"{shard.location}: the file ended {left:,} bytes early")
+            left -= n
+            yield view[:n]  # consumed before the next read reuses the buffer
+
+
+def hash_shard(
+    checkpoint: Checkpoint,
+    shard: Shard,
+    algorithm: str,
+    progress: Progress,
+    cancel: threading.Event,
+    phase: str = "manifest",
+) -> list[Observation]:
+    """Hash every tensor of one shard from one sequential pass over its data section (tensors are
+    contiguous and in offset order: the validator made sure)."""
+    out: list[Observation] = []
+    tensors = iter(shard.header.tensors)
+    current: TensorInfo | None = None
+    h, left = new_hasher(algorithm), 0
+
+    def done(info: TensorInfo | None, hasher: Hasher) -> None:
+        if info is not None:
             out.append(
-                Observation(info.name, route(info.name).component, info.dtype, info.shape, info.nbytes, h.hexdigest())
+                Observation(
+                    info.name, route(info.name).component, info.dtype, info.shape, info.nbytes, hasher.hexdigest()
+                )
             )
+
+    for chunk in _data_chunks(checkpoint, shard, cancel):
+        pos = 0
+        while pos < len(chunk):
+            while left == 0:  # zero-byte tensors finish at once
+                done(current, h)
+                current = next(tensors)
+                h, left = new_hasher(algorithm), current.nbytes
+            take = min(left, len(chunk) - pos)
+            h.update(chunk[pos : pos + take])
+            pos += take
+            left -= take
+        progress(phase, len(chunk))
+    done(current, h)
+    for trailing in tensors:  # zero-byte tensors after the last byte
+        done(trailing, new_hasher(algorithm))
     return out
 
 
-def hash_checkpoint(checkpoint: Checkpoint, algorithm: str, progress: Progress, workers: int = 2) -> Delivered:
+def hash_checkpoint(
+    checkpoint: Checkpoint, algorithm: str, progress: Progress, workers: int = 2, phase: str = "manifest"
+) -> Delivered:
     delivered = Delivered()
     cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="nemoverify-hash") as pool:
-        futures = [pool.submit(hash_shard, s, algorithm, progress, cancel) for s in checkpoint.shards]
+        futures = [
+            pool.submit(hash_shard, checkpoint, s, algorithm, progress, cancel, phase) for s in checkpoint.shards
+        ]
         try:
             for future in futures:
                 for obs in future.result():

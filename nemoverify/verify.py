@@ -132,6 +132,9 @@ class Recorder:
 def reference_pass(
     checkpoint: Checkpoint, algorithm: str, progress: Progress = _no_progress, cancel: threading.Event | None = None
 ) -> dict[str, Observation]:
+    if not checkpoint.is_local:
+        # Object storage: ranged reads of the stored bytes, hashed as they arrive; nothing is downloaded whole.
+        return hash_checkpoint(checkpoint, algorithm, progress, phase="reference").observations
     out: dict[str, Observation] = {}
     with SafetensorsReader(checkpoint) as reader:
         for name, tensor in reader.tensors():
@@ -175,6 +178,7 @@ def check(
     manifest: Manifest | None = None,
     manifest_path: str | None = None,
     ranks: Callable[[], dict[int, Delivered]] | None = None,
+    against: Checkpoint | None = None,
 ) -> Report:
     """Verify that the candidate loader, through the replayed load path, delivers the reference's
     bytes for every tensor (and, with a manifest, the recorded ones). Raises only when no trustworthy
@@ -183,6 +187,8 @@ def check(
         # A damaged shard the manifest explains (wrong size) is a failed verification, not a crash.
         return verify_manifest(checkpoint, manifest, manifest_path, progress, options.strict)
     checkpoint.require_valid(options.strict)
+    streamed = against or checkpoint  # --against: the local copy is the reference, the uploaded one is streamed
+    streamed.require_valid(options.strict)
     started = time.monotonic()
     cancel = threading.Event()
     # Both passes run on daemon threads and this thread only waits: an interrupt lands here and never
@@ -193,7 +199,7 @@ def check(
         if ranks is not None:
             delivered = ranks()  # the ranks stream in their own processes meanwhile
         else:
-            delivered = {0: _Background(lambda: candidate_pass(checkpoint, options, progress, cancel)).result()}
+            delivered = {0: _Background(lambda: candidate_pass(streamed, options, progress, cancel)).result()}
         reference = reference_thread.result()
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread

@@ -53,6 +53,10 @@ class Checkpoint:
         return sum(s.header.data_len for s in self.shards)
 
     @property
+    def is_local(self) -> bool:
+        return isinstance(self.storage, LocalStorage)
+
+    @property
     def has_sound(self) -> bool:
         return any(route(info.name).component == "sound" for _, info in self.tensors())
 
@@ -66,7 +70,15 @@ class Checkpoint:
 
 
 def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
-    """Open a local checkpoint directory (or one `.safetensors` file)."""
+    """Open a checkpoint: a local directory or `.safetensors` file, an `s3://bucket/prefix`, or a
+    Hugging Face repo id already in the local cache."""
+    from nemoverify.checkpoint import hfcache, objectstore
+
+    if objectstore.is_object_url(path):
+        return build_checkpoint(objectstore.S3Storage(path))
+    if hfcache.looks_like_repo_id(path):
+        snapshot, repo_dir = hfcache.resolve(path)
+        return open_checkpoint(snapshot, contain_within=repo_dir)
     if not os.path.exists(path):
         return _broken(path, Problem("path-missing", path, "does not exist"))
     if os.path.isfile(path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nemoverify.checkpoint.layout import Checkpoint
-from nemoverify.errors import DistributedError, LoaderError
+from nemoverify.errors import DistributedError, LoaderError, redact
 from nemoverify.loaders.reference import ensure_unchanged
 
 if TYPE_CHECKING:
@@ -82,7 +82,10 @@ class RunaiStreamer:
         from runai_model_streamer import SafetensorsStreamer
 
         paths = [shard.location for shard in self.checkpoint.shards]
-        with environment(self.settings.environment()):
+        env = self.settings.environment()
+        if not self.checkpoint.is_local and os.environ.get("AWS_ENDPOINT_URL"):
+            env.setdefault("RUNAI_STREAMER_S3_ENDPOINT", os.environ["AWS_ENDPOINT_URL"])  # as vLLM does
+        with environment(env):
             try:
                 with SafetensorsStreamer() as streamer:
                     streamer.stream_files(
@@ -104,6 +107,6 @@ class RunaiStreamer:
             except Exception as exc:  # the streamer raises bare RuntimeError/ValueError from C++
                 for shard in self.checkpoint.shards:  # a file changed under us is the better explanation
                     ensure_unchanged(self.checkpoint, shard)
-                raise LoaderError(f"{self.checkpoint.root}: the Run:ai streamer failed: {exc}") from exc
+                raise LoaderError(redact(f"{self.checkpoint.root}: the Run:ai streamer failed: {exc}")) from exc
         for shard in self.checkpoint.shards:
             ensure_unchanged(self.checkpoint, shard)

@@ -1,0 +1,46 @@
+"""Hugging Face repo ids, resolved from the local cache only: nemoverify never downloads."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from nemoverify.checkpoint.problems import Problem
+from nemoverify.errors import InvalidCheckpoint
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_repo_id(path: str) -> bool:
+    return not os.path.exists(path) and bool(REPO_ID.match(path)) and ".." not in path
+
+
+def hub_cache() -> str:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return os.path.join(home, "hub")
+
+
+def resolve(repo_id: str, revision: str = "main") -> tuple[str, str]:
+    """(snapshot directory, the repo's cache directory that its links may point into)."""
+    repo_dir = os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
+    ref = os.path.join(repo_dir, "refs", revision)
+    snapshot = None
+    if os.path.isfile(ref):
+        with open(ref, encoding="utf-8") as f:
+            snapshot = os.path.join(repo_dir, "snapshots", f.read().strip())
+    elif os.path.isdir(os.path.join(repo_dir, "snapshots", revision)):
+        snapshot = os.path.join(repo_dir, "snapshots", revision)
+    if snapshot is None or not os.path.isdir(snapshot):
+        raise InvalidCheckpoint(
+            repo_id,
+            [
+                Problem(
+                    "hf-not-cached",
+                    repo_dir,
+                    f"'{repo_id}' is not in the local Hugging Face cache ({hub_cache()}); nemoverify never downloads: fetch it first (hf download {repo_id})",
+                )
+            ],
+        )
+    return snapshot, repo_dir

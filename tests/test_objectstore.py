@@ -1,0 +1,202 @@
+"""Checkpoints where they live: a real S3-compatible server (moto_server) on 127.0.0.1, and the
+local Hugging Face cache."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from malformed import SHARD2, first_tensor, header_of
+
+SECRET = "s3cr3t-never-printed-0xDEADBEEF"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MotoServer:
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto_server did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MotoServer]:
+    srv = MotoServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def s3_env(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    for k, v in {
+        "AWS_ENDPOINT_URL": server.url,
+        "AWS_ACCESS_KEY_ID": "testing-key",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("RUNAI_STREAMER_S3_ENDPOINT", raising=False)
+    return server
+
+
+def upload(src: str, bucket: str, prefix: str) -> str:
+    import boto3
+
+    s3 = boto3.client("s3")
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
+    for name in os.listdir(src):
+        s3.upload_file(os.path.join(src, name), bucket, f"{prefix}/{name}")
+    return f"s3://{bucket}/{prefix}"
+
+
+def test_a_bucket_checkpoint_verifies_and_inspects(cli, s3_env, omni_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    url = upload(omni_checkpoint, "checkpoints", "omni")
+    result = cli("check", url)
+    assert result.exit_code == 0, result.output
+    assert "VERIFIED" in result.stdout and SECRET not in result.output
+    result = cli("inspect", url, "--format", "json")
+    assert result.exit_code == 0
+    inv = json.loads(result.stdout)
+    assert inv["components"]["sound"]["tensors"] > 0 and inv["indexed"]
+
+
+def test_legacy_with_reuse_fails_when_streamed_from_the_bucket(cli, s3_env, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    url = upload(vl_checkpoint, "checkpoints", "vl")
+    assert cli("check", url, "--strategy", "legacy", "--reuse-buffers").exit_code == 1
+
+
+def test_local_against_upload_and_a_corrupted_object(cli, s3_env, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = upload(omni_checkpoint, "checkpoints", "upload")
+    assert cli("check", omni_checkpoint, "--against", url).exit_code == 0
+    manifest = tmp_path / "m.json"
+    assert cli("manifest", omni_checkpoint, "-o", str(manifest), "-q").exit_code == 0
+    assert cli("verify", url, "--manifest", str(manifest)).exit_code == 0
+
+    damaged = copy_of(omni_checkpoint)  # one flipped byte, uploaded over the good object
+    header, _ = header_of(os.path.join(damaged, SHARD2))
+    name = first_tensor(header)
+    path = os.path.join(damaged, SHARD2)
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.seek(8 + n + header[name]["data_offsets"][0])
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x80]))
+    import boto3
+
+    boto3.client("s3").upload_file(path, "checkpoints", f"upload/{SHARD2}")
+    out = tmp_path / "r.json"
+    result = cli("check", omni_checkpoint, "--against", url, "--json", str(out), "-q")
+    assert result.exit_code == 1
+    assert {m["name"] for m in json.loads(out.read_text())["mismatches"]} == {name}
+    assert cli("verify", url, "--manifest", str(manifest)).exit_code == 1
+
+
+def test_a_truncated_object_is_an_invalid_checkpoint(cli, s3_env, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    damaged = copy_of(vl_checkpoint)
+    os.truncate(os.path.join(damaged, SHARD2), os.path.getsize(os.path.join(damaged, SHARD2)) - 5)
+    url = upload(damaged, "checkpoints", "truncated")
+    result = cli("check", url)
+    assert result.exit_code == 3
+    assert "[file-truncated]" in result.stderr and f"{url}/{SHARD2}" in result.stderr
+
+
+def test_storage_errors_end_with_exit_3_and_no_credentials(cli, s3_env) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", "s3://no-such-bucket/model")
+    assert result.exit_code == 3
+    assert "no such bucket 'no-such-bucket'" in result.stderr
+    assert SECRET not in result.output
+    result = cli("check", "gs://bucket/model")
+    assert result.exit_code == 3 and "only s3://" in result.stderr
+
+
+def test_connection_refused_is_exit_3(cli, s3_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    started = time.monotonic()
+    result = cli("check", "s3://checkpoints/omni")
+    assert result.exit_code == 3, result.output
+    assert "Could not connect" in result.stderr or "connect" in result.stderr.lower()
+    assert SECRET not in result.output
+    assert time.monotonic() - started < 60
+
+
+def test_a_server_that_dies_mid_stream_ends_the_run(s3_env, make_checkpoint: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
+    own = MotoServer()  # a server of its own, to kill
+    try:
+        env = os.environ | {"AWS_ENDPOINT_URL": own.url}
+        os.environ["AWS_ENDPOINT_URL"] = own.url
+        url = upload(make_checkpoint(hidden=1024, ffn=4096, layers=8, vocab=16384, seed=3), "dying", "model")  # ~200 MB
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nemoverify", "check", url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2.5)  # headers read, streaming under way
+        own.stop()
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 3, stderr[-1500:]
+        assert "VERIFIED" not in stderr and "Traceback" not in stderr
+        assert SECRET not in stderr
+    finally:
+        if own.proc.poll() is None:
+            own.stop()
+
+
+def _hf_cache(root: str, repo_id: str, src: str) -> None:
+    """The Hugging Face cache layout: snapshot files are links into blobs/."""
+    repo = os.path.join(root, "models--" + repo_id.replace("/", "--"))
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    os.makedirs(os.path.join(repo, "refs"))
+    os.makedirs(os.path.join(repo, "blobs"))
+    os.makedirs(os.path.join(repo, "snapshots", rev))
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write(rev)
+    for i, name in enumerate(sorted(os.listdir(src))):
+        blob = os.path.join(repo, "blobs", f"blob{i}")
+        shutil.copy(os.path.join(src, name), blob)
+        os.symlink(os.path.join("..", "..", "blobs", f"blob{i}"), os.path.join(repo, "snapshots", rev, name))
+
+
+def test_a_cached_hugging_face_repo_id(cli, vl_checkpoint: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cache = str(tmp_path / "hub")
+    _hf_cache(cache, "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16", vl_checkpoint)
+    monkeypatch.setenv("HF_HUB_CACHE", cache)
+    result = cli("check", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16")
+    assert result.exit_code == 0, result.output
+    result = cli("check", "nvidia/not-downloaded")
+    assert result.exit_code == 3
+    assert "not in the local Hugging Face cache" in " ".join(result.stderr.split())
+    assert "never downloads" in " ".join(result.stderr.split())
