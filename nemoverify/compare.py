@@ -77,11 +77,16 @@ def summarize(
         if o.status != "loaded"
     )
     skipped_names = {s.name for s in skipped}
-    present = {o.component for o in reference.values()} | {o.component for o in first.observations.values()}
+    refs_by: dict[str, list[Observation]] = {}
+    cands_by: dict[str, list[Observation]] = {}
+    for o in reference.values():  # grouped once: 25,000-tensor checkpoints are real
+        refs_by.setdefault(o.component, []).append(o)
+    for o in first.observations.values():
+        cands_by.setdefault(o.component, []).append(o)
     rows: dict[str, ComponentSummary] = {}
-    for component in (c for c in COMPONENTS if c in present):
-        refs = [o for o in reference.values() if o.component == component]
-        cands = [o for o in first.observations.values() if o.component == component]
+    for component in (c for c in COMPONENTS if c in refs_by or c in cands_by):
+        refs = refs_by.get(component, [])
+        cands = cands_by.get(component, [])
         bad = failed.get(component, set())
         gone = missing.get(component, set()) - bad
         rows[component] = ComponentSummary(

@@ -11,6 +11,7 @@ model-signing in-toto predicate's resources, so a manifest's entries can be carr
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ DIGEST_DEFINITION = (
     "digest: <algorithm> over the tensor's stored bytes, file[8 + header_len + begin : 8 + header_len + end]; "
     "root: <algorithm> over 'name\\tdtype\\t[shape]\\tdigest\\n' lines sorted by name"
 )
-READ_CHUNK = 16 << 20  # 16 MiB sequential reads: large enough for the disk, small enough for the cache
+READ_CHUNK = 4 << 20  # hashed while still in the CPU caches: 4 MiB measured best here (16 MiB: +11%)
 
 
 @dataclass(frozen=True)
@@ -117,42 +118,68 @@ def load_manifest(path: str) -> Manifest:
 Progress = Callable[[str, int], None]
 
 
-def _data_chunks(checkpoint: Checkpoint, shard: Shard, cancel: threading.Event) -> Iterator[memoryview]:
-    """A shard's data section in chunks of at most READ_CHUNK: sequential local reads into one
-    reused buffer, or one ranged GET from object storage."""
+RUN_BYTES = 64 << 20  # work items of at least 64 MiB of consecutive tensors: balanced across cores
+
+
+def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:
+    """Consecutive tensors grouped into runs of about RUN_BYTES, so that one large shard is hashed
+    by every worker rather than by one while the others idle."""
+    runs: list[tuple[TensorInfo, ...]] = []
+    current: list[TensorInfo] = []
+    size = 0
+    for info in shard.header.tensors:
+        current.append(info)
+        size += info.nbytes
+        if size >= RUN_BYTES:
+            runs.append(tuple(current))
+            current, size = [], 0
+    if current:
+        runs.append(tuple(current))
+    return runs
+
+
+def _range_chunks(
+    checkpoint: Checkpoint, shard: Shard, start: int, length: int, cancel: threading.Event
+) -> Iterator[memoryview]:
+    """Bytes [start, start+length) of a shard's data section in chunks of at most READ_CHUNK:
+    positioned local reads into one reused buffer, or one ranged GET from object storage."""
+    offset = shard.header.data_start + start
     if not checkpoint.is_local:
-        for chunk in checkpoint.storage.iter_range(shard.name, shard.header.data_start, shard.header.data_len):  # type: ignore[attr-defined]
+        for chunk in checkpoint.storage.iter_range(shard.name, offset, length):  # type: ignore[attr-defined]
             if cancel.is_set():
                 raise KeyboardInterrupt
             yield chunk
         return
-    buf = bytearray(READ_CHUNK)
+    buf = bytearray(min(READ_CHUNK, max(length, 1)))
     view = memoryview(buf)
-    left = shard.header.data_len
-    with open(shard.location, "rb", buffering=0) as f:
-        f.seek(shard.header.data_start)
-        while left:
+    fd = os.open(shard.location, os.O_RDONLY)
+    try:
+        while length:
             if cancel.is_set():  # checked per chunk, so an interrupt waits for 16 MiB at most
                 raise KeyboardInterrupt
-            n = f.readinto(view[: min(left, READ_CHUNK)])
+            n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
             if not n:
-                raise OSError(f"{shard.location}: the file ended {left:,} bytes early")
-            left -= n
+                raise OSError(f"{shard.location}: the file ended {length:,} bytes early")
+            offset += n
+            length -= n
             yield view[:n]  # consumed before the next read reuses the buffer
+    finally:
+        os.close(fd)
 
 
-def hash_shard(
+def hash_run(
     checkpoint: Checkpoint,
     shard: Shard,
+    run: tuple[TensorInfo, ...],
     algorithm: str,
     progress: Progress,
     cancel: threading.Event,
     phase: str = "manifest",
 ) -> list[Observation]:
-    """Hash every tensor of one shard from one sequential pass over its data section (tensors are
+    """Hash a run of consecutive tensors from one sequential read of their bytes (tensors are
     contiguous and in offset order: the validator made sure)."""
     out: list[Observation] = []
-    tensors = iter(shard.header.tensors)
+    tensors = iter(run)
     current: TensorInfo | None = None
     h, left = new_hasher(algorithm), 0
 
@@ -164,7 +191,8 @@ def hash_shard(
                 )
             )
 
-    for chunk in _data_chunks(checkpoint, shard, cancel):
+    start, end = run[0].start, run[-1].end
+    for chunk in _range_chunks(checkpoint, shard, start, end - start, cancel):
         pos = 0
         while pos < len(chunk):
             while left == 0:  # zero-byte tensors finish at once
@@ -183,13 +211,17 @@ def hash_shard(
 
 
 def hash_checkpoint(
-    checkpoint: Checkpoint, algorithm: str, progress: Progress, workers: int = 2, phase: str = "manifest"
+    checkpoint: Checkpoint, algorithm: str, progress: Progress, workers: int | None = None, phase: str = "manifest"
 ) -> Delivered:
+    """Every tensor's digest from its stored bytes; runs of tensors are hashed in parallel (the
+    hash functions release the GIL), one read buffer per worker."""
     delivered = Delivered()
     cancel = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="nemoverify-hash") as pool:
+    workers = workers or os.cpu_count() or 2
+    tasks = [(shard, run) for shard in checkpoint.shards for run in _runs(shard)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nemoverify-hash") as pool:
         futures = [
-            pool.submit(hash_shard, checkpoint, s, algorithm, progress, cancel, phase) for s in checkpoint.shards
+            pool.submit(hash_run, checkpoint, shard, run, algorithm, progress, cancel, phase) for shard, run in tasks
         ]
         try:
             for future in futures:

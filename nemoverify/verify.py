@@ -8,6 +8,7 @@ keeps: the multimodal clones).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -136,11 +137,15 @@ def reference_pass(
         # Object storage: ranged reads of the stored bytes, hashed as they arrive; nothing is downloaded whole.
         return hash_checkpoint(checkpoint, algorithm, progress, phase="reference").observations
     out: dict[str, Observation] = {}
+    infos = {info.name: info for _, info in checkpoint.tensors()}
     with SafetensorsReader(checkpoint) as reader:
         for name, tensor in reader.tensors():
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            obs = observe(algorithm, name, route(name).component, tensor)
+            info = infos[name]  # dtype and shape as the file declares them; the bytes from the library
+            obs = Observation(
+                name, route(name).component, info.dtype, info.shape, info.nbytes, digest_tensor(algorithm, tensor)
+            )
             out[name] = obs
             progress("reference", obs.nbytes)
     return out
@@ -194,6 +199,11 @@ def check(
     # Both passes run on daemon threads and this thread only waits: an interrupt lands here and never
     # waits on them. (Abandoning a Run:ai stream mid-way can block in the streamer's own drain, which
     # must not turn Ctrl-C into a hang.)
+    # The passes hand the GIL back and forth around every native call (a streamer response, a hash);
+    # at the default 5 ms switch interval the stream waits on the hashing thread, so shorten it while
+    # both run (0.88 s -> 0.72 s on a 2 GB checkpoint here).
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
     reference_thread = _Background(lambda: reference_pass(checkpoint, options.algorithm, progress, cancel))
     try:
         if ranks is not None:
@@ -204,6 +214,8 @@ def check(
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread
         raise
+    finally:
+        sys.setswitchinterval(switch)
     extra = manifest_findings(checkpoint, manifest, delivered) if manifest else []
     return build_report(checkpoint, options, reference, delivered, started, extra, manifest_path)
 

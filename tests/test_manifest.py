@@ -293,3 +293,22 @@ def test_an_existing_file_is_replaced_whole(tmp_path) -> None:  # type: ignore[n
     write_atomic(str(target), "new")
     assert target.read_text() == "new"
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+def test_zero_byte_tensors_anywhere_in_a_shard_get_their_own_digest(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.manifest import hash_checkpoint
+
+    entries = {
+        "z0": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+        "a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+        "z1": {"dtype": "BF16", "shape": [2, 0], "data_offsets": [4, 4]},
+        "b": {"dtype": "U8", "shape": [3], "data_offsets": [4, 7]},
+        "z2": {"dtype": "I64", "shape": [0, 5], "data_offsets": [7, 7]},
+    }
+    write(str(tmp_path / "model.safetensors"), raw_safetensors(entries, b"abcdxyz"))
+    got = hash_checkpoint(open_checkpoint(str(tmp_path)), "sha256", lambda phase, n: None).observations
+    expected = {"a": b"abcd", "b": b"xyz", "z0": b"", "z1": b"", "z2": b""}
+    assert {n: o.digest for n, o in got.items()} == {n: hashlib.sha256(v).hexdigest() for n, v in expected.items()}

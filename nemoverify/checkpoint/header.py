@@ -84,12 +84,14 @@ class _DuplicateKeys(dict[str, object]):
 
 
 def _pairs_hook(pairs: list[tuple[str, object]]) -> _DuplicateKeys:
-    obj = _DuplicateKeys()
+    obj = _DuplicateKeys(pairs)  # built in C; only a collision (rare) walks the pairs in Python
     obj.duplicates = []
-    for key, value in pairs:
-        if key in obj:
-            obj.duplicates.append(key)
-        obj[key] = value
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                obj.duplicates.append(key)
+            seen.add(key)
     return obj
 
 

@@ -1,0 +1,228 @@
+"""Speed and memory of nemoverify against bare loads and peer tools, on one generated checkpoint.
+
+    python benchmarks/bench_check.py                   # 2 GB checkpoint, warm page cache
+    python benchmarks/bench_check.py --size-gb 8 --small-tensors
+
+Each measurement runs in a fresh process and reports its wall time and peak RSS; the script prints
+ratios against the targets of issue 7. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from nemoverify.synthetic import Spec, tensor_specs, write_checkpoint  # noqa: E402
+
+# Each child prints one JSON line: {"seconds": wall time of the work, "rss": peak RSS in bytes}.
+CHILD_PREFIX = """
+import json, sys, time, glob
+paths = sorted(glob.glob(sys.argv[1] + '/*.safetensors'))
+"""
+# Peak RSS from VmHWM: getrusage's ru_maxrss survives exec on Linux, so a child would report the
+# peak of the benchmark process that forked it.
+CHILD_SUFFIX = """
+seconds = time.perf_counter() - t0
+hwm = next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM:'))
+print(json.dumps({"seconds": seconds, "rss": hwm}))
+"""
+BARE_STREAM = """
+import logging; logging.disable(logging.INFO)
+from runai_model_streamer import SafetensorsStreamer
+t0 = time.perf_counter()
+with SafetensorsStreamer() as s:
+    s.stream_files(paths)
+    for _ in s.get_tensors():
+        pass
+"""
+BARE_SAFETENSORS = """
+from safetensors import safe_open
+t0 = time.perf_counter()
+for p in paths:
+    with safe_open(p, framework="pt") as f:
+        for k in f.keys():
+            f.get_tensor(k)
+"""
+NEMOVERIFY = """
+import torch, runai_model_streamer, safetensors  # imported before the clock, as the bare loads do
+import nemoverify.verify
+from nemoverify.cli import app
+t0 = time.perf_counter()
+try:
+    app(args=sys.argv[2:], prog_name="nemoverify")
+except SystemExit as e:
+    assert e.code in (0, None), e.code
+"""
+MODEL_SIGNING = """
+from model_signing import hashing
+t0 = time.perf_counter()
+hashing.Config().use_file_serialization().hash(sys.argv[1])
+"""
+
+
+def child(body: str, *args: str) -> dict[str, float]:
+    code = CHILD_PREFIX + body + CHILD_SUFFIX
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def spec_for(size_gb: float) -> Spec:
+    """Grow the language model until the checkpoint reaches the size asked for."""
+    layers = 4
+    while True:
+        spec = Spec(
+            layers=layers,
+            hidden=2048,
+            ffn=8192,
+            vocab=32768,
+            vit_hidden=640,
+            vit_blocks=8,
+            projector_hidden=4096,
+            sound=True,
+        )
+        import math
+
+        import torch
+
+        size = sum(math.prod(shape) * getattr(torch, dt).itemsize for _, dt, shape in tensor_specs(spec))
+        if size >= size_gb * 1e9:
+            return spec
+        layers += 4
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def measure(path: str, repeat: int, cold: bool) -> None:
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path) if f.endswith(".safetensors"))
+    with open(os.path.join(path, "model.safetensors.index.json")) as f:
+        ntensors = len(json.load(f)["weight_map"])
+    shards = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".safetensors"))
+    manifest_file = os.path.join(tempfile.mkdtemp(), "m.json")
+    subprocess.run([sys.executable, "-m", "nemoverify", "manifest", path, "-o", manifest_file, "-q"], check=True)
+    print(
+        f"\ncheckpoint {path}: {gb(size)} in {ntensors:,} tensors; {'cold' if cold else 'warm'} cache; median of {repeat} interleaved runs"
+    )
+
+    def sha256sum() -> dict[str, float]:
+        return {"seconds": timed(["sha256sum", *shards]), "rss": 0}
+
+    cases: list[tuple[str, Callable[[], dict[str, float]]]] = [
+        ("bare Run:ai stream (no hashing, no replay)", lambda: child(BARE_STREAM, path)),
+        ("bare safetensors read", lambda: child(BARE_SAFETENSORS, path)),
+        ("nemoverify check", lambda: child(NEMOVERIFY, path, "check", path, "-q")),
+        ("nemoverify check --reuse-buffers", lambda: child(NEMOVERIFY, path, "check", path, "-q", "--reuse-buffers")),
+        (
+            "nemoverify check --memory-limit 256MiB",
+            lambda: child(NEMOVERIFY, path, "check", path, "-q", "--memory-limit", str(256 << 20)),
+        ),
+        (
+            "nemoverify verify --manifest (sha256)",
+            lambda: child(NEMOVERIFY, path, "verify", path, "--manifest", manifest_file, "-q"),
+        ),
+        ("sha256sum over the shards", sha256sum),
+    ]
+    try:
+        import model_signing  # noqa: F401
+
+        cases.append(("OpenSSF model-signing hash (sha256, files)", lambda: child(MODEL_SIGNING, path)))
+    except ImportError:
+        print("(model-signing not installed: pip install model-signing pyopenssl in this environment to compare)")
+    # Interleaved: every round runs each case once, so slow spells of the disk hit all of them alike.
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in cases}
+    for _ in range(repeat):
+        for name, fn in cases:
+            if cold and not drop_caches():
+                raise SystemExit("--cold needs permission to write /proc/sys/vm/drop_caches")
+            runs[name].append(fn())
+    med = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
+    rss = {name: max(r["rss"] for r in rs) for name, rs in runs.items()}
+    print(f"{'what':48} {'median s':>8} {'min-max s':>11} {'GB/s':>6} {'peak RSS':>9}")
+    for name, rs in runs.items():
+        secs = [r["seconds"] for r in rs]
+        shown = gb(rss[name]) if rss[name] else "-"
+        print(f"{name:48} {med[name]:8.2f} {min(secs):5.2f}-{max(secs):<5.2f} {size / med[name] / 1e9:6.2f} {shown:>9}")
+    stream, reader = med["bare Run:ai stream (no hashing, no replay)"], med["bare safetensors read"]
+    check, verify, sha = (
+        med["nemoverify check"],
+        med["nemoverify verify --manifest (sha256)"],
+        med["sha256sum over the shards"],
+    )
+    target = 1.1 * (stream + reader) if cold else 1.25 * stream
+    label = "1.1 x (stream + safetensors read)" if cold else "1.25 x bare stream"
+    print(
+        f"ratio check / bare stream:           {check / stream:.2f}  (target: check <= {label} = {target:.2f}s -> {'met' if check <= target else 'NOT met'})"
+    )
+    print(
+        f"ratio verify / sha256sum:            {verify / sha:.2f}  (target <= 1.00 -> {'met' if verify <= sha else 'NOT met'})"
+    )
+    ms = med.get("OpenSSF model-signing hash (sha256, files)")
+    if ms:
+        print(
+            f"ratio verify / model-signing:        {verify / ms:.2f}  (target < 1.00 -> {'met' if verify < ms else 'NOT met'})"
+        )
+    print(
+        f"peak RSS of check / checkpoint size: {rss['nemoverify check'] / size:.2f}  ({gb(rss['nemoverify check'])} for {gb(size)}; the streamer's ring defaults to 40 GB)"
+    )
+    capped = rss["nemoverify check --memory-limit 256MiB"]
+    print(f"peak RSS, ring capped at 256 MiB:    {capped / size:.2f}  ({gb(capped)} for {gb(size)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-gb", type=float, default=2.0, help="checkpoint size to generate (default 2)")
+    parser.add_argument("--dir", help="where to write the checkpoints (default: a temporary directory, removed after)")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds; medians are reported")
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before every run (needs root)")
+    parser.add_argument(
+        "--small-tensors", action="store_true", help="also the Omni NVFP4-like layout of 25,000+ small tensors"
+    )
+    args = parser.parse_args()
+    base = args.dir or tempfile.mkdtemp(prefix="nemoverify-bench-")
+    try:
+        path = os.path.join(base, f"nano-{args.size_gb:g}gb")
+        if not os.path.exists(path):
+            write_checkpoint(path, spec_for(args.size_gb))
+        measure(path, args.repeat, args.cold)
+        if args.small_tensors:
+            small = os.path.join(base, "omni-nvfp4-like")
+            if not os.path.exists(small):
+                write_checkpoint(
+                    small, Spec(layers=52, hidden=128, ffn=64, experts=128, quant="nvfp4", sound=True, shards=3)
+                )
+            measure(small, args.repeat, args.cold)
+    finally:
+        if not args.dir:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
