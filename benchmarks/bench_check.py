@@ -121,7 +121,7 @@ def gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def measure(path: str, repeat: int, cold: bool) -> None:
+def measure(path: str, repeat: int, cold: bool, warm_target: float = 1.25) -> None:
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path) if f.endswith(".safetensors"))
     with open(os.path.join(path, "model.safetensors.index.json")) as f:
         ntensors = len(json.load(f)["weight_map"])
@@ -176,8 +176,8 @@ def measure(path: str, repeat: int, cold: bool) -> None:
         med["nemoverify verify --manifest (sha256)"],
         med["sha256sum over the shards"],
     )
-    target = 1.1 * (stream + reader) if cold else 1.25 * stream
-    label = "1.1 x (stream + safetensors read)" if cold else "1.25 x bare stream"
+    target = 1.1 * (stream + reader) if cold else warm_target * stream
+    label = "1.1 x (stream + safetensors read)" if cold else f"{warm_target:g} x bare stream"
     print(
         f"ratio check / bare stream:           {check / stream:.2f}  (target: check <= {label} = {target:.2f}s -> {'met' if check <= target else 'NOT met'})"
     )
@@ -218,7 +218,7 @@ def main() -> None:
                 write_checkpoint(
                     small, Spec(layers=52, hidden=128, ffn=64, experts=128, quant="nvfp4", sound=True, shards=3)
                 )
-            measure(small, args.repeat, args.cold)
+            measure(small, args.repeat, args.cold, warm_target=2.0)  # issue 7: 25,000+ small tensors, <= 2x
     finally:
         if not args.dir:
             shutil.rmtree(base, ignore_errors=True)

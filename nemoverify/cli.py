@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from nemoverify import __version__
-from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, redact
+from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError, redact
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
@@ -53,6 +54,7 @@ class Algorithm(str, Enum):
     xxh3_128 = "xxh3-128"
     blake3 = "blake3"
     sha256 = "sha256"
+    lin128 = "lin128"
 
 
 class Format(str, Enum):
@@ -234,7 +236,8 @@ def check(
     algorithm: Annotated[
         Algorithm | None,
         typer.Option(
-            help="Per-tensor hash, recorded in every report. Default xxh3-128, or the manifest's.", show_default=False
+            help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
+            show_default=False,
         ),
     ] = None,
     output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
@@ -302,7 +305,11 @@ def check(
     if nproc > 1 and distributed:
         raise _fail("--nproc launches the ranks itself; --distributed is for ranks torchrun started", ExitCode.USAGE)
     recorded = _run(lambda: _load_manifest(manifest))
-    chosen = algorithm.value if algorithm is not None else (recorded.algorithm if recorded else "xxh3-128")
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise _fail(f"--device {device!r}: use cpu, cuda or cuda:N", ExitCode.USAGE)
+    # On a GPU the default digest is lin128, computed where the tensor lands (no copy back to the host).
+    default = "lin128" if device.startswith("cuda") else "xxh3-128"
+    chosen = algorithm.value if algorithm is not None else (recorded.algorithm if recorded else default)
     if recorded is not None and chosen != recorded.algorithm:
         raise _fail(
             f"--algorithm {chosen} differs from the manifest's {recorded.algorithm}; leave it out", ExitCode.USAGE
@@ -324,6 +331,15 @@ def check(
         from dataclasses import asdict
 
         from nemoverify import distributed as dist_run
+
+        if device.startswith("cuda"):
+            import torch
+
+            wanted = int(device.partition(":")[2] or 0) + 1 if nproc == 1 else nproc
+            if not torch.cuda.is_available() or torch.cuda.device_count() < wanted:
+                raise UsageError(
+                    f"--device {device}: needs {wanted} CUDA device(s), this machine has {torch.cuda.device_count()}"
+                )
 
         ranks = None
         streamed_path = against or path

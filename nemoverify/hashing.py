@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # xxh3-128: fast and non-cryptographic, right for comparing two loaders on one machine.
 # blake3 / sha256: cryptographic, for manifests that must resist a deliberate substitution.
-ALGORITHMS = ("xxh3-128", "blake3", "sha256")
+ALGORITHMS = ("xxh3-128", "blake3", "sha256", "lin128")
 DEFAULT_CHECK_ALGORITHM = "xxh3-128"
 DEFAULT_MANIFEST_ALGORITHM = "sha256"
 
@@ -45,7 +45,10 @@ def new_hasher(algorithm: str) -> Hasher:
 
 
 def digest_tensor(algorithm: str, tensor: torch.Tensor) -> str:
-    """Digest of a tensor's bytes, read in place where it is a dense CPU tensor (no copy)."""
+    """Digest of a tensor's bytes, read in place where it is a dense CPU tensor (no copy).
+    `lin128` is computed where the tensor lives (a GPU tensor never comes back to the host)."""
+    if algorithm == "lin128":
+        return lin128(tensor)
     t = tensor.detach()
     if t.device.type != "cpu":
         t = t.cpu()
@@ -57,10 +60,15 @@ def digest_tensor(algorithm: str, tensor: torch.Tensor) -> str:
     # A view of the storage at its data pointer: one call, where reshape/view/numpy cost four per
     # tensor (it shows at 25,000 small tensors). `t` keeps the memory alive while it is hashed.
     view = (ctypes.c_ubyte * nbytes).from_address(t.data_ptr())
-    return digest_bytes(algorithm, memoryview(view))
+    return digest_bytes(algorithm, memoryview(view).cast("B"))  # ctypes says "<B"; blake3 wants "B"
 
 
 def digest_bytes(algorithm: str, data: memoryview | bytes) -> str:
+    if algorithm == "lin128":
+        import torch
+
+        raw = bytes(data)
+        return lin128(torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8))
     if algorithm == "xxh3-128":
         import xxhash
 
@@ -86,3 +94,59 @@ def root_digest(algorithm: str, entries: Iterable[Entry]) -> str:
     ordered = sorted(entries, key=lambda e: e.name)
     text = "".join(f"{e.name}\t{e.dtype}\t[{','.join(map(str, e.shape))}]\t{e.digest}\n" for e in ordered)
     return digest_bytes(algorithm, text.encode())
+
+
+# lin128: a digest computed with tensor arithmetic on whatever device holds the tensor, reproduced
+# exactly on the CPU. The bytes are read as little-endian 64-bit words w_i (zero-padded) and
+#   lane1 = n*A + sum_i w_i * (i*A + B)                    mod 2^64
+#   lane2 =       sum_i (w_i ^ (w_i >> 29)) * (i*C + D)    mod 2^64   (>> arithmetic)
+# with A, C even and B, D odd, so every multiplier is odd. Wrapping addition is order-independent,
+# so any reduction order (CPU threads, GPU blocks) gives the same value, and a change confined to one
+# word is always detected. Not cryptographic: for comparing two loaders, like xxh3-128; manifests
+# should use sha256 or blake3.
+_A, _B = 0x9E3779B97F4A7C14, 0xC2B2AE3D27D4EB4F
+_C, _D = 0xD6E8FEB86659FD92, 0x165667B19E3779F9
+_LIN128_CHUNK = 1 << 22  # words per step: bounds each temporary to 32 MiB
+_tables: dict[object, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _as_int64(x: int) -> int:
+    return (x + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
+def _multipliers(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(j*A + B, j*C + D) for j < _LIN128_CHUNK, made once per device. Words at offset `start`
+    use the same tables: sum w_j*((start+j)*A + B) = sum w_j*(j*A + B) + start*A*sum w_j."""
+    if device not in _tables:
+        import torch
+
+        j = torch.arange(_LIN128_CHUNK, dtype=torch.int64, device=device)
+        _tables[device] = (j * _as_int64(_A) + _as_int64(_B), j * _as_int64(_C) + _as_int64(_D))
+    return _tables[device]
+
+
+def lin128(tensor: torch.Tensor) -> str:
+    import torch
+
+    b = tensor.detach()
+    if not b.is_contiguous():
+        b = b.contiguous()
+    b = b.reshape(-1).view(torch.uint8)
+    n = b.numel()
+    pad = (-n) % 8
+    if pad or b.storage_offset() % 8 or b.data_ptr() % 8:
+        padded = torch.zeros(n + pad, dtype=torch.uint8, device=b.device)
+        padded[:n] = b
+        b = padded
+    words = b.view(torch.int64)
+    m1, m2 = _multipliers(b.device)
+    lane1 = torch.full((), _as_int64(n * _A), dtype=torch.int64, device=b.device)
+    lane2 = torch.zeros((), dtype=torch.int64, device=b.device)
+    for start in range(0, words.numel(), _LIN128_CHUNK):
+        w = words[start : start + _LIN128_CHUNK]
+        k = w.numel()
+        lane1 += (w * m1[:k]).sum() + _as_int64(start * _A) * w.sum()
+        mixed = w ^ (w >> 29)
+        lane2 += (mixed * m2[:k]).sum() + _as_int64(start * _C) * mixed.sum()
+    mask = (1 << 64) - 1
+    return f"{int(lane1.item()) & mask:016x}{int(lane2.item()) & mask:016x}"
