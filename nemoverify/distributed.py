@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from nemoverify.compare import Delivered
 from nemoverify.errors import DistributedError
+from nemoverify.loaders.runai import environment
 from nemoverify.report import Observation
 
 DEFAULT_TIMEOUT_S = 300
@@ -117,10 +118,9 @@ def run_ranks(
         monitor_interval=0.1,
         start_method="spawn",
     )
-    saved = {k: os.environ.get(k) for k in _rank_environment(timeout_s)}
-    os.environ.update(_rank_environment(timeout_s))  # inherited by the spawned ranks
     try:
-        results = elastic_launch(config, _rank_main)(path, options_dict, timeout_s)
+        with environment(_rank_environment(timeout_s)):  # inherited by the spawned ranks
+            results = elastic_launch(config, _rank_main)(path, options_dict, timeout_s)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         why = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
@@ -129,12 +129,6 @@ def run_ranks(
         ) from None
     except Exception as exc:  # rendezvous errors, timeouts
         raise DistributedError(f"{path}: the distributed run failed: {exc}") from None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return {rank: _to_delivered(obs) for rank, obs in sorted(results.items())}
 
 

@@ -41,6 +41,8 @@ def new_hasher(algorithm: str) -> Hasher:
         return blake3.blake3()  # type: ignore[no-any-return]
     if algorithm == "sha256":
         return hashlib.sha256()
+    if algorithm == "lin128":
+        return Lin128()
     raise ValueError(f"unknown hash algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
 
 
@@ -64,11 +66,6 @@ def digest_tensor(algorithm: str, tensor: torch.Tensor) -> str:
 
 
 def digest_bytes(algorithm: str, data: memoryview | bytes) -> str:
-    if algorithm == "lin128":
-        import torch
-
-        raw = bytes(data)
-        return lin128(torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8))
     if algorithm == "xxh3-128":
         import xxhash
 
@@ -125,6 +122,29 @@ def _multipliers(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return _tables[device]
 
 
+_MASK = (1 << 64) - 1
+
+
+def _lanes(words: torch.Tensor, first: int) -> tuple[int, int]:
+    """Both lanes' sums over `words`, the first of which is word number `first` of the stream."""
+    import torch
+
+    m1, m2 = _multipliers(words.device)
+    lane1 = torch.zeros((), dtype=torch.int64, device=words.device)
+    lane2 = torch.zeros((), dtype=torch.int64, device=words.device)
+    for start in range(0, words.numel(), _LIN128_CHUNK):
+        w = words[start : start + _LIN128_CHUNK]
+        k, at = w.numel(), first + start
+        lane1 += (w * m1[:k]).sum() + _as_int64(at * _A) * w.sum()
+        mixed = w ^ (w >> 29)
+        lane2 += (mixed * m2[:k]).sum() + _as_int64(at * _C) * mixed.sum()
+    return int(lane1.item()) & _MASK, int(lane2.item()) & _MASK
+
+
+def _lin128_hex(nbytes: int, lane1: int, lane2: int) -> str:
+    return f"{(lane1 + nbytes * _A) & _MASK:016x}{lane2 & _MASK:016x}"
+
+
 def lin128(tensor: torch.Tensor) -> str:
     import torch
 
@@ -138,15 +158,37 @@ def lin128(tensor: torch.Tensor) -> str:
         padded = torch.zeros(n + pad, dtype=torch.uint8, device=b.device)
         padded[:n] = b
         b = padded
-    words = b.view(torch.int64)
-    m1, m2 = _multipliers(b.device)
-    lane1 = torch.full((), _as_int64(n * _A), dtype=torch.int64, device=b.device)
-    lane2 = torch.zeros((), dtype=torch.int64, device=b.device)
-    for start in range(0, words.numel(), _LIN128_CHUNK):
-        w = words[start : start + _LIN128_CHUNK]
-        k = w.numel()
-        lane1 += (w * m1[:k]).sum() + _as_int64(start * _A) * w.sum()
-        mixed = w ^ (w >> 29)
-        lane2 += (mixed * m2[:k]).sum() + _as_int64(start * _C) * mixed.sum()
-    mask = (1 << 64) - 1
-    return f"{int(lane1.item()) & mask:016x}{int(lane2.item()) & mask:016x}"
+    lane1, lane2 = _lanes(b.view(torch.int64), 0)
+    return _lin128_hex(n, lane1, lane2)
+
+
+class Lin128:
+    """lin128 fed in pieces (stored bytes read in chunks, as manifests and ranged reads do)."""
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+        self.lane1 = 0
+        self.lane2 = 0
+        self._tail = b""  # fewer than 8 bytes waiting for the rest of their word
+
+    def update(self, data: memoryview | bytes, /) -> None:
+        import torch
+
+        buf = self._tail + bytes(data)
+        whole = len(buf) - len(buf) % 8
+        if whole:
+            words = torch.frombuffer(bytearray(buf[:whole]), dtype=torch.int64)
+            l1, l2 = _lanes(words, (self.nbytes - len(self._tail)) // 8)
+            self.lane1, self.lane2 = (self.lane1 + l1) & _MASK, (self.lane2 + l2) & _MASK
+        self.nbytes += len(data)
+        self._tail = buf[whole:]
+
+    def hexdigest(self) -> str:
+        import torch
+
+        lane1, lane2 = self.lane1, self.lane2
+        if self._tail:
+            word = torch.frombuffer(bytearray(self._tail.ljust(8, b"\0")), dtype=torch.int64)
+            l1, l2 = _lanes(word, self.nbytes // 8)
+            lane1, lane2 = lane1 + l1, lane2 + l2
+        return _lin128_hex(self.nbytes, lane1, lane2)

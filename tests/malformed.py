@@ -56,6 +56,19 @@ def first_tensor(header: dict) -> str:  # type: ignore[type-arg]
     return min((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
 
 
+def flip_byte(root: str, shard: str = SHARD2, mask: int = 0x01) -> str:
+    """Flip bits of the first byte of the shard's first tensor, in place. Returns the tensor's name."""
+    header, _ = header_of(os.path.join(root, shard))
+    name = first_tensor(header)
+    with open(os.path.join(root, shard), "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.seek(8 + n + header[name]["data_offsets"][0])
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ mask]))
+    return name
+
+
 def edit_entry(key: str, value: object, which: Callable[[dict], str] = first_tensor):  # type: ignore[no-untyped-def,type-arg]
     def mutate(header: dict, data: bytes) -> tuple[object, bytes]:  # type: ignore[type-arg]
         header[which(header)][key] = value

@@ -54,3 +54,23 @@ def test_lin128_does_not_depend_on_alignment_or_chunking(monkeypatch: pytest.Mon
     monkeypatch.setattr(hashing, "_LIN128_CHUNK", 1 << 10)
     monkeypatch.setattr(hashing, "_tables", {})
     assert lin128(data) == whole
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200), st.lists(st.integers(0, 200), max_size=6))
+def test_lin128_fed_in_pieces_equals_the_whole(data: bytes, cuts: list[int]) -> None:
+    from nemoverify.hashing import new_hasher
+
+    h = new_hasher("lin128")
+    points = sorted({min(c, len(data)) for c in cuts})
+    for a, b in zip([0, *points], [*points, len(data)], strict=True):
+        h.update(data[a:b])
+    whole = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+    assert h.hexdigest() == lin128(whole)
+
+
+def test_a_lin128_manifest_verifies(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    manifest = tmp_path / "m.json"
+    assert cli("manifest", vl_checkpoint, "-o", str(manifest), "--algorithm", "lin128", "-q").exit_code == 0
+    assert cli("verify", vl_checkpoint, "--manifest", str(manifest)).exit_code == 0
+    assert cli("check", vl_checkpoint, "--manifest", str(manifest)).exit_code == 0

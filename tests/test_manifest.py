@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 
 import pytest
-from malformed import SHARD1, SHARD2, first_tensor, header_of, raw_safetensors, read_json, write
+from malformed import SHARD1, SHARD2, flip_byte, header_of, raw_safetensors, read_json, write
 
 
 @pytest.fixture(scope="module")
@@ -21,19 +21,6 @@ def recorded(omni_checkpoint: str, tmp_path_factory: pytest.TempPathFactory) -> 
     result = CliRunner().invoke(app, ["manifest", omni_checkpoint, "-o", path, "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return path
-
-
-def flip_byte(root: str) -> str:
-    header, data = header_of(os.path.join(root, SHARD2))
-    name = first_tensor(header)
-    path = os.path.join(root, SHARD2)
-    with open(path, "r+b") as f:
-        n = int.from_bytes(f.read(8), "little")
-        f.seek(8 + n + header[name]["data_offsets"][0])
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0x01]))
-    return name
 
 
 def rewrite(root: str, shard: str, fn: Callable[[dict, bytes], tuple[dict, bytes]]) -> None:  # type: ignore[type-arg]
