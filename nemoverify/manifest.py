@@ -11,7 +11,6 @@ model-signing in-toto predicate's resources, so a manifest's entries can be carr
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ DIGEST_DEFINITION = (
     "digest: <algorithm> over the tensor's stored bytes, file[8 + header_len + begin : 8 + header_len + end]; "
     "root: <algorithm> over 'name\\tdtype\\t[shape]\\tdigest\\n' lines sorted by name"
 )
-READ_CHUNK = 1 << 20  # per-chunk loop overhead only (hashed from the mapping): 1 MiB, 16 MiB, 64 MiB all measured alike
+READ_CHUNK = 4 << 20  # hashed while still in the CPU caches: 4 MiB measured best here (16 MiB: +11%)
 
 
 @dataclass(frozen=True)
@@ -151,22 +150,21 @@ def _range_chunks(
                 raise KeyboardInterrupt
             yield chunk
         return
-    if length == 0:
-        return
-    # Hashed straight from the page cache through a read-only mapping: no copy into a buffer. The
-    # mapping is unmapped when the last view of it goes (the caller may still hold the last chunk).
-    with open(shard.location, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    if len(mapped) < offset + length:
-        raise OSError(f"{shard.location}: the file ended {offset + length - len(mapped):,} bytes early")
-    view = memoryview(mapped)
-    end = offset + length
-    while offset < end:
-        if cancel.is_set():  # checked per chunk, so an interrupt waits for one chunk at most
-            raise KeyboardInterrupt
-        n = min(end - offset, READ_CHUNK)
-        yield view[offset : offset + n]
-        offset += n
+    buf = bytearray(min(READ_CHUNK, max(length, 1)))
+    view = memoryview(buf)
+    fd = os.open(shard.location, os.O_RDONLY)
+    try:
+        while length:
+            if cancel.is_set():  # checked per chunk, so an interrupt waits for 16 MiB at most
+                raise KeyboardInterrupt
+            n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
+            if not n:
+                raise OSError(f"{shard.location}: the file ended {length:,} bytes early")
+            offset += n
+            length -= n
+            yield view[:n]  # consumed before the next read reuses the buffer
+    finally:
+        os.close(fd)
 
 
 def hash_run(
