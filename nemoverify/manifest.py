@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 from nemoverify.checkpoint.header import TensorInfo
 from nemoverify.checkpoint.layout import Checkpoint, Shard
+from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered
-from nemoverify.errors import ManifestError
+from nemoverify.errors import InvalidCheckpoint, ManifestError
 from nemoverify.hashing import ALGORITHMS, Entry, Hasher, new_hasher, root_digest
+from nemoverify.loaders.reference import ensure_unchanged
 from nemoverify.model.routing import route
 from nemoverify.report import Finding, Observation
 
@@ -159,7 +161,16 @@ def _range_chunks(
                 raise KeyboardInterrupt
             n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
             if not n:
-                raise OSError(f"{shard.location}: the file ended {length:,} bytes early")
+                raise InvalidCheckpoint(
+                    checkpoint.root,
+                    [
+                        Problem(
+                            "file-changed",
+                            shard.location,
+                            f"ended {length:,} bytes early while it was read: it changed under us",
+                        )
+                    ],
+                )
             offset += n
             length -= n
             yield view[:n]  # consumed before the next read reuses the buffer
@@ -230,6 +241,8 @@ def hash_checkpoint(
         except BaseException:
             cancel.set()
             raise
+    for shard in checkpoint.shards:  # a shard rewritten while hashed gives a verdict about neither version
+        ensure_unchanged(checkpoint, shard)
     return delivered
 
 

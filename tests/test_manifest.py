@@ -299,3 +299,18 @@ def test_zero_byte_tensors_anywhere_in_a_shard_get_their_own_digest(tmp_path) ->
     got = hash_checkpoint(open_checkpoint(str(tmp_path)), "sha256", lambda phase, n: None).observations
     expected = {"a": b"abcd", "b": b"xyz", "z0": b"", "z1": b"", "z2": b""}
     assert {n: o.digest for n, o in got.items()} == {n: hashlib.sha256(v).hexdigest() for n, v in expected.items()}
+
+
+def test_a_shard_that_changes_while_verified_is_refused(omni_checkpoint: str, recorded: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.errors import InvalidCheckpoint
+    from nemoverify.manifest import load_manifest
+    from nemoverify.verify import verify_manifest
+
+    root = copy_of(omni_checkpoint)
+    checkpoint = open_checkpoint(root)  # headers read; now a writer appends to a shard
+    with open(os.path.join(root, SHARD2), "ab") as f:
+        f.write(b"\0" * 8)
+    with pytest.raises(InvalidCheckpoint) as info:
+        verify_manifest(checkpoint, load_manifest(recorded), recorded)
+    assert info.value.problems[0].rule == "file-changed"
