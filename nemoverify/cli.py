@@ -255,7 +255,7 @@ def check(
         str | None,
         typer.Option(
             "--against",
-            help="Stream this copy (s3://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
+            help="Stream this copy (s3:// or gs://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
             metavar="COPY",
         ),
     ] = None,

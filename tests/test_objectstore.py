@@ -130,8 +130,8 @@ def test_storage_errors_end_with_exit_3_and_no_credentials(cli, s3_env) -> None:
     assert result.exit_code == 3
     assert "no such bucket 'no-such-bucket'" in result.stderr
     assert SECRET not in result.output
-    result = cli("check", "gs://bucket/model")
-    assert result.exit_code == 3 and "only s3://" in result.stderr
+    result = cli("check", "az://container/model")
+    assert result.exit_code == 3 and "az:// is not supported yet" in result.stderr
 
 
 def test_connection_refused_is_exit_3(cli, s3_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -193,3 +193,101 @@ def test_a_cached_hugging_face_repo_id(cli, vl_checkpoint: str, tmp_path, monkey
     assert result.exit_code == 3
     assert "not in the local Hugging Face cache" in " ".join(result.stderr.split())
     assert "never downloads" in " ".join(result.stderr.split())
+
+
+class GcsEmulator:
+    """gcp-storage-emulator on 127.0.0.1: the Python client finds it through STORAGE_EMULATOR_HOST,
+    the streamer's C++ client through CLOUD_STORAGE_EMULATOR_ENDPOINT (nemoverify sets it from the first)."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("gcp-storage-emulator") or "gcp-storage-emulator",
+                "start",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+                "--in-memory",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("gcp-storage-emulator did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def gcs_server() -> Iterator[GcsEmulator]:
+    srv = GcsEmulator()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def gcs_env(gcs_server: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.url)
+    monkeypatch.setenv("RUNAI_STREAMER_GCS_USE_ANONYMOUS_CREDENTIALS", "true")
+    monkeypatch.delenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", raising=False)
+    return gcs_server
+
+
+def gcs_upload(src: str, bucket: str, prefix: str) -> str:
+    from google.api_core.exceptions import Conflict
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    try:
+        b = client.create_bucket(bucket)
+    except Conflict:
+        b = client.bucket(bucket)
+    for name in os.listdir(src):
+        b.blob(f"{prefix}/{name}").upload_from_filename(os.path.join(src, name))
+    return f"gs://{bucket}/{prefix}"
+
+
+def nemoverify(*args: str) -> subprocess.CompletedProcess[str]:
+    """A CLI run in its own process. The streamer keeps one object-storage backend per process
+    (after an S3 stream, a GCS stream in the same process fails), and a user's run is one process."""
+    return subprocess.run([sys.executable, "-m", "nemoverify", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_gcs_checkpoint_verifies_streamed_from_the_bucket(gcs_env, omni_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    url = gcs_upload(omni_checkpoint, "models", "omni")
+    result = nemoverify("check", url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert nemoverify("check", omni_checkpoint, "--against", url).returncode == 0
+    assert nemoverify("inspect", url).returncode == 0
+    assert nemoverify("check", url, "--strategy", "legacy", "--reuse-buffers").returncode == 1
+
+
+def test_a_corrupted_or_truncated_gcs_object_is_caught(cli, gcs_env, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    manifest = tmp_path / "m.json"
+    assert cli("manifest", omni_checkpoint, "-o", str(manifest), "-q").exit_code == 0
+    flipped = copy_of(omni_checkpoint)
+    name = flip_byte(flipped, mask=0x40)
+    url = gcs_upload(flipped, "models", "flipped")
+    out = tmp_path / "r.json"
+    assert cli("verify", url, "--manifest", str(manifest), "--json", str(out), "-q").exit_code == 1
+    assert {m["name"] for m in json.loads(out.read_text())["mismatches"]} == {name}
+    assert nemoverify("check", omni_checkpoint, "--against", url).returncode == 1
+    os.truncate(os.path.join(flipped, SHARD2), os.path.getsize(os.path.join(flipped, SHARD2)) - 3)
+    url = gcs_upload(flipped, "models", "truncated")
+    result = cli("check", url)
+    assert result.exit_code == 3 and "[file-truncated]" in result.stderr
+
+
+def test_gcs_errors_are_exit_3(cli, gcs_env) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", "gs://no-such-bucket/model")
+    assert result.exit_code == 3 and "no such bucket" in result.stderr

@@ -75,7 +75,7 @@ def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
     from nemoverify.checkpoint import hfcache, objectstore
 
     if objectstore.is_object_url(path):
-        return build_checkpoint(objectstore.S3Storage(path))
+        return build_checkpoint(objectstore.object_storage(path))
     if hfcache.looks_like_repo_id(path):
         snapshot, repo_dir = hfcache.resolve(path)
         return open_checkpoint(snapshot, contain_within=repo_dir)

@@ -1,9 +1,10 @@
-"""Checkpoints in S3 (or any S3-compatible store): listed, sized and read with ranged GETs.
+"""Checkpoints in object storage: listed, sized and read with ranged GETs, never downloaded whole.
 
-Credentials come the standard AWS ways (environment, profiles); a non-AWS endpoint comes from
-AWS_ENDPOINT_URL, which boto3 reads itself and which is handed to the streamer as
-RUNAI_STREAMER_S3_ENDPOINT, as vLLM does. Every call has bounded timeouts and retries, so a dead
-server ends the run with an error, never a hang.
+S3 (or any S3-compatible store): credentials the standard AWS ways (environment, profiles); a
+non-AWS endpoint from AWS_ENDPOINT_URL, which boto3 reads itself and which is handed to the streamer
+as RUNAI_STREAMER_S3_ENDPOINT, as vLLM does. GCS: the credentials the streamer's GCS extra uses
+(RUNAI_STREAMER_GCS_CREDENTIAL_FILE, anonymous, or application default). Every call has bounded
+timeouts and retries, so a dead server ends the run with an error, never a hang.
 """
 
 from __future__ import annotations
@@ -23,20 +24,51 @@ def is_object_url(path: str) -> bool:
     return path.startswith(OBJECT_SCHEMES)
 
 
-class S3Storage:
+def object_storage(url: str) -> S3Storage | GCSStorage:
+    if url.startswith("s3://"):
+        return S3Storage(url)
+    if url.startswith("gs://"):
+        return GCSStorage(url)
+    raise StorageError(f"{url}: az:// is not supported yet: the reference pass has no ranged Azure reader")
+
+
+class _BucketPrefix:
+    """What every object store shares: a bucket, a prefix, and names that must stay under it."""
+
+    scheme = ""
+
     def __init__(self, url: str) -> None:
-        if not url.startswith("s3://"):
-            raise StorageError(
-                f"{url}: only s3:// (and S3-compatible endpoints) is supported for verification; "
-                "gs:// and az:// need a ranged reader for the reference pass that nemoverify does not have yet"
-            )
-        bucket, _, prefix = url[len("s3://") :].partition("/")
+        bucket, _, prefix = url[len(self.scheme) :].partition("/")
         if not bucket:
             raise StorageError(f"{url}: no bucket name")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.root = f"{self.scheme}{bucket}/{self.prefix}".rstrip("/")
         self._client: Any = None
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def locate(self, name: str) -> str:
+        if not name or name.startswith("/") or "\\" in name or ".." in name.split("/"):
+            raise UnsafeName(f"file name {name!r} escapes the checkpoint prefix; refused")
+        return f"{self.scheme}{self.bucket}/{self._key(name)}"
+
+    def size(self, name: str) -> int:
+        return self.fingerprint(name)[0]
+
+    def fingerprint(self, name: str) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def read_at(self, name: str, offset: int, length: int) -> bytes:
+        return b"".join(bytes(c) for c in self.iter_range(name, offset, length))
+
+    def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
+        raise NotImplementedError
+
+
+class S3Storage(_BucketPrefix):
+    scheme = "s3://"
 
     @property
     def client(self) -> Any:
@@ -49,9 +81,6 @@ class S3Storage:
             config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
             self._client = boto3.client("s3", config=config)
         return self._client
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         """One S3 call, its failures turned into the exceptions the checkpoint reader understands."""
@@ -85,27 +114,9 @@ class S3Storage:
                 return sorted(names)
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
-    def locate(self, name: str) -> str:
-        if not name or name.startswith("/") or "\\" in name or ".." in name.split("/"):
-            raise UnsafeName(f"file name {name!r} escapes the checkpoint prefix; refused")
-        return f"s3://{self.bucket}/{self._key(name)}"
-
-    def _head(self, name: str) -> Any:
-        return self._call(self.locate(name), self.client.head_object, Key=self._key(name))
-
-    def size(self, name: str) -> int:
-        return int(self._head(name)["ContentLength"])
-
     def fingerprint(self, name: str) -> tuple[int, int]:
-        head = self._head(name)
+        head = self._call(self.locate(name), self.client.head_object, Key=self._key(name))
         return int(head["ContentLength"]), zlib.crc32(str(head.get("ETag", "")).encode())
-
-    def read_at(self, name: str, offset: int, length: int) -> bytes:
-        if length <= 0:
-            return b""
-        rng = f"bytes={offset}-{offset + length - 1}"
-        body = self._call(self.locate(name), self.client.get_object, Key=self._key(name), Range=rng)["Body"]
-        return bytes(body.read())
 
     def read_text(self, name: str) -> str | None:
         try:
@@ -134,3 +145,83 @@ class S3Storage:
             raise StorageError(redact(f"{self.locate(name)}: the read failed: {exc}")) from None
         finally:
             body.close()
+
+
+class GCSStorage(_BucketPrefix):
+    """Google Cloud Storage through google-cloud-storage (the `gcs` extra), with the credentials the
+    streamer's GCS extra resolves, so both passes read as the same principal."""
+
+    scheme = "gs://"
+    TIMEOUT = (5, 30)  # connect, read: seconds
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                from google.cloud import storage
+                from runai_model_streamer_gcs.credentials.credentials import get_credentials
+            except ImportError:
+                raise StorageError("reading gs:// needs the gcs extra: pip install 'nemoverify[gcs]'") from None
+            import os
+
+            credentials = get_credentials().gcp_credentials()
+            self._client = storage.Client(
+                project=os.environ.get("GOOGLE_CLOUD_PROJECT", "nemoverify"), credentials=credentials
+            )
+        return self._client
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as aexc
+
+        try:
+            return fn(*args, timeout=self.TIMEOUT, **kwargs)
+        except gexc.NotFound as exc:
+            if "bucket" in str(exc).lower():
+                raise StorageError(f"{self.root}: no such bucket '{self.bucket}'") from None
+            raise FileNotFoundError(what) from None
+        except (gexc.Forbidden, gexc.Unauthorized, aexc.GoogleAuthError) as exc:
+            raise StorageError(
+                redact(f"{what}: access denied ({type(exc).__name__}); check the GCS credentials")
+            ) from None
+        except (gexc.GoogleAPIError, OSError) as exc:  # requests' connection errors are OSErrors
+            raise StorageError(redact(f"{what}: {exc}")) from None
+
+    def _blob(self, name: str) -> Any:
+        return self.client.bucket(self.bucket).blob(self._key(name))
+
+    def list_safetensors(self) -> list[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+
+        def names() -> list[str]:
+            return [
+                b.name for b in self.client.list_blobs(self.bucket, prefix=base, delimiter="/", timeout=self.TIMEOUT)
+            ]
+
+        keys = self._call(self.root, lambda timeout: names())
+        return sorted(k[len(base) :] for k in keys if k.endswith(".safetensors"))
+
+    def fingerprint(self, name: str) -> tuple[int, int]:
+        blob = self._call(self.locate(name), self.client.bucket(self.bucket).get_blob, self._key(name))
+        if blob is None:
+            raise FileNotFoundError(self.locate(name))
+        return int(blob.size), zlib.crc32(str(blob.etag or blob.generation).encode())
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            data = self._call(self.locate(name), self._blob(name).download_as_bytes)
+        except FileNotFoundError:
+            return None
+        return bytes(data).decode("utf-8")
+
+    def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
+        """Ranged GETs of READ_CHUNK each: bounded memory, and every request under a timeout."""
+        blob = self._blob(name)
+        end = offset + length
+        while offset < end:
+            n = min(READ_CHUNK, end - offset)
+            chunk = self._call(self.locate(name), blob.download_as_bytes, start=offset, end=offset + n - 1)
+            if len(chunk) != n:
+                raise StorageError(f"{self.locate(name)}: the object ended {end - offset - len(chunk):,} bytes early")
+            offset += n
+            yield memoryview(chunk)

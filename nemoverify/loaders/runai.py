@@ -85,6 +85,9 @@ class RunaiStreamer:
         env = self.settings.environment()
         if not self.checkpoint.is_local and os.environ.get("AWS_ENDPOINT_URL"):
             env.setdefault("RUNAI_STREAMER_S3_ENDPOINT", os.environ["AWS_ENDPOINT_URL"])  # as vLLM does
+        if not self.checkpoint.is_local and os.environ.get("STORAGE_EMULATOR_HOST"):
+            # The Python GCS client's emulator setting, handed to the streamer's C++ GCS client.
+            env.setdefault("CLOUD_STORAGE_EMULATOR_ENDPOINT", os.environ["STORAGE_EMULATOR_HOST"])
         with environment(env):
             try:
                 with SafetensorsStreamer() as streamer:
