@@ -29,7 +29,7 @@ def object_storage(url: str) -> S3Storage | GCSStorage:
         return S3Storage(url)
     if url.startswith("gs://"):
         return GCSStorage(url)
-    raise StorageError(f"{url}: az:// is not supported yet: the reference pass has no ranged Azure reader")
+    raise StorageError(f"{url}: az:// is not supported yet: neither pass could be exercised against Azure storage here (see README)")
 
 
 class _BucketPrefix:
