@@ -25,14 +25,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class MotoServer:
-    def __init__(self) -> None:
+class LocalServer:
+    """A storage emulator on 127.0.0.1 and a free port, started for the test session."""
+
+    def __init__(self, program: str, *args: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        argv = [a.format(port=self.port) for a in args]
         self.proc = subprocess.Popen(
-            [shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [shutil.which(program) or program, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -41,22 +42,32 @@ class MotoServer:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("moto_server did not start")
+        raise RuntimeError(f"{program} did not start")
 
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=10)
 
 
+def moto_server() -> LocalServer:
+    return LocalServer("moto_server", "-H", "127.0.0.1", "-p", "{port}")
+
+
+def gcs_emulator() -> LocalServer:
+    """The Python client finds it through STORAGE_EMULATOR_HOST, the streamer's C++ client through
+    CLOUD_STORAGE_EMULATOR_ENDPOINT (nemoverify sets it from the first)."""
+    return LocalServer("gcp-storage-emulator", "start", "--host=127.0.0.1", "--port={port}", "--in-memory")
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[MotoServer]:
-    srv = MotoServer()
+def server() -> Iterator[LocalServer]:
+    srv = moto_server()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def s3_env(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+def s3_env(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
     for k, v in {
         "AWS_ENDPOINT_URL": server.url,
         "AWS_ACCESS_KEY_ID": "testing-key",
@@ -145,7 +156,7 @@ def test_connection_refused_is_exit_3(cli, s3_env, monkeypatch) -> None:  # type
 
 
 def test_a_server_that_dies_mid_stream_ends_the_run(s3_env, make_checkpoint: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
-    own = MotoServer()  # a server of its own, to kill
+    own = moto_server()  # a server of its own, to kill
     try:
         env = os.environ | {"AWS_ENDPOINT_URL": own.url}
         os.environ["AWS_ENDPOINT_URL"] = own.url
@@ -195,47 +206,15 @@ def test_a_cached_hugging_face_repo_id(cli, vl_checkpoint: str, tmp_path, monkey
     assert "never downloads" in " ".join(result.stderr.split())
 
 
-class GcsEmulator:
-    """gcp-storage-emulator on 127.0.0.1: the Python client finds it through STORAGE_EMULATOR_HOST,
-    the streamer's C++ client through CLOUD_STORAGE_EMULATOR_ENDPOINT (nemoverify sets it from the first)."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("gcp-storage-emulator") or "gcp-storage-emulator",
-                "start",
-                "--host=127.0.0.1",
-                f"--port={self.port}",
-                "--in-memory",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("gcp-storage-emulator did not start")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def gcs_server() -> Iterator[GcsEmulator]:
-    srv = GcsEmulator()
+def gcs_server() -> Iterator[LocalServer]:
+    srv = gcs_emulator()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def gcs_env(gcs_server: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
+def gcs_env(gcs_server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.url)
     monkeypatch.setenv("RUNAI_STREAMER_GCS_USE_ANONYMOUS_CREDENTIALS", "true")
     monkeypatch.delenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", raising=False)
