@@ -141,12 +141,12 @@ def run_under_torchrun(
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise DistributedError("--distributed needs the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR)")
-    os.environ.update(_rank_environment(timeout_s))
     device = _rank_device(str(options_dict["device"]))
     _init_group(device, timeout_s)
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
-        mine = [asdict(o) for o in _stream_on_this_rank(path, options_dict | {"device": device})]
+        with environment(_rank_environment(timeout_s)):  # read by the streamer when it streams
+            mine = [asdict(o) for o in _stream_on_this_rank(path, options_dict | {"device": device})]
         gathered: list[list[dict[str, object]]] | None = [[] for _ in range(world)] if rank == 0 else None
         # gather_object goes through the default group; over NCCL it needs this rank's device set (done above).
         dist.gather_object(mine, gathered, dst=0)  # type: ignore[arg-type]
