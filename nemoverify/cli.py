@@ -304,9 +304,9 @@ def check(
         raise _fail("distributed streaming needs --loader runai", ExitCode.USAGE)
     if nproc > 1 and distributed:
         raise _fail("--nproc launches the ranks itself; --distributed is for ranks torchrun started", ExitCode.USAGE)
-    recorded = _run(lambda: _load_manifest(manifest))
     if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
         raise _fail(f"--device {device!r}: use cpu, cuda or cuda:N", ExitCode.USAGE)
+    recorded = _run(lambda: _load_manifest(manifest))
     # On a GPU the default digest is lin128, computed where the tensor lands (no copy back to the host).
     default = "lin128" if device.startswith("cuda") else "xxh3-128"
     chosen = algorithm.value if algorithm is not None else (recorded.algorithm if recorded else default)

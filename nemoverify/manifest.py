@@ -1,8 +1,8 @@
 """Manifests: one digest per tensor, recorded once when a checkpoint is produced, checked on every copy.
 
 Digests are the tensor digests of `hashing` (the hash of the tensor's stored bytes), computed by
-reading each shard straight from storage in large sequential reads, with shards hashed in parallel:
-as fast as the disk allows, with one read buffer per worker in memory.
+reading the shards straight from storage in sequential reads, runs of consecutive tensors hashed in
+parallel: as fast as the disk allows, with one read buffer per worker in memory.
 
 The `resources` list holds `{name, algorithm, digest}` entries, the shape of the OpenSSF
 model-signing in-toto predicate's resources, so a manifest's entries can be carried and signed there.
@@ -58,6 +58,10 @@ class Manifest:
     def root(self, component: str | None = None) -> str:
         chosen = (t for t in self.tensors.values() if component is None or t.component == component)
         return root_digest(self.algorithm, (Entry(t.name, t.dtype, t.shape, t.digest) for t in chosen))
+
+    def observations(self) -> dict[str, Observation]:
+        """What a checkpoint must deliver to match this manifest, tensor by tensor."""
+        return {name: t.observation() for name, t in self.tensors.items()}
 
     def to_dict(self) -> dict[str, object]:
         from nemoverify import __version__
@@ -118,6 +122,7 @@ def load_manifest(path: str) -> Manifest:
 
 
 Progress = Callable[[str, int], None]
+"""progress(phase, bytes_done_since_last_call); phase is 'reference', 'candidate' or 'manifest'."""
 
 
 RUN_BYTES = 64 << 20  # work items of at least 64 MiB of consecutive tensors: balanced across cores
@@ -157,7 +162,7 @@ def _range_chunks(
     fd = os.open(shard.location, os.O_RDONLY)
     try:
         while length:
-            if cancel.is_set():  # checked per chunk, so an interrupt waits for 16 MiB at most
+            if cancel.is_set():  # checked per chunk, so an interrupt waits for one READ_CHUNK at most
                 raise KeyboardInterrupt
             n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
             if not n:

@@ -22,7 +22,7 @@ from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM, digest_tensor
 from nemoverify.loaders import TensorSource
 from nemoverify.loaders.reference import SafetensorsReader
 from nemoverify.loaders.runai import RunaiStreamer, StreamerSettings
-from nemoverify.manifest import Manifest, explained_by_manifest, hash_checkpoint, shard_findings
+from nemoverify.manifest import Manifest, Progress, explained_by_manifest, hash_checkpoint, shard_findings
 from nemoverify.model.replay import REPLAYS
 from nemoverify.model.routing import COMPONENTS, Component, route
 from nemoverify.report import Finding, Observation, Report, Status
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
-Progress = Callable[[str, int], None]
-"""progress(phase, bytes_done_since_last_call); phase is 'reference' or 'candidate'."""
 
 
 def _no_progress(phase: str, nbytes: int) -> None:
@@ -221,7 +219,7 @@ def check(
 
 
 def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:
-    expected = {n: t.observation() for n, t in manifest.tensors.items()}
+    expected = manifest.observations()
     multi = len(delivered) > 1
     findings = shard_findings(manifest, checkpoint)
     for rank, got in sorted(delivered.items()):
@@ -242,7 +240,7 @@ def verify_manifest(
     if not explained_by_manifest(manifest, checkpoint, shards):
         checkpoint.require_valid(strict)
     delivered = hash_checkpoint(checkpoint, manifest.algorithm, progress)
-    expected = {n: t.observation() for n, t in manifest.tensors.items()}
+    expected = manifest.observations()
     options = CheckOptions(algorithm=manifest.algorithm, strict=strict)
     return build_report(
         checkpoint,

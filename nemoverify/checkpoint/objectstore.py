@@ -29,7 +29,9 @@ def object_storage(url: str) -> S3Storage | GCSStorage:
         return S3Storage(url)
     if url.startswith("gs://"):
         return GCSStorage(url)
-    raise StorageError(f"{url}: az:// is not supported yet: neither pass could be exercised against Azure storage here (see README)")
+    raise StorageError(
+        f"{url}: az:// is not supported yet: neither pass could be exercised against Azure storage here (see README)"
+    )
 
 
 class _BucketPrefix:
