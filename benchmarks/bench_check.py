@@ -205,14 +205,16 @@ def main() -> None:
     parser.add_argument(
         "--small-tensors", action="store_true", help="also the Omni NVFP4-like layout of 25,000+ small tensors"
     )
+    parser.add_argument("--small-tensors-only", action="store_true", help="only the layout of small tensors")
     args = parser.parse_args()
     base = args.dir or tempfile.mkdtemp(prefix="nemoverify-bench-")
     try:
         path = os.path.join(base, f"nano-{args.size_gb:g}gb")
-        if not os.path.exists(path):
+        if not os.path.exists(path) and not args.small_tensors_only:
             write_checkpoint(path, spec_for(args.size_gb))
-        measure(path, args.repeat, args.cold)
-        if args.small_tensors:
+        if not args.small_tensors_only:
+            measure(path, args.repeat, args.cold)
+        if args.small_tensors or args.small_tensors_only:
             small = os.path.join(base, "omni-nvfp4-like")
             if not os.path.exists(small):
                 write_checkpoint(

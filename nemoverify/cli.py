@@ -7,6 +7,7 @@ Exit codes: 0 verified, 1 verification failed, 2 usage error, 3 invalid or unrea
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import sys
@@ -95,6 +96,10 @@ def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
     try:
         if needs_torch:
             _import_heavy_modules()
+        # Everything imported so far (torch's hundreds of thousands of objects) lives as long as the
+        # process: frozen, the cycle collector stops walking it each time a run allocates its tens
+        # of thousands of observations (a 24,000-tensor header parse: 0.33 s -> 0.13 s).
+        gc.freeze()
         return fn()
     except typer.Exit:
         raise

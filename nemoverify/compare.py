@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nemoverify.hashing import Entry, root_digest
+from nemoverify.hashing import root_digest
 from nemoverify.model.routing import COMPONENTS, route
 from nemoverify.report import ComponentSummary, Finding, Observation, Skipped
 
@@ -97,7 +97,7 @@ def summarize(
             mismatched=len(bad),
             missing=len(gone),
             skipped=sum(1 for o in refs if o.name in skipped_names and o.name not in bad),
-            digest=root_digest(algorithm, (Entry(o.name, o.dtype, o.shape, o.digest) for o in refs)),
-            candidate_digest=root_digest(algorithm, (Entry(o.name, o.dtype, o.shape, o.digest) for o in cands)),
+            digest=root_digest(algorithm, refs),
+            candidate_digest=root_digest(algorithm, cands),
         )
     return rows, skipped

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -51,18 +51,20 @@ def digest_tensor(algorithm: str, tensor: torch.Tensor) -> str:
     `lin128` is computed where the tensor lives (a GPU tensor never comes back to the host)."""
     if algorithm == "lin128":
         return lin128(tensor)
-    t = tensor.detach()
-    if t.device.type != "cpu":
+    t = tensor
+    if not t.is_cpu:
         t = t.cpu()
     if not t.is_contiguous():
         t = t.contiguous()
-    nbytes = t.numel() * t.element_size()
+    nbytes = t.nbytes
     if nbytes == 0:
         return digest_bytes(algorithm, b"")
     # A view of the storage at its data pointer: one call, where reshape/view/numpy cost four per
     # tensor (it shows at 25,000 small tensors). `t` keeps the memory alive while it is hashed.
-    view = (ctypes.c_ubyte * nbytes).from_address(t.data_ptr())
-    return digest_bytes(algorithm, memoryview(view).cast("B"))  # ctypes says "<B"; blake3 wants "B"
+    view = memoryview((ctypes.c_ubyte * nbytes).from_address(t.data_ptr()))
+    if algorithm == "blake3":
+        view = view.cast("B")  # ctypes says "<B"; blake3 wants "B"
+    return digest_bytes(algorithm, view)
 
 
 def digest_bytes(algorithm: str, data: memoryview | bytes) -> str:
@@ -77,18 +79,21 @@ def digest_bytes(algorithm: str, data: memoryview | bytes) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class Entry:
-    """What a root digest covers of one tensor."""
+class Entry(Protocol):
+    """What a root digest covers of one tensor (an Observation or a manifest entry)."""
 
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    digest: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def digest(self) -> str: ...
 
 
 def root_digest(algorithm: str, entries: Iterable[Entry]) -> str:
-    ordered = sorted(entries, key=lambda e: e.name)
+    ordered = sorted(entries, key=attrgetter("name"))
     text = "".join(f"{e.name}\t{e.dtype}\t[{','.join(map(str, e.shape))}]\t{e.digest}\n" for e in ordered)
     return digest_bytes(algorithm, text.encode())
 

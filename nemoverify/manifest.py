@@ -1,8 +1,7 @@
 """Manifests: one digest per tensor, recorded once when a checkpoint is produced, checked on every copy.
 
-Digests are the tensor digests of `hashing` (the hash of the tensor's stored bytes), computed by
-reading the shards straight from storage in sequential reads, runs of consecutive tensors hashed in
-parallel: as fast as the disk allows, with one read buffer per worker in memory.
+Digests are the tensor digests of `hashing` (the hash of the tensor's stored bytes), computed by the
+reference reader (`loaders.reference`): as fast as the disk allows, one read buffer per worker.
 
 The `resources` list holds `{name, algorithm, digest}` entries, the shape of the OpenSSF
 model-signing in-toto predicate's resources, so a manifest's entries can be carried and signed there.
@@ -11,20 +10,12 @@ model-signing in-toto predicate's resources, so a manifest's entries can be carr
 from __future__ import annotations
 
 import json
-import os
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from nemoverify.checkpoint.header import TensorInfo
-from nemoverify.checkpoint.layout import Checkpoint, Shard
-from nemoverify.checkpoint.problems import Problem
-from nemoverify.compare import Delivered
-from nemoverify.errors import InvalidCheckpoint, ManifestError
-from nemoverify.hashing import ALGORITHMS, Entry, Hasher, new_hasher, root_digest
-from nemoverify.loaders.reference import ensure_unchanged
-from nemoverify.model.routing import route
+from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.errors import ManifestError
+from nemoverify.hashing import ALGORITHMS, root_digest
+from nemoverify.loaders.reference import Progress, hash_checkpoint
 from nemoverify.report import Finding, Observation
 
 FORMAT = "nemoverify.manifest/v1"
@@ -32,7 +23,6 @@ DIGEST_DEFINITION = (
     "digest: <algorithm> over the tensor's stored bytes, file[8 + header_len + begin : 8 + header_len + end]; "
     "root: <algorithm> over 'name\\tdtype\\t[shape]\\tdigest\\n' lines sorted by name"
 )
-READ_CHUNK = 4 << 20  # hashed while still in the CPU caches: 4 MiB measured best here (16 MiB: +11%)
 
 
 @dataclass(frozen=True)
@@ -57,7 +47,7 @@ class Manifest:
 
     def root(self, component: str | None = None) -> str:
         chosen = (t for t in self.tensors.values() if component is None or t.component == component)
-        return root_digest(self.algorithm, (Entry(t.name, t.dtype, t.shape, t.digest) for t in chosen))
+        return root_digest(self.algorithm, chosen)
 
     def observations(self) -> dict[str, Observation]:
         """What a checkpoint must deliver to match this manifest, tensor by tensor."""
@@ -119,136 +109,6 @@ def load_manifest(path: str) -> Manifest:
     if data.get("root") != manifest.root():
         raise ManifestError(f"{path}: the manifest's root digest does not match its entries: it was edited")
     return manifest
-
-
-Progress = Callable[[str, int], None]
-"""progress(phase, bytes_done_since_last_call); phase is 'reference', 'candidate' or 'manifest'."""
-
-
-RUN_BYTES = 64 << 20  # work items of at least 64 MiB of consecutive tensors: balanced across cores
-
-
-def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:
-    """Consecutive tensors grouped into runs of about RUN_BYTES, so that one large shard is hashed
-    by every worker rather than by one while the others idle."""
-    runs: list[tuple[TensorInfo, ...]] = []
-    current: list[TensorInfo] = []
-    size = 0
-    for info in shard.header.tensors:
-        current.append(info)
-        size += info.nbytes
-        if size >= RUN_BYTES:
-            runs.append(tuple(current))
-            current, size = [], 0
-    if current:
-        runs.append(tuple(current))
-    return runs
-
-
-def _range_chunks(
-    checkpoint: Checkpoint, shard: Shard, start: int, length: int, cancel: threading.Event
-) -> Iterator[memoryview]:
-    """Bytes [start, start+length) of a shard's data section in chunks of at most READ_CHUNK:
-    positioned local reads into one reused buffer, or one ranged GET from object storage."""
-    offset = shard.header.data_start + start
-    if not checkpoint.is_local:
-        for chunk in checkpoint.storage.iter_range(shard.name, offset, length):  # type: ignore[attr-defined]
-            if cancel.is_set():
-                raise KeyboardInterrupt
-            yield chunk
-        return
-    buf = bytearray(min(READ_CHUNK, max(length, 1)))
-    view = memoryview(buf)
-    fd = os.open(shard.location, os.O_RDONLY)
-    try:
-        while length:
-            if cancel.is_set():  # checked per chunk, so an interrupt waits for one READ_CHUNK at most
-                raise KeyboardInterrupt
-            n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
-            if not n:
-                raise InvalidCheckpoint(
-                    checkpoint.root,
-                    [
-                        Problem(
-                            "file-changed",
-                            shard.location,
-                            f"ended {length:,} bytes early while it was read: it changed under us",
-                        )
-                    ],
-                )
-            offset += n
-            length -= n
-            yield view[:n]  # consumed before the next read reuses the buffer
-    finally:
-        os.close(fd)
-
-
-def hash_run(
-    checkpoint: Checkpoint,
-    shard: Shard,
-    run: tuple[TensorInfo, ...],
-    algorithm: str,
-    progress: Progress,
-    cancel: threading.Event,
-    phase: str = "manifest",
-) -> list[Observation]:
-    """Hash a run of consecutive tensors from one sequential read of their bytes (tensors are
-    contiguous and in offset order: the validator made sure)."""
-    out: list[Observation] = []
-    tensors = iter(run)
-    current: TensorInfo | None = None
-    h, left = new_hasher(algorithm), 0
-
-    def done(info: TensorInfo | None, hasher: Hasher) -> None:
-        if info is not None:
-            out.append(
-                Observation(
-                    info.name, route(info.name).component, info.dtype, info.shape, info.nbytes, hasher.hexdigest()
-                )
-            )
-
-    start, end = run[0].start, run[-1].end
-    for chunk in _range_chunks(checkpoint, shard, start, end - start, cancel):
-        pos = 0
-        while pos < len(chunk):
-            while left == 0:  # zero-byte tensors finish at once
-                done(current, h)
-                current = next(tensors)
-                h, left = new_hasher(algorithm), current.nbytes
-            take = min(left, len(chunk) - pos)
-            h.update(chunk[pos : pos + take])
-            pos += take
-            left -= take
-        progress(phase, len(chunk))
-    done(current, h)
-    for trailing in tensors:  # zero-byte tensors after the last byte
-        done(trailing, new_hasher(algorithm))
-    return out
-
-
-def hash_checkpoint(
-    checkpoint: Checkpoint, algorithm: str, progress: Progress, workers: int | None = None, phase: str = "manifest"
-) -> Delivered:
-    """Every tensor's digest from its stored bytes; runs of tensors are hashed in parallel (the
-    hash functions release the GIL), one read buffer per worker."""
-    delivered = Delivered()
-    cancel = threading.Event()
-    workers = workers or os.cpu_count() or 2
-    tasks = [(shard, run) for shard in checkpoint.shards for run in _runs(shard)]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nemoverify-hash") as pool:
-        futures = [
-            pool.submit(hash_run, checkpoint, shard, run, algorithm, progress, cancel, phase) for shard, run in tasks
-        ]
-        try:
-            for future in futures:
-                for obs in future.result():
-                    delivered.add(obs)
-        except BaseException:
-            cancel.set()
-            raise
-    for shard in checkpoint.shards:  # a shard rewritten while hashed gives a verdict about neither version
-        ensure_unchanged(checkpoint, shard)
-    return delivered
 
 
 def build_manifest(checkpoint: Checkpoint, algorithm: str, progress: Progress) -> Manifest:

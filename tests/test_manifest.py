@@ -240,17 +240,17 @@ def test_junit_and_sarif_are_valid_against_their_schemas(
 
 
 def test_an_interrupted_manifest_exits_130_and_leaves_no_file(cli, omni_checkpoint: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import nemoverify.manifest as manifest_module
+    import nemoverify.loaders.reference as reader
 
-    real, calls = manifest_module.new_hasher, []
+    real, calls = reader.digest_bytes, []
 
-    def interrupted_after_ten(algorithm: str):  # type: ignore[no-untyped-def]
+    def interrupted_after_ten(algorithm: str, data):  # type: ignore[no-untyped-def]
         calls.append(algorithm)
         if len(calls) == 10:
             raise KeyboardInterrupt  # Ctrl-C arriving mid-hash
-        return real(algorithm)
+        return real(algorithm, data)
 
-    monkeypatch.setattr(manifest_module, "new_hasher", interrupted_after_ten)
+    monkeypatch.setattr(reader, "digest_bytes", interrupted_after_ten)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     result = cli("manifest", omni_checkpoint, "-o", str(out_dir / "m.json"))
@@ -286,7 +286,7 @@ def test_zero_byte_tensors_anywhere_in_a_shard_get_their_own_digest(tmp_path) ->
     import hashlib
 
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.manifest import hash_checkpoint
+    from nemoverify.loaders.reference import hash_checkpoint
 
     entries = {
         "z0": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},

@@ -1,41 +1,35 @@
-"""The reference reader: the safetensors library, one shard at a time, one tensor at a time."""
+"""The reference: every tensor's stored bytes, read straight from the shards and hashed as they arrive.
+
+This is a plain safetensors reader: the strict header parser (`checkpoint.header`, held to the
+safetensors crate's rules by a differential fuzz test) says where each tensor's bytes lie, and
+positioned reads fetch them, runs of consecutive tensors in sequential reads, hashed in parallel on
+every core (the hash functions release the GIL). Nothing is mapped into memory: each worker holds
+one READ_CHUNK buffer, and a shard truncated while read gives a clean error instead of a SIGBUS.
+`check` uses it as the truth, `manifest` and `verify` to record and recheck digests; object storage
+gets the same treatment through ranged GETs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
+from nemoverify.checkpoint.header import TensorInfo
 from nemoverify.checkpoint.layout import Checkpoint, Shard
 from nemoverify.checkpoint.problems import Problem
+from nemoverify.compare import Delivered
 from nemoverify.errors import InvalidCheckpoint, LoaderError
+from nemoverify.hashing import digest_bytes, new_hasher
+from nemoverify.model.routing import route
+from nemoverify.report import Observation
 
-if TYPE_CHECKING:
-    import torch
+Progress = Callable[[str, int], None]
+"""progress(phase, bytes_done_since_last_call); phase is 'reference', 'candidate' or 'manifest'."""
 
-
-class SafetensorsReader:
-    description = "safetensors"
-
-    def __init__(self, checkpoint: Checkpoint) -> None:
-        self.checkpoint = checkpoint
-
-    def __enter__(self) -> SafetensorsReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        from safetensors import safe_open
-
-        for shard in self.checkpoint.shards:
-            try:
-                with safe_open(shard.location, framework="pt") as f:
-                    for info in shard.header.tensors:
-                        yield info.name, f.get_tensor(info.name)
-            except (OSError, RuntimeError, ValueError) as exc:
-                raise LoaderError(f"{shard.location}: the safetensors reader failed: {exc}") from exc
-            ensure_unchanged(self.checkpoint, shard)
+READ_CHUNK = 4 << 20  # hashed while still in the CPU caches: 4 MiB measured best here (16 MiB: +11%)
+RUN_BYTES = 64 << 20  # work items of at least 64 MiB of consecutive tensors: balanced across cores
 
 
 def ensure_unchanged(checkpoint: Checkpoint, shard: Shard) -> None:
@@ -55,3 +49,164 @@ def ensure_unchanged(checkpoint: Checkpoint, shard: Shard) -> None:
                 )
             ],
         )
+
+
+def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:
+    """Consecutive tensors grouped into runs of about RUN_BYTES, so that one large shard is hashed
+    by every worker rather than by one while the others idle."""
+    runs: list[tuple[TensorInfo, ...]] = []
+    current: list[TensorInfo] = []
+    size = 0
+    for info in shard.header.tensors:
+        current.append(info)
+        size += info.nbytes
+        if size >= RUN_BYTES:
+            runs.append(tuple(current))
+            current, size = [], 0
+    if current:
+        runs.append(tuple(current))
+    return runs
+
+
+def _range_chunks(
+    checkpoint: Checkpoint, shard: Shard, start: int, length: int, cancel: threading.Event
+) -> Iterator[memoryview]:
+    """Bytes [start, start+length) of a shard's data section in chunks of at most READ_CHUNK:
+    positioned local reads into one reused buffer, or one ranged GET from object storage."""
+    offset = shard.header.data_start + start
+    if not checkpoint.is_local:
+        for chunk in checkpoint.storage.iter_range(shard.name, offset, length):  # type: ignore[attr-defined]
+            if cancel.is_set():
+                raise KeyboardInterrupt
+            yield chunk
+        return
+    buf = bytearray(min(READ_CHUNK, max(length, 1)))
+    view = memoryview(buf)
+    fd = os.open(shard.location, os.O_RDONLY)
+    try:
+        while length:
+            if cancel.is_set():  # checked per chunk, so an interrupt waits for one READ_CHUNK at most
+                raise KeyboardInterrupt
+            n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
+            if not n:
+                raise InvalidCheckpoint(
+                    checkpoint.root,
+                    [
+                        Problem(
+                            "file-changed",
+                            shard.location,
+                            f"ended {length:,} bytes early while it was read: it changed under us",
+                        )
+                    ],
+                )
+            offset += n
+            length -= n
+            yield view[:n]  # consumed before the next read reuses the buffer
+    finally:
+        os.close(fd)
+
+
+def hash_run(
+    checkpoint: Checkpoint,
+    shard: Shard,
+    run: tuple[TensorInfo, ...],
+    algorithm: str,
+    progress: Progress,
+    cancel: threading.Event,
+    phase: str = "manifest",
+) -> list[Observation]:
+    """Hash a run of consecutive tensors from one sequential read of their bytes (tensors are
+    contiguous and in offset order: the validator made sure). A tensor that lies whole inside one
+    chunk is hashed in one call; one that spans chunks is fed to a hasher piece by piece."""
+    out: list[Observation] = []
+
+    def done(info: TensorInfo, digest: str) -> None:
+        out.append(Observation(info.name, route(info.name).component, info.dtype, info.shape, info.nbytes, digest))
+
+    i, n = 0, len(run)
+    hasher, left = None, 0  # the tensor that spans chunks, and its bytes still to come
+    start, end = run[0].start, run[-1].end
+    for chunk in _range_chunks(checkpoint, shard, start, end - start, cancel):
+        pos, size = 0, len(chunk)
+        if hasher is not None:
+            take = min(left, size)
+            hasher.update(chunk[:take])
+            pos, left = take, left - take
+            if not left:
+                done(run[i], hasher.hexdigest())
+                hasher, i = None, i + 1
+        while i < n and hasher is None:
+            info = run[i]
+            nbytes = info.nbytes
+            if pos + nbytes <= size:  # whole in this chunk (zero-byte tensors included)
+                done(info, digest_bytes(algorithm, chunk[pos : pos + nbytes]))
+                pos += nbytes
+                i += 1
+            elif pos < size:
+                hasher, left = new_hasher(algorithm), nbytes - (size - pos)
+                hasher.update(chunk[pos:])
+                pos = size
+            else:
+                break
+        progress(phase, size)
+    for info in run[i:]:  # zero-byte tensors after the last byte
+        done(info, digest_bytes(algorithm, b""))
+    return out
+
+
+SMALL_TENSOR_BYTES = 64 << 10
+"""Below this mean size per tensor, a run's cost is the Python around each hash (about 2 us a tensor),
+not the hashing (64 KiB of xxh3 takes about as long) nor the read: such a run gains nothing from
+overlapping another pass and costs it GIL handoffs."""
+
+
+def hash_checkpoint(
+    checkpoint: Checkpoint,
+    algorithm: str,
+    progress: Progress,
+    workers: int | None = None,
+    phase: str = "manifest",
+    cancel: threading.Event | None = None,
+    small_runs_after: threading.Event | None = None,
+) -> Delivered:
+    """Every tensor's digest from its stored bytes; runs of tensors are hashed in parallel (the
+    hash functions release the GIL), one read buffer per worker. Setting `cancel` stops every
+    worker at its next chunk. With `small_runs_after`, runs of small tensors (SMALL_TENSOR_BYTES)
+    wait until that event is set: the pass beside this one finishes first, undisturbed."""
+    delivered = Delivered()
+    cancel = cancel or threading.Event()
+    workers = workers or os.cpu_count() or 2
+    tasks = [(shard, run) for shard in checkpoint.shards for run in _runs(shard)]
+    later: list[tuple[Shard, tuple[TensorInfo, ...]]] = []
+    if small_runs_after is not None:
+        later = [t for t in tasks if _mean_bytes(t[1]) < SMALL_TENSOR_BYTES]
+        tasks = [t for t in tasks if _mean_bytes(t[1]) >= SMALL_TENSOR_BYTES]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nemoverify-hash") as pool:
+
+        def submit(batch: list[tuple[Shard, tuple[TensorInfo, ...]]]) -> list[Future[list[Observation]]]:
+            return [
+                pool.submit(hash_run, checkpoint, shard, run, algorithm, progress, cancel, phase)
+                for shard, run in batch
+            ]
+
+        try:
+            futures = submit(tasks)
+            if later:
+                assert small_runs_after is not None
+                while not small_runs_after.wait(0.05):
+                    if cancel.is_set():
+                        raise KeyboardInterrupt
+                futures += submit(later)
+            for future in futures:
+                for obs in future.result():
+                    delivered.add(obs)
+        except BaseException:
+            cancel.set()
+            raise
+    for shard in checkpoint.shards:  # a shard rewritten while hashed gives a verdict about neither version
+        ensure_unchanged(checkpoint, shard)
+    return delivered
+
+
+def _mean_bytes(run: tuple[TensorInfo, ...]) -> float:
+    return sum(info.nbytes for info in run) / len(run)

@@ -8,6 +8,7 @@ dropped silently by vLLM; nemoverify reports it as `unclaimed` so that the user 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 Component = Literal["language_model", "mlp1", "vision", "sound", "unclaimed"]
@@ -22,6 +23,7 @@ class Route:
     skip: str | None = None  # why the component's own loader drops it on purpose, if it does
 
 
+@cache  # both passes route every name; a checkpoint has at most tens of thousands
 def route(name: str) -> Route:
     """Route one checkpoint name as vLLM does (first matching predicate wins, in vLLM's order)."""
     if name.startswith("language_model"):
