@@ -15,7 +15,6 @@ import os
 import socket
 import uuid
 import warnings
-from dataclasses import asdict
 from datetime import timedelta
 
 from nemoverify.compare import Delivered
@@ -146,7 +145,7 @@ def run_under_torchrun(
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
         with environment(_rank_environment(timeout_s)):  # read by the streamer when it streams
-            mine = [asdict(o) for o in _stream_on_this_rank(path, options_dict | {"device": device})]
+            mine = [o._asdict() for o in _stream_on_this_rank(path, options_dict | {"device": device})]
         gathered: list[list[dict[str, object]]] | None = [[] for _ in range(world)] if rank == 0 else None
         # gather_object goes through the default group; over NCCL it needs this rank's device set (done above).
         dist.gather_object(mine, gathered, dst=0)  # type: ignore[arg-type]
