@@ -89,6 +89,9 @@ def summarize(
         cands = cands_by.get(component, [])
         bad = failed.get(component, set())
         gone = missing.get(component, set()) - bad
+        digest = root_digest(algorithm, refs)
+        # No finding in a component means the same names, dtypes, shapes and digests on both sides.
+        clean = component not in failed and component not in missing
         rows[component] = ComponentSummary(
             component=component,
             tensors=len(refs),
@@ -97,7 +100,7 @@ def summarize(
             mismatched=len(bad),
             missing=len(gone),
             skipped=sum(1 for o in refs if o.name in skipped_names and o.name not in bad),
-            digest=root_digest(algorithm, refs),
-            candidate_digest=root_digest(algorithm, cands),
+            digest=digest,
+            candidate_digest=digest if clean else root_digest(algorithm, cands),
         )
     return rows, skipped

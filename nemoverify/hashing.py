@@ -94,7 +94,11 @@ class Entry(Protocol):
 
 def root_digest(algorithm: str, entries: Iterable[Entry]) -> str:
     ordered = sorted(entries, key=attrgetter("name"))
-    text = "".join(f"{e.name}\t{e.dtype}\t[{','.join(map(str, e.shape))}]\t{e.digest}\n" for e in ordered)
+    shapes: dict[tuple[int, ...], str] = {}  # a checkpoint has few distinct shapes, many tensors
+    for e in ordered:
+        if e.shape not in shapes:
+            shapes[e.shape] = ",".join(map(str, e.shape))
+    text = "".join(f"{e.name}\t{e.dtype}\t[{shapes[e.shape]}]\t{e.digest}\n" for e in ordered)
     return digest_bytes(algorithm, text.encode())
 
 
