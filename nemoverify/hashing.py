@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,34 +49,57 @@ def new_hasher(algorithm: str) -> Hasher:
 def digest_tensor(algorithm: str, tensor: torch.Tensor) -> str:
     """Digest of a tensor's bytes, read in place where it is a dense CPU tensor (no copy).
     `lin128` is computed where the tensor lives (a GPU tensor never comes back to the host)."""
+    return tensor_digester(algorithm)(tensor)
+
+
+def tensor_digester(algorithm: str) -> Callable[[torch.Tensor], str]:
+    """`digest_tensor` with the algorithm looked up once, for calling once per tensor."""
     if algorithm == "lin128":
-        return lin128(tensor)
-    t = tensor
-    if not t.is_cpu:
-        t = t.cpu()
-    if not t.is_contiguous():
-        t = t.contiguous()
-    nbytes = t.nbytes
-    if nbytes == 0:
-        return digest_bytes(algorithm, b"")
-    # A view of the storage at its data pointer: one call, where reshape/view/numpy cost four per
-    # tensor (it shows at 25,000 small tensors). `t` keeps the memory alive while it is hashed.
-    view = memoryview((ctypes.c_ubyte * nbytes).from_address(t.data_ptr()))
-    if algorithm == "blake3":
-        view = view.cast("B")  # ctypes says "<B"; blake3 wants "B"
-    return digest_bytes(algorithm, view)
+        return lin128
+    digest = one_shot(algorithm)
+    cast = algorithm == "blake3"  # ctypes says "<B"; blake3 wants "B"
+
+    def digest_tensor(tensor: torch.Tensor) -> str:
+        t = tensor
+        if not t.is_cpu:
+            t = t.cpu()
+        if not t.is_contiguous():
+            t = t.contiguous()
+        nbytes = t.nbytes
+        if nbytes == 0:
+            return digest(b"")
+        # A view of the storage at its data pointer: one call, where reshape/view/numpy cost four per
+        # tensor (it shows at 25,000 small tensors). `t` keeps the memory alive while it is hashed.
+        view = memoryview((ctypes.c_ubyte * nbytes).from_address(t.data_ptr()))
+        return digest(view.cast("B") if cast else view)
+
+    return digest_tensor
 
 
 def digest_bytes(algorithm: str, data: memoryview | bytes) -> str:
+    return one_shot(algorithm)(data)
+
+
+def one_shot(algorithm: str) -> Callable[[memoryview | bytes], str]:
+    """The function that digests one whole buffer: looked up once, called per tensor."""
     if algorithm == "xxh3-128":
         import xxhash
 
-        return xxhash.xxh3_128_hexdigest(data)
+        return xxhash.xxh3_128_hexdigest  # type: ignore[no-any-return]
     if algorithm == "sha256":
-        return hashlib.sha256(data).hexdigest()
-    h = new_hasher(algorithm)
-    h.update(data)
-    return h.hexdigest()
+        return lambda data: hashlib.sha256(data).hexdigest()
+    if algorithm == "blake3":
+        import blake3
+
+        return lambda data: blake3.blake3(data).hexdigest()  # type: ignore[no-any-return]
+
+    def incremental(data: memoryview | bytes) -> str:
+        h = new_hasher(algorithm)
+        h.update(data)
+        return h.hexdigest()
+
+    new_hasher(algorithm)  # an unknown name fails here, not at the first tensor
+    return incremental
 
 
 class Entry(Protocol):

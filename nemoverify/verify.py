@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.compare import Delivered, find_differences, summarize
 from nemoverify.dtypes import from_torch
-from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM, digest_tensor
+from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM, tensor_digester
 from nemoverify.loaders import TensorSource
 from nemoverify.loaders.reference import Progress, hash_checkpoint
 from nemoverify.loaders.runai import RunaiStreamer, StreamerSettings
@@ -91,6 +91,7 @@ class Recorder:
         self, algorithm: str, progress: Progress = _no_progress, cancel: threading.Event | None = None
     ) -> None:
         self.algorithm = algorithm
+        self.digest = tensor_digester(algorithm)
         self.progress = progress
         self.cancel = cancel or threading.Event()
         self.delivered = Delivered()
@@ -101,7 +102,7 @@ class Recorder:
         if self.cancel.is_set():
             raise Cancelled()
         nbytes = tensor.nbytes
-        digest = digest_tensor(self.algorithm, tensor)
+        digest = self.digest(tensor)
         dtype = from_torch(tensor.dtype)
         self.delivered.add(Observation(name, component, dtype, tuple(tensor.shape), nbytes, digest, status, reason))
         self.progress("candidate", nbytes)

@@ -242,15 +242,20 @@ def test_junit_and_sarif_are_valid_against_their_schemas(
 def test_an_interrupted_manifest_exits_130_and_leaves_no_file(cli, omni_checkpoint: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import nemoverify.loaders.reference as reader
 
-    real, calls = reader.digest_bytes, []
+    real, calls = reader.one_shot, []
 
-    def interrupted_after_ten(algorithm: str, data):  # type: ignore[no-untyped-def]
-        calls.append(algorithm)
-        if len(calls) == 10:
-            raise KeyboardInterrupt  # Ctrl-C arriving mid-hash
-        return real(algorithm, data)
+    def interrupted_after_ten(algorithm: str):  # type: ignore[no-untyped-def]
+        digest = real(algorithm)
 
-    monkeypatch.setattr(reader, "digest_bytes", interrupted_after_ten)
+        def counted(data):  # type: ignore[no-untyped-def]
+            calls.append(algorithm)
+            if len(calls) == 10:
+                raise KeyboardInterrupt  # Ctrl-C arriving mid-hash
+            return digest(data)
+
+        return counted
+
+    monkeypatch.setattr(reader, "one_shot", interrupted_after_ten)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     result = cli("manifest", omni_checkpoint, "-o", str(out_dir / "m.json"))

@@ -21,7 +21,7 @@ from nemoverify.checkpoint.layout import Checkpoint, Shard
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered
 from nemoverify.errors import InvalidCheckpoint, LoaderError
-from nemoverify.hashing import digest_bytes, new_hasher
+from nemoverify.hashing import new_hasher, one_shot
 from nemoverify.model.routing import route
 from nemoverify.report import Observation
 
@@ -119,6 +119,7 @@ def hash_run(
     contiguous and in offset order: the validator made sure). A tensor that lies whole inside one
     chunk is hashed in one call; one that spans chunks is fed to a hasher piece by piece."""
     out: list[Observation] = []
+    digest_of = one_shot(algorithm)
 
     def done(info: TensorInfo, digest: str) -> None:
         out.append(Observation(info.name, route(info.name).component, info.dtype, info.shape, info.nbytes, digest))
@@ -139,7 +140,7 @@ def hash_run(
             info = run[i]
             nbytes = info.nbytes
             if pos + nbytes <= size:  # whole in this chunk (zero-byte tensors included)
-                done(info, digest_bytes(algorithm, chunk[pos : pos + nbytes]))
+                done(info, digest_of(chunk[pos : pos + nbytes]))
                 pos += nbytes
                 i += 1
             elif pos < size:
@@ -150,7 +151,7 @@ def hash_run(
                 break
         progress(phase, size)
     for info in run[i:]:  # zero-byte tensors after the last byte
-        done(info, digest_bytes(algorithm, b""))
+        done(info, digest_of(b""))
     return out
 
 

@@ -41,6 +41,9 @@ def replay_fixed(weights: Weights, events: LoadEvents, text_only: bool = False) 
     def language_model_weights() -> Iterator[tuple[str, torch.Tensor]]:
         for name, w in weights:
             r = route(name)
+            if r.component == "language_model" and r.skip is None:  # the common case, checked first
+                yield name, w
+                continue
             reason = _not_loaded(r, text_only)
             if reason is not None:
                 events.passed(name, r.component, reason, w)
