@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from nemoverify import __version__
 from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError, redact
+from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
@@ -225,7 +226,7 @@ def check(
     memory_limit: Annotated[
         int | None,
         typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the streamer's (0 with --reuse-buffers).",
+            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory, whichever is less (0 with --reuse-buffers).",
             min=-1,
         ),
     ] = None,
@@ -303,6 +304,10 @@ def check(
     extra = _loader_extra_config(model_loader_extra_config)
     concurrency = extra.get("concurrency", concurrency)
     memory_limit = extra.get("memory_limit", memory_limit)
+    if memory_limit is None and not reuse_buffers and "RUNAI_STREAMER_MEMORY_LIMIT" not in os.environ:
+        from nemoverify.loaders.runai import default_ring_bytes
+
+        memory_limit = default_ring_bytes()  # bounded by this machine's memory, and shown in the report
     if extra.get("distributed") and nproc == 1 and not distributed:
         raise _fail('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun', ExitCode.USAGE)
     if (nproc > 1 or distributed) and loader is Loader.safetensors:
@@ -460,8 +465,11 @@ def manifest(
     path: PathArg,
     output: Annotated[str, typer.Option("--output", "-o", help="Manifest file to write (atomically).", metavar="FILE")],
     algorithm: Annotated[
-        Algorithm, typer.Option(help="Digest algorithm; a cryptographic one by default.")
-    ] = Algorithm.sha256,
+        Algorithm,
+        typer.Option(
+            help="Digest algorithm: blake3 (cryptographic, fastest) or sha256 (recomputable with sha256sum-like tools)."
+        ),
+    ] = Algorithm(DEFAULT_MANIFEST_ALGORITHM),
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
 ) -> None:

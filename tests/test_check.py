@@ -105,3 +105,33 @@ def test_single_file_checkpoint_without_index(make_checkpoint: Callable[..., str
     path = make_checkpoint(shards=1)
     assert not open_checkpoint(path).indexed
     assert run(path).ok
+
+
+def test_the_default_ring_fits_this_machine(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.loaders.runai import STREAMER_DEFAULT_RING, default_ring_bytes
+
+    small = tmp_path / "small"
+    small.write_text("MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n")
+    assert default_ring_bytes(str(small)) == 8000000 * 1024 // 4
+    large = tmp_path / "large"
+    large.write_text("MemAvailable:  2000000000 kB\n")
+    assert default_ring_bytes(str(large)) == STREAMER_DEFAULT_RING
+    assert default_ring_bytes(str(tmp_path / "absent")) == STREAMER_DEFAULT_RING
+
+
+def test_the_report_shows_the_ring_used_and_the_environment_wins(
+    cli, vl_checkpoint: str, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from nemoverify.loaders.runai import default_ring_bytes
+
+    out = tmp_path / "r.json"
+    assert cli("check", vl_checkpoint, "--json", str(out), "-q").exit_code == 0
+    limit = json.loads(out.read_text())["options"]["memory_limit"]
+    assert 0 < limit <= 40_000_000_000 and abs(limit - default_ring_bytes()) < 1 << 30
+    monkeypatch.setenv("RUNAI_STREAMER_MEMORY_LIMIT", "12345678")
+    assert cli("check", vl_checkpoint, "--json", str(out), "-q").exit_code == 0
+    assert json.loads(out.read_text())["options"]["memory_limit"] is None  # the streamer reads the variable
+    assert cli("check", vl_checkpoint, "--json", str(out), "-q", "--memory-limit", "1048576").exit_code == 0
+    assert json.loads(out.read_text())["options"]["memory_limit"] == 1048576

@@ -186,16 +186,30 @@ def test_an_edited_manifest_is_refused(cli, omni_checkpoint: str, recorded: str,
     assert result.exit_code == 3 and "cannot read the manifest" in result.stderr
 
 
-def test_manifest_digests_are_recomputable_with_hashlib(omni_checkpoint: str, recorded: str) -> None:
-    import hashlib
+def test_manifest_digests_are_blake3_by_default_and_recomputable(omni_checkpoint: str, recorded: str) -> None:
+    import blake3
 
     data = read_json(recorded)
+    assert data["algorithm"] == "blake3"
+    for entry in data["resources"]:
+        assert set(entry) >= {"name", "algorithm", "digest"}
+        header, blob = header_of(os.path.join(omni_checkpoint, entry["shard"]))
+        begin, end = header[entry["name"]]["data_offsets"]
+        assert blake3.blake3(blob[begin:end]).hexdigest() == entry["digest"]
+
+
+def test_a_sha256_manifest_is_recomputable_with_hashlib(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    path = str(tmp_path / "m.json")
+    assert cli("manifest", omni_checkpoint, "-o", path, "-q", "--algorithm", "sha256").exit_code == 0
+    data = read_json(path)
     assert data["algorithm"] == "sha256"
-    entry = data["resources"][0]
-    assert set(entry) >= {"name", "algorithm", "digest"}
-    header, blob = header_of(os.path.join(omni_checkpoint, entry["shard"]))
-    begin, end = header[entry["name"]]["data_offsets"]
-    assert hashlib.sha256(blob[begin:end]).hexdigest() == entry["digest"]
+    for entry in data["resources"]:
+        header, blob = header_of(os.path.join(omni_checkpoint, entry["shard"]))
+        begin, end = header[entry["name"]]["data_offsets"]
+        assert hashlib.sha256(blob[begin:end]).hexdigest() == entry["digest"]
+    assert cli("verify", omni_checkpoint, "--manifest", path, "-q").exit_code == 0
 
 
 def test_algorithm_conflicting_with_the_manifest_is_a_usage_error(cli, omni_checkpoint: str, recorded: str) -> None:  # type: ignore[no-untyped-def]

@@ -48,6 +48,23 @@ class StreamerSettings:
         return env
 
 
+STREAMER_DEFAULT_RING = 40_000_000_000  # the streamer's own RUNAI_STREAMER_MEMORY_LIMIT default, 40 GB
+RING_SHARE_OF_MEMORY = 4  # a quarter: the rest is for the multimodal clones, torch and the page cache
+
+
+def default_ring_bytes(meminfo: str = "/proc/meminfo") -> int:
+    """The ring nemoverify asks for when the user sets none: the streamer's 40 GB, or a quarter of
+    the memory available now if that is less, so that a checkpoint larger than the machine's
+    memory verifies without swapping. A smaller ring only means more buffer reuse, which makes
+    the check stricter, never looser."""
+    try:
+        with open(meminfo) as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return STREAMER_DEFAULT_RING
+    return min(STREAMER_DEFAULT_RING, available // RING_SHARE_OF_MEMORY)
+
+
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}
