@@ -149,7 +149,7 @@ def candidate_pass(
 
 def candidate_description(options: CheckOptions) -> str:
     if options.loader == "safetensors":
-        return "safetensors"
+        return "safetensors library"
     return f"runai-model-streamer ({'borrowed buffers' if options.reuse_buffers else 'owned tensors'})"
 
 
@@ -250,7 +250,7 @@ def build_report(
     started: float,
     extra_findings: list[Finding] | None = None,
     manifest: str | None = None,
-    reference_name: str = "safetensors",
+    reference_name: str = "stored bytes",
     candidate_name: str | None = None,
     against: str = "reference",
 ) -> Report:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class SafetensorsReader:
-    description = "safetensors"
+    description = "safetensors library"
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         self.checkpoint = checkpoint
