@@ -92,6 +92,8 @@ def one_shot(algorithm: str) -> Callable[[memoryview | bytes], str]:
         import blake3
 
         return lambda data: blake3.blake3(data).hexdigest()  # type: ignore[no-any-return]
+    if algorithm == "lin128":
+        return _lin128_of_buffer
 
     def incremental(data: memoryview | bytes) -> str:
         h = new_hasher(algorithm)
@@ -192,6 +194,18 @@ def lin128(tensor: torch.Tensor) -> str:
         b = padded
     lane1, lane2 = _lanes(b.view(torch.int64), 0)
     return _lin128_hex(n, lane1, lane2)
+
+
+def _lin128_of_buffer(data: memoryview | bytes) -> str:
+    """lin128 over a buffer, viewed as a tensor in place where it is writable (a read buffer)."""
+    import torch
+
+    if not len(data):
+        return lin128(torch.empty(0, dtype=torch.uint8))
+    writable = (
+        bytearray(data) if isinstance(data, bytes) or memoryview(data).readonly else data
+    )  # torch views only writable memory
+    return lin128(torch.frombuffer(writable, dtype=torch.uint8))
 
 
 class Lin128:
