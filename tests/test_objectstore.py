@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -155,28 +156,72 @@ def test_connection_refused_is_exit_3(cli, s3_env, monkeypatch) -> None:  # type
     assert time.monotonic() - started < 60
 
 
+class DyingProxy:
+    """A TCP proxy in front of a server that, once `budget` bytes of responses have passed, drops
+    every connection and refuses new ones: the server dying mid-stream, at a point set in bytes
+    rather than by a sleep (which a faster run outruns)."""
+
+    def __init__(self, target_port: int, budget: int) -> None:
+        self.target, self.budget, self.sent = target_port, budget, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.dead = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.dead.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+                if counted:
+                    with self.lock:
+                        self.sent += len(data)
+                        if self.sent >= self.budget:
+                            self.die()
+                            return
+
+    def die(self) -> None:  # called with the lock held, or at the end
+        self.dead.set()
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
 def test_a_server_that_dies_mid_stream_ends_the_run(s3_env, make_checkpoint: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
-    own = moto_server()  # a server of its own, to kill
+    src = make_checkpoint(hidden=1024, ffn=4096, layers=8, vocab=16384, seed=3)  # ~200 MB
+    url = upload(src, "dying", "model")
+    total = sum(os.path.getsize(os.path.join(src, f)) for f in os.listdir(src))
+    proxy = DyingProxy(s3_env.port, budget=total // 2)  # headers read, streaming well under way
     try:
-        env = os.environ | {"AWS_ENDPOINT_URL": own.url}
-        os.environ["AWS_ENDPOINT_URL"] = own.url
-        url = upload(make_checkpoint(hidden=1024, ffn=4096, layers=8, vocab=16384, seed=3), "dying", "model")  # ~200 MB
-        proc = subprocess.Popen(
+        proc = subprocess.run(
             [sys.executable, "-m", "nemoverify", "check", url],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            env=os.environ | {"AWS_ENDPOINT_URL": proxy.url},
+            capture_output=True,
             text=True,
+            timeout=180,
         )
-        time.sleep(2.5)  # headers read, streaming under way
-        own.stop()
-        _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 3, stderr[-1500:]
-        assert "VERIFIED" not in stderr and "Traceback" not in stderr
-        assert SECRET not in stderr
+        assert proxy.dead.is_set()
+        assert proc.returncode == 3, proc.stderr[-1500:]
+        assert "VERIFIED" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+        assert SECRET not in proc.stderr
     finally:
-        if own.proc.poll() is None:
-            own.stop()
+        with proxy.lock:
+            proxy.die()
 
 
 def _hf_cache(root: str, repo_id: str, src: str) -> None:

@@ -195,7 +195,7 @@ def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | No
 def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> TensorInfo | None:
     # The well-formed entry, checked in few operations (a 25,000-tensor header is real); anything
     # else takes the slow path below, which says what is wrong. `type(x) is int` rules out bool.
-    if type(entry) is dict:
+    if isinstance(entry, dict):  # the parser's own dict subclass
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if type(shape) is list and type(offsets) is list and len(offsets) == 2:
             begin, end = offsets

@@ -214,13 +214,14 @@ def _cross_check_index(
 ) -> None:
     index = at(INDEX_NAME)
     held = {s.name: {t.name for t in s.header.tensors} for s in shards}
-    holders: dict[str, list[str]] = {}
-    for s in shards:
-        for t in s.header.tensors:
-            holders.setdefault(t.name, []).append(s.name)
+    holders: dict[str, list[str]] = {}  # built only when the index is wrong somewhere
     for tensor, mapped in weight_map.items():
         if mapped not in held or tensor in held[mapped]:
             continue  # a missing shard is reported once, as shard-missing
+        if not holders:
+            for s in shards:
+                for t in s.header.tensors:
+                    holders.setdefault(t.name, []).append(s.name)
         if tensor in holders:
             problems.append(
                 Problem(
@@ -235,6 +236,8 @@ def _cross_check_index(
                 Problem("index-tensor-missing", at(mapped), f"does not hold it, but {INDEX_NAME} says it does", tensor)
             )
     for s in shards:
+        if held[s.name] <= weight_map.keys():
+            continue  # every tensor of this shard is listed (a set test, not a Python loop)
         for t in s.header.tensors:
             if t.name not in weight_map:
                 problems.append(

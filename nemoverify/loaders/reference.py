@@ -138,9 +138,11 @@ def hash_run(
                 hasher, i = None, i + 1
         while i < n and hasher is None:
             info = run[i]
-            nbytes = info.nbytes
-            if pos + nbytes <= size:  # whole in this chunk (zero-byte tensors included)
-                done(info, digest_of(chunk[pos : pos + nbytes]))
+            nbytes = info.end - info.start
+            if pos + nbytes <= size:  # whole in this chunk (zero-byte tensors included): the hot loop
+                name = info.name
+                digest = digest_of(chunk[pos : pos + nbytes])
+                out.append(Observation(name, route(name).component, info.dtype, info.shape, nbytes, digest))
                 pos += nbytes
                 i += 1
             elif pos < size:
