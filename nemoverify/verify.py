@@ -124,7 +124,13 @@ def reference_pass(
     """The stored bytes of every tensor, hashed as they are read: from local files or, for object
     storage, from ranged GETs (nothing is downloaded whole)."""
     return hash_checkpoint(
-        checkpoint, algorithm, progress, phase="reference", cancel=cancel, small_runs_after=small_runs_after
+        checkpoint,
+        algorithm,
+        progress,
+        phase="reference",
+        cancel=cancel,
+        small_runs_after=small_runs_after,
+        beside_candidate=True,
     ).observations
 
 

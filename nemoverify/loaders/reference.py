@@ -69,7 +69,7 @@ def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:
 
 
 def _range_chunks(
-    checkpoint: Checkpoint, shard: Shard, start: int, length: int, cancel: threading.Event
+    checkpoint: Checkpoint, shard: Shard, start: int, length: int, cancel: threading.Event, read_ahead: bool = False
 ) -> Iterator[memoryview]:
     """Bytes [start, start+length) of a shard's data section in chunks of at most READ_CHUNK:
     positioned local reads into one reused buffer, or one ranged GET from object storage."""
@@ -83,7 +83,7 @@ def _range_chunks(
     buf = bytearray(min(READ_CHUNK, max(length, 1)))
     view = memoryview(buf)
     fd = os.open(shard.location, os.O_RDONLY)
-    if hasattr(os, "posix_fadvise"):  # the kernel reads the run ahead while this worker hashes (cold cache)
+    if read_ahead and hasattr(os, "posix_fadvise"):  # the kernel reads the run while this worker hashes
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
     try:
         while length:
@@ -116,6 +116,7 @@ def hash_run(
     progress: Progress,
     cancel: threading.Event,
     phase: str = "manifest",
+    read_ahead: bool = False,
 ) -> list[Observation]:
     """Hash a run of consecutive tensors from one sequential read of their bytes (tensors are
     contiguous and in offset order: the validator made sure). A tensor that lies whole inside one
@@ -129,7 +130,7 @@ def hash_run(
     i, n = 0, len(run)
     hasher, left = None, 0  # the tensor that spans chunks, and its bytes still to come
     start, end = run[0].start, run[-1].end
-    for chunk in _range_chunks(checkpoint, shard, start, end - start, cancel):
+    for chunk in _range_chunks(checkpoint, shard, start, end - start, cancel, read_ahead):
         pos, size = 0, len(chunk)
         if hasher is not None:
             take = min(left, size)
@@ -173,16 +174,22 @@ def hash_checkpoint(
     phase: str = "manifest",
     cancel: threading.Event | None = None,
     small_runs_after: threading.Event | None = None,
+    beside_candidate: bool = False,
 ) -> Delivered:
     """Every tensor's digest from its stored bytes; runs of tensors are hashed in parallel (the
     hash functions release the GIL), one read buffer per worker. Setting `cancel` stops every
-    worker at its next chunk. With `small_runs_after`, runs of small tensors (SMALL_TENSOR_BYTES)
+    worker at its next chunk. `beside_candidate` says a candidate pass streams meanwhile (check).
+    With `small_runs_after`, runs of small tensors (SMALL_TENSOR_BYTES)
     wait until that event is set: the pass beside this one finishes first, undisturbed."""
     delivered = Delivered()
     cancel = cancel or threading.Event()
-    # More workers than cores: on a cold cache each waits on the disk for much of its time, and
-    # more reads in flight keep the disk busy (the standard I/O pool size; no cost when warm).
-    workers = workers or min(32, (os.cpu_count() or 1) + 4)
+    # Alone (manifest, verify), the reader takes the disk: more workers than cores, and each run
+    # read ahead, keep reads in flight while workers hash (cold cache: 0.84 s -> 0.75 s on 2.2 GB).
+    # Beside a candidate pass, which streams from the same disk, that starves the stream (check,
+    # cold: 1.98 s -> 2.79 s); one worker per core, reading as it goes, leaves it the disk.
+    alone = not beside_candidate
+    cores = os.cpu_count() or 1
+    workers = workers or (min(32, cores + 4) if alone else cores)
     tasks = [(shard, run) for shard in checkpoint.shards for run in _runs(shard)]
     later: list[tuple[Shard, tuple[TensorInfo, ...]]] = []
     if small_runs_after is not None:
@@ -192,7 +199,7 @@ def hash_checkpoint(
 
         def submit(batch: list[tuple[Shard, tuple[TensorInfo, ...]]]) -> list[Future[list[Observation]]]:
             return [
-                pool.submit(hash_run, checkpoint, shard, run, algorithm, progress, cancel, phase)
+                pool.submit(hash_run, checkpoint, shard, run, algorithm, progress, cancel, phase, alone)
                 for shard, run in batch
             ]
 
