@@ -89,6 +89,10 @@ def timed(cmd: list[str]) -> float:
 
 def spec_for(size_gb: float) -> Spec:
     """Grow the language model until the checkpoint reaches the size asked for."""
+    import math
+
+    import torch
+
     layers = 4
     while True:
         spec = Spec(
@@ -100,10 +104,8 @@ def spec_for(size_gb: float) -> Spec:
             vit_blocks=8,
             projector_hidden=4096,
             sound=True,
+            shards=max(3, math.ceil(size_gb / 2)),  # shards of about 2 GB: the generator holds one at a time
         )
-        import math
-
-        import torch
 
         size = sum(math.prod(shape) * getattr(torch, dt).itemsize for _, dt, shape in tensor_specs(spec))
         if size >= size_gb * 1e9:
@@ -247,6 +249,25 @@ def memory_scaling(base: str, sizes: list[float], ring: int = 256 << 20) -> None
         print(f"{gb(ck.total_bytes):>10} {gb(lm):>15} {gb(clones):>8} {gb(largest):>8} {gb(peak):>9} {gb(rest):>42}")
 
 
+def beyond_memory(base: str) -> None:
+    """A checkpoint 1.2x this machine's memory, checked with the defaults: it must verify, with a
+    peak RSS well under the machine's memory (there is no swap to hide in here)."""
+    with open("/proc/meminfo") as f:
+        total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    size_gb = 1.2 * total / 1e9
+    path = os.path.join(base, f"nano-{size_gb:.0f}gb")
+    if not os.path.exists(path):
+        t0 = time.perf_counter()
+        write_checkpoint(path, spec_for(size_gb))
+        print(f"\n(generated {path} in {time.perf_counter() - t0:.0f} s)")
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path) if f.endswith(".safetensors"))
+    result = child(NEMOVERIFY, path, "check", path, "-q")  # asserts exit code 0: verified
+    print(
+        f"\nlarger than memory: {gb(size)} checkpoint, {gb(total)} of memory, no swap: check verified it in "
+        f"{result['seconds']:.1f} s at {size / result['seconds'] / 1e9:.2f} GB/s, peak RSS {gb(result['rss'])}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-gb", type=float, default=2.0, help="checkpoint size to generate (default 2)")
@@ -257,6 +278,9 @@ def main() -> None:
         "--small-tensors", action="store_true", help="also the Omni NVFP4-like layout of 25,000+ small tensors"
     )
     parser.add_argument("--small-tensors-only", action="store_true", help="only the layout of small tensors")
+    parser.add_argument(
+        "--beyond-memory", action="store_true", help="also check a checkpoint 1.2x this machine's memory (slow)"
+    )
     parser.add_argument(
         "--memory-sizes", metavar="GB,GB", help="also peak RSS with a fixed ring at these checkpoint sizes (e.g. 1,4)"
     )
@@ -277,6 +301,8 @@ def main() -> None:
             measure(small, args.repeat, args.cold, warm_target=2.0, bulk=False)  # issue 7: 25,000+ small tensors, <= 2x
         if args.memory_sizes:
             memory_scaling(base, [float(x) for x in args.memory_sizes.split(",")])
+        if args.beyond_memory:
+            beyond_memory(base)
     finally:
         if not args.dir:
             shutil.rmtree(base, ignore_errors=True)
