@@ -218,16 +218,30 @@ class Lin128:
         self._tail = b""  # fewer than 8 bytes waiting for the rest of their word
 
     def update(self, data: memoryview | bytes, /) -> None:
+        """Whole words are read in place from a writable buffer (a read buffer: no copy of the
+        bulk); only a word split between two pieces is put together by hand."""
         import torch
 
-        buf = self._tail + bytes(data)
-        whole = len(buf) - len(buf) % 8
+        view = memoryview(data).cast("B")
+        at = 0
+        if self._tail:  # complete the word the last piece left open
+            at = min(8 - len(self._tail), len(view))
+            self._tail += bytes(view[:at])
+            if len(self._tail) == 8:
+                self._add(torch.frombuffer(bytearray(self._tail), dtype=torch.int64), (self.nbytes + at - 8) // 8)
+                self._tail = b""
+        whole = (len(view) - at) // 8 * 8
         if whole:
-            words = torch.frombuffer(bytearray(buf[:whole]), dtype=torch.int64)
-            l1, l2 = _lanes(words, (self.nbytes - len(self._tail)) // 8)
-            self.lane1, self.lane2 = (self.lane1 + l1) & _MASK, (self.lane2 + l2) & _MASK
-        self.nbytes += len(data)
-        self._tail = buf[whole:]
+            body = view[at : at + whole]
+            if body.readonly:
+                body = memoryview(bytearray(body))  # torch views only writable memory
+            self._add(torch.frombuffer(body, dtype=torch.int64), (self.nbytes + at) // 8)
+        self._tail += bytes(view[at + whole :])
+        self.nbytes += len(view)
+
+    def _add(self, words: torch.Tensor, first: int) -> None:
+        l1, l2 = _lanes(words, first)
+        self.lane1, self.lane2 = (self.lane1 + l1) & _MASK, (self.lane2 + l2) & _MASK
 
     def hexdigest(self) -> str:
         import torch
