@@ -68,6 +68,18 @@ def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:
     return runs
 
 
+_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's READ_CHUNK buffer, made once: a worker reads every run it takes into it (fresh
+    buffers per run cost page faults, 136 MiB of them on 2.2 GB)."""
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None or len(view) != READ_CHUNK:
+        view = _buffers.view = memoryview(bytearray(READ_CHUNK))
+    return view
+
+
 def _range_chunks(
     checkpoint: Checkpoint, shard: Shard, start: int, length: int, cancel: threading.Event, read_ahead: bool = False
 ) -> Iterator[memoryview]:
@@ -80,8 +92,7 @@ def _range_chunks(
                 raise KeyboardInterrupt
             yield chunk
         return
-    buf = bytearray(min(READ_CHUNK, max(length, 1)))
-    view = memoryview(buf)
+    view = _read_buffer()
     fd = os.open(shard.location, os.O_RDONLY)
     if read_ahead and hasattr(os, "posix_fadvise"):  # the kernel reads the run while this worker hashes
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
