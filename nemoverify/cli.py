@@ -11,8 +11,10 @@ import gc
 import os
 import re
 import sys
+import threading
+import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from typing import Annotated, TypeVar
 
@@ -141,7 +143,39 @@ def _progress(enabled: bool, totals: dict[str, int]) -> Iterator[Callable[[str, 
         transient=True,
     ) as progress:
         tasks = {phase: progress.add_task(phase, total=total) for phase, total in totals.items()}
-        yield lambda phase, n: progress.advance(tasks[phase], n) if phase in tasks else None
+        batched = _Batched(lambda phase, n: progress.advance(tasks[phase], n), tasks)
+        yield batched
+        batched.flush()
+
+
+class _Batched:
+    """Progress from any thread, handed to rich at most every PROGRESS_EVERY_S: a rich update per
+    tensor (25,000 of them) would cost more than hashing them."""
+
+    PROGRESS_EVERY_S = 0.05
+
+    def __init__(self, advance: Callable[[str, int], None], phases: Iterable[str]) -> None:
+        self._advance = advance
+        self._pending = dict.fromkeys(phases, 0)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, phase: str, nbytes: int) -> None:
+        if phase not in self._pending:
+            return
+        with self._lock:
+            self._pending[phase] += nbytes
+            if time.monotonic() - self._last < self.PROGRESS_EVERY_S:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending = [(p, n) for p, n in self._pending.items() if n]
+            self._pending = dict.fromkeys(self._pending, 0)
+            self._last = time.monotonic()
+        for phase, n in pending:
+            self._advance(phase, n)
 
 
 def _write_output(path: str, text: str) -> None:

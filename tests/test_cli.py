@@ -93,3 +93,32 @@ def test_python_dash_m_runs() -> None:
         [sys.executable, "-m", "nemoverify", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("nemoverify ")
+
+
+def test_a_terminal_sees_a_progress_bar_with_throughput(make_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    """Run the CLI on a real pseudo-terminal: rich draws the bar only there."""
+    import pty
+    import subprocess
+    import sys
+
+    path = make_checkpoint(hidden=1024, ffn=4096, layers=8, vocab=16384, seed=3)  # ~200 MB: long enough to draw
+    leader, follower = pty.openpty()
+    env = os.environ | {"COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nemoverify", "check", path], stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            data = os.read(leader, 1 << 16)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
+    assert proc.wait(timeout=120) == 0, text[-2000:]
+    assert "reference" in text and "candidate" in text
+    assert re.search(r"\d+(\.\d+)? [kMG]?i?B/s", text), text[-2000:]  # throughput, from bytes actually read
+    assert "VERIFIED" in text
