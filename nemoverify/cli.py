@@ -241,7 +241,7 @@ def check(
     loader: Annotated[
         Loader,
         typer.Option(
-            help="Candidate loader. 'safetensors' replays the load path over the reference reader: a baseline."
+            help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline."
         ),
     ] = Loader.runai,
     strategy: Annotated[

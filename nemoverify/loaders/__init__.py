@@ -1,7 +1,10 @@
-"""Loaders behind one small interface: a context manager whose `tensors()` yields (name, tensor).
+"""Where tensors come from.
 
-`reference` reads with the safetensors library (the truth); `runai` streams through the Run:ai
-Model Streamer exactly as vLLM's `runai_streamer` load format does.
+`reference` reads every tensor's stored bytes at the header's offsets and hashes them (the truth,
+for check, manifest and verify). The candidates share one small interface, a context manager whose
+`tensors()` yields (name, tensor): `runai` streams through the Run:ai Model Streamer exactly as
+vLLM's `runai_streamer` load format does; `safetensors_library` reads with the safetensors library,
+a baseline that never reuses memory.
 """
 
 from __future__ import annotations
