@@ -260,7 +260,7 @@ def check(
     memory_limit: Annotated[
         int | None,
         typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory, whichever is less (0 with --reuse-buffers).",
+            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --reuse-buffers).",
             min=-1,
         ),
     ] = None,

@@ -108,15 +108,63 @@ def test_single_file_checkpoint_without_index(make_checkpoint: Callable[..., str
 
 
 def test_the_default_ring_fits_this_machine(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.loaders.runai import STREAMER_DEFAULT_RING, default_ring_bytes
+    from nemoverify.loaders.runai import MIN_RING, STREAMER_DEFAULT_RING, default_ring_bytes
 
+    none = str(tmp_path / "absent")
     small = tmp_path / "small"
     small.write_text("MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n")
-    assert default_ring_bytes(str(small)) == 8000000 * 1024 // 4
+    assert default_ring_bytes(str(small), none) == 8000000 * 1024 // 4
     large = tmp_path / "large"
     large.write_text("MemAvailable:  2000000000 kB\n")
-    assert default_ring_bytes(str(large)) == STREAMER_DEFAULT_RING
-    assert default_ring_bytes(str(tmp_path / "absent")) == STREAMER_DEFAULT_RING
+    assert default_ring_bytes(str(large), none) == STREAMER_DEFAULT_RING
+    assert default_ring_bytes(none, none) == STREAMER_DEFAULT_RING
+    tiny = tmp_path / "tiny"
+    tiny.write_text("MemAvailable:  1000 kB\n")
+    assert default_ring_bytes(str(tiny), none) == MIN_RING  # never 0: that is the streamer's reuse mode
+
+
+def _cgroup(tmp_path, lines: str, files: dict[str, str]) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cgroup").write_text(lines)
+    for rel, text in files.items():
+        (tmp_path / "fs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / rel).write_text(text)
+    return str(tmp_path / "cgroup"), str(tmp_path / "fs")
+
+
+def test_a_container_memory_limit_bounds_the_ring(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """In a CI container MemAvailable is the host's; the cgroup's limit is what counts."""
+    from nemoverify.loaders.runai import cgroup_headroom, default_ring_bytes
+
+    host = tmp_path / "meminfo"
+    host.write_text("MemAvailable:  500000000 kB\n")  # a 500 GB host
+    gib = 1 << 30
+    v2 = _cgroup(
+        tmp_path / "v2",
+        "0::/ci/job\n",
+        {
+            "memory.max": "max\n",
+            "ci/memory.max": f"{16 * gib}\n",
+            "ci/memory.current": f"{2 * gib}\n",
+            "ci/job/memory.max": "max\n",
+            "ci/job/memory.current": f"{gib}\n",
+        },
+    )
+    assert cgroup_headroom(*v2) == 14 * gib  # the parent's limit binds the child
+    assert default_ring_bytes(str(host), *v2) == 14 * gib // 4
+    v1 = _cgroup(
+        tmp_path / "v1",
+        "4:memory:/docker/abc\n3:cpu:/docker/abc\n",
+        {
+            "memory/docker/abc/memory.limit_in_bytes": f"{8 * gib}\n",
+            "memory/docker/abc/memory.usage_in_bytes": f"{4 * gib}\n",
+            "memory/memory.limit_in_bytes": "9223372036854771712\n",  # v1's "unlimited"
+            "memory/memory.usage_in_bytes": f"{100 * gib}\n",
+        },
+    )
+    assert cgroup_headroom(*v1) == 4 * gib
+    unlimited = _cgroup(tmp_path / "none", "0::/\n", {"memory.max": "max\n", "memory.current": "5\n"})
+    assert cgroup_headroom(*unlimited) is None
 
 
 def test_the_report_shows_the_ring_used_and_the_environment_wins(
