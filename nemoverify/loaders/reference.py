@@ -190,8 +190,8 @@ def hash_checkpoint(
     """Every tensor's digest from its stored bytes; runs of tensors are hashed in parallel (the
     hash functions release the GIL), one read buffer per worker. Setting `cancel` stops every
     worker at its next chunk. `beside_candidate` says a candidate pass streams meanwhile (check).
-    With `small_runs_after`, runs of small tensors (SMALL_TENSOR_BYTES)
-    wait until that event is set: the pass beside this one finishes first, undisturbed."""
+    With `small_runs_after`, runs of small tensors (under SMALL_TENSOR_BYTES on average) wait
+    until that event is set, so that the pass beside this one finishes first, undisturbed."""
     delivered = Delivered()
     cancel = cancel or threading.Event()
     # Alone (manifest, verify), the reader takes the disk: more workers than cores, and each run
