@@ -43,7 +43,11 @@ def new_hasher(algorithm: str) -> Hasher:
         return hashlib.sha256()
     if algorithm == "lin128":
         return Lin128()
-    raise ValueError(f"unknown hash algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    raise _unknown(algorithm)
+
+
+def _unknown(algorithm: str) -> ValueError:
+    return ValueError(f"unknown hash algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
 
 
 def digest_tensor(algorithm: str, tensor: torch.Tensor) -> str:
@@ -94,14 +98,7 @@ def one_shot(algorithm: str) -> Callable[[memoryview | bytes], str]:
         return lambda data: blake3.blake3(data).hexdigest()  # type: ignore[no-any-return]
     if algorithm == "lin128":
         return _lin128_of_buffer
-
-    def incremental(data: memoryview | bytes) -> str:
-        h = new_hasher(algorithm)
-        h.update(data)
-        return h.hexdigest()
-
-    new_hasher(algorithm)  # an unknown name fails here, not at the first tensor
-    return incremental
+    raise _unknown(algorithm)  # here, not at the first tensor
 
 
 class Entry(Protocol):
