@@ -26,32 +26,15 @@ DIGEST_DEFINITION = (
 
 
 @dataclass(frozen=True)
-class ManifestTensor:
-    name: str
-    component: str
-    dtype: str
-    shape: tuple[int, ...]
-    nbytes: int
-    digest: str
-    shard: str
-
-    def observation(self) -> Observation:
-        return Observation(self.name, self.component, self.dtype, self.shape, self.nbytes, self.digest)
-
-
-@dataclass(frozen=True)
 class Manifest:
     algorithm: str
-    tensors: dict[str, ManifestTensor]
+    tensors: dict[str, Observation]  # what a checkpoint must deliver to match, tensor by tensor
+    shard_of: dict[str, str]  # tensor name -> the shard file that held it
     shards: dict[str, int]  # shard file name -> size in bytes
 
     def root(self, component: str | None = None) -> str:
         chosen = (t for t in self.tensors.values() if component is None or t.component == component)
         return root_digest(self.algorithm, chosen)
-
-    def observations(self) -> dict[str, Observation]:
-        """What a checkpoint must deliver to match this manifest, tensor by tensor."""
-        return {name: t.observation() for name, t in self.tensors.items()}
 
     def to_dict(self) -> dict[str, object]:
         from nemoverify import __version__
@@ -74,7 +57,7 @@ class Manifest:
                     "dtype": t.dtype,
                     "shape": list(t.shape),
                     "bytes": t.nbytes,
-                    "shard": t.shard,
+                    "shard": self.shard_of[t.name],
                 }
                 for t in sorted(self.tensors.values(), key=lambda t: t.name)
             ],
@@ -97,15 +80,16 @@ def load_manifest(path: str) -> Manifest:
         raise ManifestError(f"{path}: unknown digest algorithm {algorithm!r}")
     try:
         tensors = {
-            r["name"]: ManifestTensor(
-                r["name"], r["component"], r["dtype"], tuple(r["shape"]), int(r["bytes"]), r["digest"], r["shard"]
+            r["name"]: Observation(
+                r["name"], r["component"], r["dtype"], tuple(r["shape"]), int(r["bytes"]), r["digest"]
             )
             for r in data["resources"]
         }
+        shard_of = {r["name"]: r["shard"] for r in data["resources"]}
         shards = {s["name"]: int(s["size"]) for s in data["shards"]}
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"{path}: malformed manifest entry: {exc!r}") from None
-    manifest = Manifest(algorithm, tensors, shards)
+    manifest = Manifest(algorithm, tensors, shard_of, shards)
     if data.get("root") != manifest.root():
         raise ManifestError(f"{path}: the manifest's root digest does not match its entries: it was edited")
     return manifest
@@ -115,11 +99,7 @@ def build_manifest(checkpoint: Checkpoint, algorithm: str, progress: Progress) -
     checkpoint.require_valid()
     delivered = hash_checkpoint(checkpoint, algorithm, progress)
     shard_of = {info.name: shard.name for shard, info in checkpoint.tensors()}
-    tensors = {
-        o.name: ManifestTensor(o.name, o.component, o.dtype, o.shape, o.nbytes, o.digest, shard_of[o.name])
-        for o in delivered.observations.values()
-    }
-    return Manifest(algorithm, tensors, {s.name: s.size for s in checkpoint.shards})
+    return Manifest(algorithm, delivered.observations, shard_of, {s.name: s.size for s in checkpoint.shards})
 
 
 def shard_findings(manifest: Manifest, checkpoint: Checkpoint) -> list[Finding]:

@@ -211,7 +211,7 @@ def check(
 
 
 def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:
-    expected = manifest.observations()
+    expected = manifest.tensors
     multi = len(delivered) > 1
     findings = shard_findings(manifest, checkpoint)
     for rank, got in sorted(delivered.items()):
@@ -232,7 +232,7 @@ def verify_manifest(
     if not explained_by_manifest(manifest, checkpoint, shards):
         checkpoint.require_valid(strict)
     delivered = hash_checkpoint(checkpoint, manifest.algorithm, progress)
-    expected = manifest.observations()
+    expected = manifest.tensors
     options = CheckOptions(algorithm=manifest.algorithm, strict=strict)
     return build_report(
         checkpoint,
