@@ -194,15 +194,9 @@ def lin128(tensor: torch.Tensor) -> str:
 
 
 def _lin128_of_buffer(data: memoryview | bytes) -> str:
-    """lin128 over a buffer, viewed as a tensor in place where it is writable (a read buffer)."""
-    import torch
-
-    if not len(data):
-        return lin128(torch.empty(0, dtype=torch.uint8))
-    writable = (
-        bytearray(data) if isinstance(data, bytes) or memoryview(data).readonly else data
-    )  # torch views only writable memory
-    return lin128(torch.frombuffer(writable, dtype=torch.uint8))
+    h = Lin128()
+    h.update(data)
+    return h.hexdigest()
 
 
 class Lin128:

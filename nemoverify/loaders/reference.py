@@ -204,8 +204,10 @@ def hash_checkpoint(
     tasks = [(shard, run) for shard in checkpoint.shards for run in _runs(shard)]
     later: list[tuple[Shard, tuple[TensorInfo, ...]]] = []
     if small_runs_after is not None:
-        later = [t for t in tasks if _mean_bytes(t[1]) < SMALL_TENSOR_BYTES]
-        tasks = [t for t in tasks if _mean_bytes(t[1]) >= SMALL_TENSOR_BYTES]
+        now: list[tuple[Shard, tuple[TensorInfo, ...]]] = []
+        for task in tasks:
+            (later if _mean_bytes(task[1]) < SMALL_TENSOR_BYTES else now).append(task)
+        tasks = now
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nemoverify-hash") as pool:
 
         def submit(batch: list[tuple[Shard, tuple[TensorInfo, ...]]]) -> list[Future[list[Observation]]]:
