@@ -2,15 +2,17 @@
 
 A tensor digest is the hash of the tensor's raw bytes exactly as the safetensors file stores them
 (C order, little-endian): recomputable with any hashing tool over `file[8 + N + begin : 8 + N + end]`.
-A root digest hashes one line per tensor, `name\\tdtype\\tshape\\tdigest\\n`, sorted by name, so it
-covers names, types and shapes as well as bytes. The algorithm name records everything that changes
-a digest, and every report and manifest carries it.
+A root digest covers names, types and shapes as well as bytes: it hashes `ROOT_PREFIX` and then,
+tensor by tensor in name order, each field framed by its length (`root_message`), so that no name,
+whatever it holds, can pass for the end of one entry and the start of another. The algorithm name
+records everything that changes a digest, and every report and manifest carries it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import struct
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
@@ -114,13 +116,45 @@ class Entry(Protocol):
     def digest(self) -> str: ...
 
 
+ROOT_PREFIX = b"nemoverify.root/v2\n"
+_U64 = struct.Struct("<Q")
+
+
+def _text_field(text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogatepass")  # never raises; the parsers refuse lone surrogates
+    return _U64.pack(len(raw)) + raw
+
+
+def _shape_field(shape: tuple[int, ...]) -> bytes:
+    return _U64.pack(len(shape)) + b"".join(map(_U64.pack, shape))
+
+
+def root_message(entries: Iterable[Entry]) -> bytes:
+    """What a root digest hashes (README, "How digests are defined"): `ROOT_PREFIX`, then per tensor
+    in order of name (code points, which is the order of their UTF-8 bytes): the name, the dtype,
+    the shape and the digest, each framed by a little-endian u64: the UTF-8 length of a text, the
+    number of dimensions of a shape (then each dimension as a u64)."""
+    shapes: dict[tuple[int, ...], bytes] = {}  # a checkpoint has few distinct shapes, many tensors
+    parts = [ROOT_PREFIX]
+    for e in sorted(entries, key=attrgetter("name")):
+        shape = shapes.get(e.shape)
+        if shape is None:
+            shape = shapes[e.shape] = _shape_field(e.shape)
+        parts += (_text_field(e.name), _text_field(e.dtype), shape, _text_field(e.digest))
+    return b"".join(parts)
+
+
 def root_digest(algorithm: str, entries: Iterable[Entry]) -> str:
+    return digest_bytes(algorithm, root_message(entries))
+
+
+def root_digest_v1(algorithm: str, entries: Iterable[Entry]) -> str:
+    """The root of `nemoverify.manifest/v1`: one line `name\\tdtype\\t[d0,d1]\\tdigest\\n` per tensor,
+    sorted by name. Ambiguous when a name holds a tab or a newline (one name can then imitate a
+    whole other entry), so it is only used to check v1 manifests whose names hold no control
+    character, where each line splits back into its fields one way only."""
     ordered = sorted(entries, key=attrgetter("name"))
-    shapes: dict[tuple[int, ...], str] = {}  # a checkpoint has few distinct shapes, many tensors
-    for e in ordered:
-        if e.shape not in shapes:
-            shapes[e.shape] = ",".join(map(str, e.shape))
-    text = "".join(f"{e.name}\t{e.dtype}\t[{shapes[e.shape]}]\t{e.digest}\n" for e in ordered)
+    text = "".join(f"{e.name}\t{e.dtype}\t[{','.join(map(str, e.shape))}]\t{e.digest}\n" for e in ordered)
     return digest_bytes(algorithm, text.encode())
 
 

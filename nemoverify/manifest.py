@@ -10,19 +10,31 @@ model-signing in-toto predicate's resources, so a manifest's entries can be carr
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
+from nemoverify.checkpoint.header import DTYPE_BITS
 from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.checkpoint.problems import CONTROL_CHARACTER, printable
 from nemoverify.errors import ManifestError
-from nemoverify.hashing import ALGORITHMS, root_digest
+from nemoverify.hashing import ALGORITHMS, root_digest, root_digest_v1
 from nemoverify.loaders.reference import Progress, hash_checkpoint
 from nemoverify.report import Finding, Observation
 
-FORMAT = "nemoverify.manifest/v1"
+FORMAT = "nemoverify.manifest/v2"
+FORMAT_V1 = "nemoverify.manifest/v1"  # read, never written: its root is checked under its own definition
 DIGEST_DEFINITION = (
+    "digest: <algorithm> over the tensor's stored bytes, file[8 + header_len + begin : 8 + header_len + end]; "
+    "root: <algorithm> over b'nemoverify.root/v2\\n' then, per tensor sorted by name: name, dtype, shape, "
+    "digest, each framed by a little-endian u64 (a text: its UTF-8 length, then its UTF-8 bytes; a shape: "
+    "its number of dimensions, then each dimension as a u64)"
+)
+DIGEST_DEFINITION_V1 = (
     "digest: <algorithm> over the tensor's stored bytes, file[8 + header_len + begin : 8 + header_len + end]; "
     "root: <algorithm> over 'name\\tdtype\\t[shape]\\tdigest\\n' lines sorted by name"
 )
+DIGEST_HEX_DIGITS = {"xxh3-128": 32, "blake3": 64, "sha256": 64, "lin128": 32}
+U64_MAX = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -31,9 +43,12 @@ class Manifest:
     tensors: dict[str, Observation]  # what a checkpoint must deliver to match, tensor by tensor
     shard_of: dict[str, str]  # tensor name -> the shard file that held it
     shards: dict[str, int]  # shard file name -> size in bytes
+    format: str = FORMAT  # FORMAT_V1 for a manifest an older nemoverify recorded
 
     def root(self, component: str | None = None) -> str:
         chosen = (t for t in self.tensors.values() if component is None or t.component == component)
+        if self.format == FORMAT_V1:
+            return root_digest_v1(self.algorithm, chosen)
         return root_digest(self.algorithm, chosen)
 
     def to_dict(self) -> dict[str, object]:
@@ -41,10 +56,10 @@ class Manifest:
 
         components = sorted({t.component for t in self.tensors.values()})
         return {
-            "format": FORMAT,
+            "format": self.format,
             "created_by": f"nemoverify {__version__}",
             "algorithm": self.algorithm,
-            "digest_definition": DIGEST_DEFINITION,
+            "digest_definition": DIGEST_DEFINITION_V1 if self.format == FORMAT_V1 else DIGEST_DEFINITION,
             "root": self.root(),
             "components": {c: self.root(c) for c in components},
             "shards": [{"name": n, "size": s} for n, s in sorted(self.shards.items())],
@@ -68,31 +83,86 @@ class Manifest:
 
 
 def load_manifest(path: str) -> Manifest:
+    """Read a manifest and check it whole: every field of every entry, and the root over them all.
+    A v1 manifest (recorded before roots were framed) is checked under its own root definition,
+    which is unambiguous once every name is known to hold no control character."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError) as exc:
         raise ManifestError(f"{path}: cannot read the manifest: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt not in (FORMAT, FORMAT_V1):
+        if isinstance(fmt, str) and fmt.startswith("nemoverify.manifest/"):
+            raise ManifestError(
+                f"{path}: manifest format {printable(fmt)!r} is not one this nemoverify reads ({FORMAT}, {FORMAT_V1})"
+            )
         raise ManifestError(f"{path}: not a nemoverify manifest (expected format {FORMAT!r})")
+    assert isinstance(data, dict)
     algorithm = data.get("algorithm")
     if algorithm not in ALGORITHMS:
         raise ManifestError(f"{path}: unknown digest algorithm {algorithm!r}")
-    try:
-        tensors = {
-            r["name"]: Observation(
-                r["name"], r["component"], r["dtype"], tuple(r["shape"]), int(r["bytes"]), r["digest"]
-            )
-            for r in data["resources"]
-        }
-        shard_of = {r["name"]: r["shard"] for r in data["resources"]}
-        shards = {s["name"]: int(s["size"]) for s in data["shards"]}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestError(f"{path}: malformed manifest entry: {exc!r}") from None
-    manifest = Manifest(algorithm, tensors, shard_of, shards)
+    resources, shard_list = data.get("resources"), data.get("shards")
+    if not isinstance(resources, list) or not isinstance(shard_list, list):
+        raise ManifestError(f"{path}: malformed manifest: 'resources' and 'shards' must be lists")
+    tensors: dict[str, Observation] = {}
+    shard_of: dict[str, str] = {}
+    for i, entry in enumerate(resources):
+        obs, shard = _resource(entry, algorithm, f"{path}: resources[{i}]")
+        if obs.name in tensors:
+            raise ManifestError(f"{path}: resources[{i}]: tensor {printable(obs.name)!r} is listed twice")
+        tensors[obs.name], shard_of[obs.name] = obs, shard
+    shards: dict[str, int] = {}
+    for i, entry in enumerate(shard_list):
+        where = f"{path}: shards[{i}]"
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where}: not an object")
+        shards[_name(entry, "name", where)] = _count(entry, "size", where)
+    manifest = Manifest(algorithm, tensors, shard_of, shards, fmt)
     if data.get("root") != manifest.root():
-        raise ManifestError(f"{path}: the manifest's root digest does not match its entries: it was edited")
+        raise ManifestError(
+            f"{path}: the manifest's root digest does not match its entries (under the {fmt} definition): it was edited"
+        )
     return manifest
+
+
+def _resource(entry: object, algorithm: str, where: str) -> tuple[Observation, str]:
+    """One `resources` entry, every field checked: a manifest is input like any other."""
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{where}: not an object")
+    name = _name(entry, "name", where)
+    where = f"{where} ({printable(name)!r})"
+    component = entry.get("component")
+    if not isinstance(component, str) or CONTROL_CHARACTER.search(component):
+        raise ManifestError(f"{where}: 'component' is not a plain string")
+    dtype = entry.get("dtype")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        raise ManifestError(f"{where}: 'dtype' {dtype!r} is not a safetensors dtype")
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= U64_MAX for d in shape):
+        raise ManifestError(f"{where}: 'shape' is not a list of integers from 0 to 2**64-1")
+    digest = entry.get("digest")
+    digits = DIGEST_HEX_DIGITS[algorithm]
+    if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{digits}}}", digest):
+        raise ManifestError(f"{where}: 'digest' is not {digits} lowercase hex digits ({algorithm})")
+    shard = _name(entry, "shard", where)
+    return Observation(name, component, dtype, tuple(shape), _count(entry, "bytes", where), digest), shard
+
+
+def _name(entry: dict[str, object], key: str, where: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value:
+        raise ManifestError(f"{where}: {key!r} is not a non-empty string (got {type(value).__name__})")
+    if CONTROL_CHARACTER.search(value):
+        raise ManifestError(f"{where}: {key!r} {printable(value)!r} holds a control character; refused")
+    return value
+
+
+def _count(entry: dict[str, object], key: str, where: str) -> int:
+    value = entry.get(key)
+    if type(value) is not int or not 0 <= value <= U64_MAX:
+        raise ManifestError(f"{where}: {key!r} is not an integer from 0 to 2**64-1 (got {printable(repr(value))})")
+    return value
 
 
 def build_manifest(checkpoint: Checkpoint, algorithm: str, progress: Progress) -> Manifest:

@@ -222,6 +222,12 @@ CASES: list[Case] = [
         "duplicate-in-header", shard_header(duplicate_key), "duplicate-tensor", "appears more than once in the header"
     ),
     Case(
+        "tensor-name-control-character",
+        shard_header(lambda h, d: (h | {first_tensor(h) + "\n\t": h.pop(first_tensor(h))}, d)),
+        "tensor-name",
+        "holds a control character",
+    ),
+    Case(
         "metadata-int-value",
         shard_header(lambda h, d: (h | {"__metadata__": {"format": 1}}, d)),
         "metadata-type",

@@ -333,3 +333,110 @@ def test_a_shard_that_changes_while_verified_is_refused(omni_checkpoint: str, re
     with pytest.raises(InvalidCheckpoint) as info:
         verify_manifest(checkpoint, load_manifest(recorded), recorded)
     assert info.value.problems[0].rule == "file-changed"
+
+
+def _two_tensor_checkpoint(root: str, entries: dict[str, tuple[str, list[int], bytes]]) -> str:
+    """A one-shard checkpoint: name -> (dtype, shape, bytes), in that order in the file."""
+    os.makedirs(root, exist_ok=True)
+    header, data = {}, b""
+    for name, (dtype, shape, blob) in entries.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    write(os.path.join(root, "model.safetensors"), raw_safetensors(header, data))
+    return root
+
+
+def test_a_name_imitating_another_entry_cannot_forge_the_root(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import blake3
+
+    from nemoverify.hashing import root_digest, root_digest_v1
+    from nemoverify.report import Observation
+
+    a, b = b"\x01\x02\x03\x04", b"\x05\x06\x07"
+    da, db = blake3.blake3(a).hexdigest(), blake3.blake3(b).hexdigest()
+    original = [Observation("a", "unclaimed", "U8", (4,), 4, da), Observation("b", "unclaimed", "U8", (3,), 3, db)]
+    forged_name = f"a\tU8\t[4]\t{da}\nb"  # delete `a`, rename `b` to carry `a`'s whole line
+    forged = [Observation(forged_name, "unclaimed", "U8", (3,), 3, db)]
+    assert root_digest_v1("blake3", original) == root_digest_v1("blake3", forged)  # the v1 collision
+    assert root_digest("blake3", original) != root_digest("blake3", forged)
+
+    root = _two_tensor_checkpoint(str(tmp_path / "forged"), {forged_name: ("U8", [3], b)})
+    for args in (["inspect", root], ["check", root], ["manifest", root, "-o", str(tmp_path / "m.json")]):
+        result = cli(*args)
+        assert result.exit_code == 3, (args, result.output)
+        assert "[tensor-name]" in result.output and "control character" in result.output
+        assert "a\\tU8\\t[4]" in result.output  # the name shown escaped: it forges no line of output
+    assert not (tmp_path / "m.json").exists()
+
+
+def _as_v1(manifest: dict) -> dict:  # type: ignore[type-arg]
+    """The manifest as nemoverify.manifest/v1 wrote it: roots over tab-separated lines."""
+    import blake3
+
+    def root(entries: list[dict]) -> str:  # type: ignore[type-arg]
+        lines = "".join(
+            f"{r['name']}\t{r['dtype']}\t[{','.join(map(str, r['shape']))}]\t{r['digest']}\n"
+            for r in sorted(entries, key=lambda r: r["name"])
+        )
+        return blake3.blake3(lines.encode()).hexdigest()
+
+    resources = manifest["resources"]
+    components = {c: root([r for r in resources if r["component"] == c]) for c in manifest["components"]}
+    return manifest | {"format": "nemoverify.manifest/v1", "root": root(resources), "components": components}
+
+
+def test_a_v1_manifest_verifies_under_its_own_root_definition(
+    cli, omni_checkpoint: str, recorded: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    v2 = read_json(recorded)
+    assert v2["format"] == "nemoverify.manifest/v2"
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(_as_v1(v2)))
+    for command in ("verify", "check"):
+        result = cli(command, omni_checkpoint, "--manifest", str(old))
+        assert result.exit_code == 0, result.output
+
+    relabelled = tmp_path / "relabelled.json"  # a v2 root under a v1 label is never reinterpreted
+    relabelled.write_text(json.dumps(v2 | {"format": "nemoverify.manifest/v1"}))
+    result = cli("verify", omni_checkpoint, "--manifest", str(relabelled))
+    assert result.exit_code == 3
+    assert "does not match its entries (under the nemoverify.manifest/v1 definition)" in result.stderr
+
+
+def test_a_v1_manifest_with_a_control_character_in_a_name_is_refused(
+    cli, omni_checkpoint: str, recorded: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    v1 = _as_v1(read_json(recorded))
+    v1["resources"][0]["name"] += "\tBF16"
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(_as_v1(v1)))
+    result = cli("verify", omni_checkpoint, "--manifest", str(forged))
+    assert result.exit_code == 3
+    assert "holds a control character; refused" in result.stderr and "resources[0]" in result.stderr
+
+
+def test_a_manifest_of_a_newer_format_is_refused_by_name(cli, omni_checkpoint: str, recorded: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    newer = tmp_path / "v9.json"
+    newer.write_text(json.dumps(read_json(recorded) | {"format": "nemoverify.manifest/v9"}))
+    result = cli("verify", omni_checkpoint, "--manifest", str(newer))
+    assert result.exit_code == 3
+    assert "'nemoverify.manifest/v9' is not one this nemoverify reads" in " ".join(result.stderr.split())
+
+
+def test_the_readme_recipe_recomputes_every_root(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The README's description of the root, run as written, gives the root nemoverify records."""
+    import re
+    import subprocess
+    import sys
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    recipe = re.search(r"<!-- root-recipe -->\n```python\n(.*?)```", readme, re.S)
+    assert recipe, "the README lost its root recipe"
+    script = tmp_path / "root.py"
+    script.write_text(recipe.group(1))
+    for algorithm in ("blake3", "sha256", "xxh3-128"):
+        path = tmp_path / f"{algorithm}.json"
+        assert cli("manifest", omni_checkpoint, "-o", str(path), "-q", "--algorithm", algorithm).exit_code == 0
+        out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True)
+        assert out.stdout.split() == [read_json(str(path))["root"], "True"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import NamedTuple
 
-from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.problems import CONTROL_CHARACTER, Problem
 
 # The Rust crate's limit: a larger header is refused before it is read (a 16 EiB length would
 # otherwise be an allocation request).
@@ -148,6 +148,15 @@ def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | No
 
     for name in dict.fromkeys(parsed.duplicates):
         problem("duplicate-tensor", "appears more than once in the header (JSON keeps only the last)", name)
+    if CONTROL_CHARACTER.search("".join(parsed)):  # one scan of every name; the loop only on a hit
+        for name in parsed:
+            if CONTROL_CHARACTER.search(name):
+                problem(
+                    "tensor-name",
+                    "the name holds a control character: nemoverify's own rule (the format allows it), "
+                    "since such a name can pass for other entries in a listing or a digest",
+                    name,
+                )
 
     metadata: dict[str, str] = {}
     raw_metadata = parsed.pop("__metadata__", None)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["error", "warning"]
+
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""C0, DEL and C1: what nemoverify refuses in a tensor name (rule `tensor-name`)."""
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes, so a hostile name cannot forge lines."""
+    return CONTROL_CHARACTER.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -24,7 +33,7 @@ class Problem:
 
     def render(self) -> str:
         where = f"{self.file}: tensor '{self.tensor}'" if self.tensor else self.file
-        return f"{where}: {self.message}"
+        return printable(f"{where}: {self.message}")
 
     def to_dict(self) -> dict[str, object]:
         return {
