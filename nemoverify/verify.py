@@ -19,7 +19,7 @@ from nemoverify.compare import Delivered, find_differences, summarize
 from nemoverify.dtypes import from_torch
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM, tensor_digester
 from nemoverify.loaders import TensorSource
-from nemoverify.loaders.reference import Progress, hash_checkpoint
+from nemoverify.loaders.reference import Progress, ensure_checkpoint_unchanged, hash_checkpoint
 from nemoverify.loaders.runai import RunaiStreamer, StreamerSettings
 from nemoverify.loaders.safetensors_library import SafetensorsReader
 from nemoverify.manifest import Manifest, explained_by_manifest, shard_findings
@@ -206,6 +206,8 @@ def check(
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread
         raise
+    for read in {id(c): c for c in (checkpoint, streamed)}.values():  # both passes done: still the files read?
+        ensure_checkpoint_unchanged(read)
     extra = manifest_findings(checkpoint, manifest, delivered) if manifest else []
     return build_report(checkpoint, options, reference, delivered, started, extra, manifest_path)
 

@@ -440,3 +440,79 @@ def test_the_readme_recipe_recomputes_every_root(cli, omni_checkpoint: str, tmp_
         assert cli("manifest", omni_checkpoint, "-o", str(path), "-q", "--algorithm", algorithm).exit_code == 0
         out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True)
         assert out.stdout.split() == [read_json(str(path))["root"], "True"]
+
+
+SHARD3 = "model-00003-of-00003.safetensors"
+
+
+def offsets_swapped(path: str) -> bytes:
+    """The shard with two same-size tensors' data_offsets exchanged: the same size, the same bytes
+    of data, a different checkpoint (each name now reads the other's bytes)."""
+    header, data = header_of(path)
+    seen: dict[tuple[str, int], str] = {}
+    for name, e in sorted(header.items()):
+        if name == "__metadata__":
+            continue
+        key = (e["dtype"], e["data_offsets"][1] - e["data_offsets"][0])
+        if key in seen and key[1] > 0:
+            other = seen[key]
+            header[name]["data_offsets"], header[other]["data_offsets"] = (
+                header[other]["data_offsets"],
+                header[name]["data_offsets"],
+            )
+            break
+        seen[key] = name
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+    text = json.dumps(header, separators=(",", ":")).encode()
+    blob = raw_safetensors(text, data, pad=b" " * (length - len(text)))  # the original header's length
+    assert len(blob) == os.path.getsize(path)
+    return blob
+
+
+def swap_in(target: str, blob: bytes, how: str) -> None:
+    """Put `blob` at `target` as an attacker (or a racing upload) would, then set the mtime back."""
+    st = os.stat(target)
+    if how == "replaced":
+        write(target + ".new", blob)
+        os.replace(target + ".new", target)
+    else:
+        with open(target, "r+b") as f:
+            f.write(blob)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.path.getsize(target) == st.st_size and os.stat(target).st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("how", ["replaced", "rewritten-in-place"])
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_a_shard_swapped_while_it_is_read_is_never_verified(
+    cli, omni_checkpoint: str, recorded: str, copy_of, how: str, command: str
+) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.errors import InvalidCheckpoint
+    from nemoverify.manifest import load_manifest
+    from nemoverify.verify import CheckOptions, check, verify_manifest
+
+    root = copy_of(omni_checkpoint)
+    target = os.path.join(root, SHARD3)
+    forged = offsets_swapped(target)
+    swapped: list[str] = []
+
+    def progress(phase: str, nbytes: int) -> None:  # the swap lands mid-run, after the first bytes
+        if not swapped:
+            swapped.append(phase)
+            swap_in(target, forged, how)
+
+    checkpoint = open_checkpoint(root)
+    with pytest.raises(InvalidCheckpoint) as info:
+        if command == "verify":
+            verify_manifest(checkpoint, load_manifest(recorded), recorded, progress)
+        else:
+            check(checkpoint, CheckOptions(), progress, load_manifest(recorded), recorded)
+    assert swapped
+    (problem,) = info.value.problems
+    assert problem.rule == "file-changed" and problem.file == target
+    assert "the shard changed while it was verified" in problem.message
+    # The file now on disk, verified afresh, is what it is: two tensors whose bytes differ.
+    result = cli("verify", root, "--manifest", recorded, "-q")
+    assert result.exit_code == 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
 from nemoverify.checkpoint.header import Header, TensorInfo, read_header
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.checkpoint.storage import LocalStorage, Storage, UnsafeName
+from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName
 from nemoverify.errors import InvalidCheckpoint
 from nemoverify.model.routing import route
 
@@ -26,7 +26,7 @@ class Shard:
     name: str  # as the index (or the directory) names it
     location: str  # what a loader opens: a local path or an object URL
     size: int
-    fingerprint: tuple[int, int]  # (size, mtime) when opened, to notice a file changing under us
+    fingerprint: Fingerprint  # (size, ...) when opened, to notice a file changing under us
     header: Header
 
 

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from nemoverify.checkpoint.storage import UnsafeName
+from nemoverify.checkpoint.storage import Fingerprint, UnsafeName
 from nemoverify.errors import StorageError, redact
 
 OBJECT_SCHEMES = ("s3://", "gs://", "az://")
@@ -59,8 +59,16 @@ class _BucketPrefix:
     def size(self, name: str) -> int:
         return self.fingerprint(name)[0]
 
-    def fingerprint(self, name: str) -> tuple[int, int]:
+    def fingerprint(self, name: str) -> Fingerprint:
         raise NotImplementedError
+
+    def changed(self, name: str, fingerprint: Fingerprint) -> str | None:
+        """Why the object is no longer the one fingerprinted (size and ETag or generation), or None."""
+        try:
+            now = self.fingerprint(name)
+        except FileNotFoundError:
+            return "it was removed"
+        return None if now == fingerprint else "it was replaced (its size or ETag changed)"
 
     def read_at(self, name: str, offset: int, length: int) -> bytes:
         return b"".join(bytes(c) for c in self.iter_range(name, offset, length))
@@ -116,7 +124,7 @@ class S3Storage(_BucketPrefix):
                 return sorted(names)
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
-    def fingerprint(self, name: str) -> tuple[int, int]:
+    def fingerprint(self, name: str) -> Fingerprint:
         head = self._call(self.locate(name), self.client.head_object, Key=self._key(name))
         return int(head["ContentLength"]), zlib.crc32(str(head.get("ETag", "")).encode())
 
@@ -203,7 +211,7 @@ class GCSStorage(_BucketPrefix):
         keys = self._call(self.root, lambda timeout: names())
         return sorted(k[len(base) :] for k in keys if k.endswith(".safetensors"))
 
-    def fingerprint(self, name: str) -> tuple[int, int]:
+    def fingerprint(self, name: str) -> Fingerprint:
         blob = self._call(self.locate(name), self.client.bucket(self.bucket).get_blob, self._key(name))
         if blob is None:
             raise FileNotFoundError(self.locate(name))

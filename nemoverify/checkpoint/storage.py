@@ -1,17 +1,81 @@
 """Where a checkpoint's files live. Local directories here; object storage plugs in beside it.
 
 Every name comes from the checkpoint (an index's weight_map is user-controlled input), so each is
-resolved through `locate`, which refuses names that would leave the checkpoint.
+resolved through `locate`, which refuses names that would leave the checkpoint. Only regular files
+are opened (`open_regular`): a FIFO or a device named like a shard would block or never end. Each
+shard is opened once and every read of it goes through that one descriptor, so a file replaced
+under the run is never half-read; `changed` says whether the path still names what was read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
+import threading
+import weakref
 from typing import Protocol
 
 
 class UnsafeName(Exception):
     """A file name that would resolve outside the checkpoint."""
+
+
+class NotRegularFile(OSError):
+    """A FIFO, socket or device where a file was expected: opening or reading it could block forever."""
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def _require_regular(path: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", path)
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise NotRegularFile(errno.EINVAL, f"is {kind}, not a regular file; nemoverify opens regular files only", path)
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of `path`, which must be a regular file: checked before opening (no
+    open() of a FIFO, which blocks until a writer comes) and after, on what was opened (non-blocking,
+    so a FIFO swapped in between cannot block either)."""
+    _require_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _require_regular(path, os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def pread_exactly(fd: int, offset: int, length: int) -> bytes:
+    """Up to `length` bytes at `offset`; fewer only at the end of the file."""
+    parts: list[bytes] = []
+    while length > 0:
+        data = os.pread(fd, length, offset)
+        if not data:
+            break
+        parts.append(data)
+        offset += len(data)
+        length -= len(data)
+    return b"".join(parts)
+
+
+Fingerprint = tuple[int, ...]
+"""What identifies a file's content cheaply: (size, ...) where the rest is the store's own (local:
+mtime, ctime, device, inode; object storage: a checksum of the ETag or generation)."""
+
+
+def _local_fingerprint(st: os.stat_result) -> Fingerprint:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino
 
 
 class Storage(Protocol):
@@ -22,7 +86,8 @@ class Storage(Protocol):
     def size(self, name: str) -> int: ...
     def read_at(self, name: str, offset: int, length: int) -> bytes: ...
     def read_text(self, name: str) -> str | None: ...
-    def fingerprint(self, name: str) -> tuple[int, int]: ...
+    def fingerprint(self, name: str) -> Fingerprint: ...
+    def changed(self, name: str, fingerprint: Fingerprint) -> str | None: ...
 
 
 class LocalStorage:
@@ -32,6 +97,9 @@ class LocalStorage:
     def __init__(self, root: str, contain_within: str | None = None) -> None:
         self.root = os.path.abspath(root)
         self._jail = os.path.realpath(contain_within or root)
+        self._fds: dict[str, int] = {}  # one descriptor per file, for the life of this object
+        self._lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._fds)
 
     def list_safetensors(self) -> list[str]:
         return sorted(
@@ -47,17 +115,44 @@ class LocalStorage:
             raise UnsafeName(f"{name!r} is a link to {real}, outside the checkpoint; refused, not followed")
         return path
 
-    def size(self, name: str) -> int:
-        return os.stat(self.locate(name)).st_size
+    def fd(self, name: str) -> int:
+        """The one read-only descriptor of this file, opened on first use (a regular file only):
+        every read of it, by any thread, goes through it (positioned reads share no offset)."""
+        with self._lock:
+            fd = self._fds.get(name)
+            if fd is None:
+                fd = self._fds[name] = open_regular(self.locate(name))
+            return fd
 
-    def fingerprint(self, name: str) -> tuple[int, int]:
-        st = os.stat(self.locate(name))
-        return st.st_size, st.st_mtime_ns
+    def close(self) -> None:
+        with self._lock:
+            _close_all(self._fds)
+
+    def size(self, name: str) -> int:
+        return self.fingerprint(name)[0]
+
+    def fingerprint(self, name: str) -> Fingerprint:
+        """Of the file as opened (size, mtime, ctime, device, inode): what every read will see."""
+        return _local_fingerprint(os.fstat(self.fd(name)))
+
+    def changed(self, name: str, fingerprint: Fingerprint) -> str | None:
+        """Why this file is no longer the one fingerprinted, or None: written to (size, mtime or
+        ctime: ctime cannot be set back), or its name now leads to another file (replaced, as
+        `os.replace` or an upload tool's rename does)."""
+        held = _local_fingerprint(os.fstat(self.fd(name)))
+        try:
+            now = _local_fingerprint(os.stat(self.locate(name)))
+        except FileNotFoundError:
+            return "it was removed"
+        if now[3:] != fingerprint[3:]:
+            return "it was replaced by another file"
+        if held != fingerprint or now != fingerprint:
+            what = "size" if now[0] != fingerprint[0] else "modification or change time"
+            return f"it was written to ({what}: size {fingerprint[0]:,} -> {now[0]:,} bytes)"
+        return None
 
     def read_at(self, name: str, offset: int, length: int) -> bytes:
-        with open(self.locate(name), "rb") as f:
-            f.seek(offset)
-            return f.read(length)
+        return pread_exactly(self.fd(name), offset, length)
 
     def read_text(self, name: str) -> str | None:
         try:
@@ -65,3 +160,10 @@ class LocalStorage:
                 return f.read()
         except FileNotFoundError:
             return None
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()

@@ -16,11 +16,12 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from nemoverify.checkpoint.header import TensorInfo
+from nemoverify.checkpoint.header import TensorInfo, header_fingerprint
 from nemoverify.checkpoint.layout import Checkpoint, Shard
 from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.storage import UnsafeName
 from nemoverify.compare import Delivered
-from nemoverify.errors import InvalidCheckpoint, LoaderError
+from nemoverify.errors import InvalidCheckpoint
 from nemoverify.hashing import new_hasher, one_shot
 from nemoverify.model.routing import route
 from nemoverify.report import Observation
@@ -32,23 +33,38 @@ READ_CHUNK = 4 << 20  # hashed while still in the CPU caches: 4 MiB measured bes
 RUN_BYTES = 64 << 20  # work items of at least 64 MiB of consecutive tensors: balanced across cores
 
 
+CHANGED = "the shard changed while it was verified"
+
+
 def ensure_unchanged(checkpoint: Checkpoint, shard: Shard) -> None:
-    """A shard rewritten while we read it gives a verdict about neither version: refuse it."""
+    """A shard rewritten or replaced while we read it gives a verdict about neither version: refuse
+    it. Checked at the end of a run: the name still leads to the file that was read (device and
+    inode), whose size, mtime and ctime are unchanged (ctime cannot be set back), and whose header
+    bytes, read again, are the ones parsed (a rewrite within the clock's tick is still seen)."""
+    storage = checkpoint.storage
     try:
-        now = checkpoint.storage.fingerprint(shard.name)
-    except OSError as exc:
-        raise LoaderError(f"{shard.location}: vanished while read: {exc}") from exc
-    if now != shard.fingerprint:
+        why = storage.changed(shard.name, shard.fingerprint)
+        if why is None:
+            header = shard.header
+            again = storage.read_at(shard.name, 0, header.data_start)
+            if header_fingerprint(again) != header.fingerprint:
+                why = "its header bytes differ from the ones parsed"
+    except (OSError, UnsafeName) as exc:
+        why = f"it can no longer be read ({exc})"
+    if why is not None:
         raise InvalidCheckpoint(
             checkpoint.root,
             [
                 Problem(
-                    "file-changed",
-                    shard.location,
-                    f"changed while it was read (size {shard.size:,} -> {now[0]:,}); verify a checkpoint that is not being written",
+                    "file-changed", shard.location, f"{CHANGED}: {why}; verify a checkpoint that is not being written"
                 )
             ],
         )
+
+
+def ensure_checkpoint_unchanged(checkpoint: Checkpoint) -> None:
+    for shard in checkpoint.shards:
+        ensure_unchanged(checkpoint, shard)
 
 
 def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:
@@ -93,30 +109,27 @@ def _range_chunks(
             yield chunk
         return
     view = _read_buffer()
-    fd = os.open(shard.location, os.O_RDONLY)
+    fd = checkpoint.storage.fd(shard.name)  # type: ignore[attr-defined]  # the one opened for the header
     if read_ahead and hasattr(os, "posix_fadvise"):  # the kernel reads the run while this worker hashes
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
-    try:
-        while length:
-            if cancel.is_set():  # checked per chunk, so an interrupt waits for one READ_CHUNK at most
-                raise KeyboardInterrupt
-            n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
-            if not n:
-                raise InvalidCheckpoint(
-                    checkpoint.root,
-                    [
-                        Problem(
-                            "file-changed",
-                            shard.location,
-                            f"ended {length:,} bytes early while it was read: it changed under us",
-                        )
-                    ],
-                )
-            offset += n
-            length -= n
-            yield view[:n]  # consumed before the next read reuses the buffer
-    finally:
-        os.close(fd)
+    while length:
+        if cancel.is_set():  # checked per chunk, so an interrupt waits for one READ_CHUNK at most
+            raise KeyboardInterrupt
+        n = os.preadv(fd, [view[: min(length, READ_CHUNK)]], offset)
+        if not n:
+            raise InvalidCheckpoint(
+                checkpoint.root,
+                [
+                    Problem(
+                        "file-changed",
+                        shard.location,
+                        f"{CHANGED}: it ended {length:,} bytes early",
+                    )
+                ],
+            )
+        offset += n
+        length -= n
+        yield view[:n]  # consumed before the next read reuses the buffer
 
 
 def hash_run(
@@ -230,8 +243,7 @@ def hash_checkpoint(
         except BaseException:
             cancel.set()
             raise
-    for shard in checkpoint.shards:  # a shard rewritten while hashed gives a verdict about neither version
-        ensure_unchanged(checkpoint, shard)
+    ensure_checkpoint_unchanged(checkpoint)  # a verdict about the bytes now on disk, or none
     return delivered
 
 
