@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nemoverify.checkpoint.header import DTYPE_BITS, read_header
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def parse(blob: bytes):  # type: ignore[no-untyped-def]
@@ -51,33 +51,90 @@ def test_any_length_prefix_is_bounded(body: bytes, length: int) -> None:
 
 
 dtypes = st.sampled_from([*DTYPE_BITS, "F128", "bf16", ""])
-shapes = st.lists(st.integers(min_value=-1, max_value=5), max_size=3)
+# Dimensions at the edges of u64: alone, or beside a zero that leaves the tensor empty (the crate's
+# running product overflows on [2**40, 2**40, 0] but not on [0, 2**40, 2**40]).
+huge = st.sampled_from([2**32, 2**40, 2**61, 2**63, 2**64 - 1, 2**64, 2**70])
+shapes = st.one_of(
+    st.lists(st.integers(min_value=-1, max_value=5), max_size=3),
+    st.lists(st.one_of(st.just(0), st.integers(min_value=1, max_value=3), huge), min_size=1, max_size=3),
+)
+# Literals Python's json reads and the crate's serde_json does not (or reads as another type), and
+# some it does: written into the header text in place of a placeholder string.
+LITERALS = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "-0",
+    "0",
+    "1.0",
+    "2e0",
+    str(2**64),
+    str(2**64 - 1),
+]
+literals = st.sampled_from(LITERALS)
+nestings = st.sampled_from([1, 2, 124, 125, 126, 127, 200])
+names = st.sampled_from([""] * 12 + ["\\ud800", "\\udc00x", "\\ud83d\\ude00", "\\u00e9"])
 
 
 @st.composite
 def headers(draw: st.DrawFn) -> bytes:
-    """Mostly-valid headers with random damage: the interesting boundary."""
+    """Mostly-valid headers with random damage: the interesting boundary. Placeholders (`"@n@"`)
+    become raw JSON text after encoding: numbers and literals json.dumps would never write."""
     n = draw(st.integers(min_value=0, max_value=4))
     entries: dict[str, object] = {}
+    raw: list[str] = []
+
+    def placeholder(text: str) -> str:
+        raw.append(text)
+        return f"@{len(raw) - 1}@"
+
     offset = 0
     for i in range(n):
-        dtype = draw(dtypes)
-        shape = draw(shapes)
+        dtype = draw(dtypes) if draw(st.integers(0, 3)) else draw(st.sampled_from(["U8", "F32"]))
+        dims = draw(shapes)
         size = 1
-        for d in shape:
+        for d in dims:
             size *= max(d, 0)
+        shape: list[object] = list(dims)
         nbytes = size * DTYPE_BITS.get(dtype, 8) // 8
-        begin = offset + draw(st.sampled_from([0, 0, 0, 1, -1]))
-        end = begin + nbytes + draw(st.sampled_from([0, 0, 0, 1]))
-        entries[f"t{i}"] = {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+        if nbytes > 4096:  # never backed by data: the header is wrong whatever else it says
+            nbytes = draw(st.sampled_from([0, 1, 8]))
+        begin = offset + draw(st.sampled_from([0] * 8 + [1, -1]))
+        end = begin + nbytes + draw(st.sampled_from([0] * 8 + [1]))
+        offsets: list[object] = [begin, end]
+        entry: dict[str, object] = {"dtype": dtype, "shape": shape, "data_offsets": offsets}
+        damage = draw(st.sampled_from(["none"] * 6 + ["dim", "offset", "extra", "nested", "dup-field"]))
+        if damage == "dim" and shape:
+            shape[draw(st.integers(0, len(shape) - 1))] = placeholder(draw(literals))
+        elif damage == "offset":
+            offsets[draw(st.integers(0, 1))] = placeholder(draw(literals))
+        elif damage == "extra":
+            entry["extra"] = placeholder(draw(literals))
+        elif damage == "nested":
+            depth = draw(nestings)
+            entry["extra"] = placeholder("[" * depth + "]" * depth)
+        elif damage == "dup-field":
+            entry[placeholder('"' + draw(st.sampled_from(["dtype", "shape", "data_offsets", "other"])) + '"')] = (
+                entry["dtype"] if draw(st.booleans()) else [0, 0]
+            )
+        entries[f"t{i}" + placeholder(draw(names))] = entry
         offset = max(offset, end)
     if draw(st.booleans()):
-        entries["__metadata__"] = draw(st.sampled_from([{"format": "pt"}, {"a": 1}, ["x"]]))
-    text = json.dumps(entries).encode()
-    if draw(st.booleans()) and n:
-        text = text.replace(b'"t1"', b'"t0"', 1)  # a duplicate key
-    data = bytes(offset + draw(st.sampled_from([0, 0, 1, -1])) if offset else 0)
-    return struct.pack("<Q", len(text)) + text + data
+        entries["__metadata__"] = draw(st.sampled_from([{"format": "pt"}] * 4 + [{"a": 1}, ["x"]]))
+    text = json.dumps(entries)
+    for k, literal in enumerate(raw):
+        token = f"@{k}@"
+        quoted = f'"{token}"'
+        # A whole value (quoted placeholder) or part of a name (the placeholder inside its string).
+        text = text.replace(quoted if quoted in text else token, literal)
+    blob = text.encode()
+    if n and draw(st.integers(0, 4)) == 0:
+        blob = blob.replace(b'"t1', b'"t0', 1)  # maybe a duplicate key
+    data = bytes(offset + draw(st.sampled_from([0] * 8 + [1, -1])) if offset > 0 else 0)
+    return struct.pack("<Q", len(blob)) + blob + data
 
 
 @FUZZ

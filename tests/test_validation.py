@@ -158,3 +158,49 @@ def test_ctrl_c_ends_the_check_within_a_second_with_130_and_no_partial_output(
     assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
     assert elapsed < 1.0, elapsed
     assert os.listdir(tmp_path) == []  # no report, no temporary file
+
+
+CRATE_REFUSES = [
+    c
+    for c in CASES
+    if c.id.startswith(("header-nan", "header-infinity", "header-number", "header-lone", "shape-dimension-beyond"))
+    or c.id.startswith(
+        ("shape-product", "shape-bits", "shape-negative-zero", "offsets-beyond", "tensor-entry-duplicate")
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def vl_manifest(vl_checkpoint: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    from typer.testing import CliRunner
+
+    from nemoverify.cli import app
+
+    path = str(tmp_path_factory.mktemp("vl-manifest") / "m.json")
+    assert CliRunner().invoke(app, ["manifest", vl_checkpoint, "-o", path, "-q"]).exit_code == 0
+    return path
+
+
+@pytest.mark.parametrize("case", CRATE_REFUSES, ids=[c.id for c in CRATE_REFUSES])
+def test_a_header_the_safetensors_crate_refuses_is_invalid_in_every_command(
+    case: Case, cli, vl_checkpoint: str, vl_manifest: str, copy_of, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from malformed import SHARD1
+
+    root = copy_of(vl_checkpoint)
+    case.damage(root)
+    out = tmp_path / "m.json"
+    for args in (
+        ["inspect", root],
+        ["check", root],
+        ["manifest", root, "-o", str(out)],
+        ["verify", root, "--manifest", vl_manifest],
+        ["check", root, "--manifest", vl_manifest],
+    ):
+        result = cli(*args)
+        assert result.exit_code == 3, (args, result.output)
+        text = " ".join(result.output.split())
+        assert f"[{case.rule}]" in text and case.fragment in text, (args, result.output)
+        assert f"{SHARD1}: tensor 'x.empty" in text, (args, result.output)  # the file and the tensor
+        assert "Traceback" not in result.output and "unexpected" not in result.output
+    assert not out.exists()

@@ -10,17 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from nemoverify.checkpoint.problems import CONTROL_CHARACTER, Problem
 
 # The Rust crate's limit: a larger header is refused before it is read (a 16 EiB length would
 # otherwise be an allocation request).
 MAX_HEADER_BYTES = 100_000_000
+# The crate holds shapes and offsets in usize (64 bits here) and multiplies with overflow checks.
+U64_MAX = (1 << 64) - 1
+# serde_json, which the crate parses with, refuses to nest 128 levels (the header object counts).
+MAX_JSON_DEPTH = 127
 
 # Bits per element of every dtype the safetensors format defines.
 DTYPE_BITS: dict[str, int] = {
@@ -103,6 +108,88 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class _NotJson(ValueError):
+    """Python's json takes it; the JSON the crate parses does not."""
+
+
+def _refuse_constant(literal: str) -> float:
+    raise _NotJson(f"{literal} is not a JSON number (Python's json reads it; the safetensors crate refuses it)")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise _NotJson(f"the number {literal} is out of the range of a 64-bit float (the safetensors crate refuses it)")
+    return value
+
+
+def _int_or_negative_zero(literal: str) -> int | float:
+    # serde_json reads `-0` as a float, which no shape or offset may be; Python reads it as the int 0.
+    return -0.0 if literal == "-0" else int(literal)
+
+
+def _parse_json(text: str) -> object:
+    """Python's json held to the JSON the crate accepts: no NaN or Infinity, no number beyond a
+    64-bit float, `-0` a float, no lone surrogate escape, no nesting of MAX_JSON_DEPTH + 1 levels."""
+    hooks: dict[str, Any] = {"parse_constant": _refuse_constant, "parse_float": _finite_float}
+    if "-0" in text:  # rare; an int hook on every number would cost a 25,000-tensor header 0.03 s
+        hooks["parse_int"] = _int_or_negative_zero
+    parsed = json.loads(text, object_pairs_hook=_pairs_hook, **hooks)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotJson(
+                "a \\u escape leaves a lone surrogate, which is not Unicode (the crate refuses it)"
+            ) from None
+    return parsed
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _entry_holding_it(text: str) -> str | None:
+    """The top-level name whose entry (or name) holds what `_parse_json` refused, found by a
+    lenient parse, so that the message can name the tensor; None where it cannot tell."""
+    try:
+        lenient = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+    def bad(value: object) -> bool:
+        if isinstance(value, float):
+            return not math.isfinite(value)
+        if isinstance(value, str):
+            return _LONE_SURROGATE.search(value) is not None
+        if isinstance(value, dict):
+            return any(bad(k) or bad(v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(bad(v) for v in value)
+        return False
+
+    if isinstance(lenient, dict):
+        for name, entry in lenient.items():
+            if bad(name) or bad(entry):  # a lone surrogate cannot be printed or written: escaped
+                return str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _depth(value: object) -> int:
+    """How many arrays and objects nest in `value` (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
 def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | None, list[Problem]]:
     """Read and check one file's header. Returns (header or None, problems found)."""
     problems: list[Problem] = []
@@ -144,8 +231,14 @@ def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | No
         problem("header-json", "header does not start with '{': not a safetensors JSON header")
         return None, problems
     try:
-        parsed = json.loads(text, object_pairs_hook=_pairs_hook)
-    except (ValueError, RecursionError) as exc:
+        parsed = _parse_json(text)
+    except RecursionError:
+        problem("header-json", f"header is not valid JSON: it nests more than {MAX_JSON_DEPTH} levels deep")
+        return None, problems
+    except _NotJson as exc:
+        problem("header-json", f"header is not valid JSON: {exc}", _entry_holding_it(text))
+        return None, problems
+    except ValueError as exc:
         problem("header-json", f"header is not valid JSON: {exc}")
         return None, problems
     if not isinstance(parsed, _DuplicateKeys):
@@ -215,8 +308,10 @@ def header_fingerprint(raw: bytes) -> bytes:
 
 def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> TensorInfo | None:
     # The well-formed entry, checked in few operations (a 25,000-tensor header is real); anything
-    # else takes the slow path below, which says what is wrong. `type(x) is int` rules out bool.
-    if isinstance(entry, dict):  # the parser's own dict subclass
+    # else (zero-size tensors and extra fields included) takes the slow path below, which says what
+    # is wrong. `type(x) is int` rules out bool. With no zero dimension the running product of the
+    # shape only grows, so its final value bounds every step the crate checks for overflow.
+    if isinstance(entry, _DuplicateKeys) and len(entry) == 3 and not entry.duplicates:
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if type(shape) is list and type(offsets) is list and len(offsets) == 2:
             begin, end = offsets
@@ -225,11 +320,11 @@ def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> Tens
                 bits is not None
                 and type(begin) is int
                 and type(end) is int
-                and 0 <= begin <= end
+                and 0 <= begin <= end <= U64_MAX
                 and all(type(d) is int and d >= 0 for d in shape)
             ):
                 total = math.prod(shape) * bits
-                if total % 8 == 0 and end - begin == total // 8:
+                if 0 < total <= U64_MAX and total % 8 == 0 and end - begin == total // 8:
                     return TensorInfo(name, dtype, tuple(shape), begin, end)  # type: ignore[arg-type]
     return _checked_tensor_info(name, entry, problem)
 
@@ -238,26 +333,53 @@ def _checked_tensor_info(name: str, entry: object, problem: Callable[..., None])
     if not isinstance(entry, dict):
         problem("tensor-entry", "header entry is not an object", name)
         return None
+    duplicated = getattr(entry, "duplicates", [])
+    known = [k for k in dict.fromkeys(duplicated) if k in ("dtype", "shape", "data_offsets")]
+    if known:
+        problem("tensor-entry", f"field {known[0]!r} appears more than once (the crate refuses it)", name)
+        return None
+    extras = [v for k, v in entry.items() if k not in ("dtype", "shape", "data_offsets")]
+    if extras and 2 + max(map(_depth, extras)) > MAX_JSON_DEPTH:
+        problem(
+            "header-json", f"an extra field nests more than {MAX_JSON_DEPTH} levels deep (the crate refuses it)", name
+        )
+        return None
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     ok = True
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         problem("dtype-unknown", f"unknown dtype {dtype!r}", name)
         ok = False
-    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-        problem("shape-invalid", f"shape {shape!r} is not a list of non-negative integers", name)
+    if not isinstance(shape, list) or not all(_is_int(d) and 0 <= d <= U64_MAX for d in shape):
+        problem("shape-invalid", f"shape {shape!r} is not a list of integers from 0 to 2**64-1", name)
         ok = False
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
-        or not all(_is_int(o) and o >= 0 for o in offsets)
+        or not all(_is_int(o) and 0 <= o <= U64_MAX for o in offsets)
         or offsets[0] > offsets[1]
     ):
-        problem("offsets-invalid", f"data_offsets {offsets!r} is not [begin, end] with 0 <= begin <= end", name)
+        problem(
+            "offsets-invalid",
+            f"data_offsets {offsets!r} is not [begin, end] with 0 <= begin <= end <= 2**64-1",
+            name,
+        )
         ok = False
     if not ok:
         return None
     assert isinstance(dtype, str) and isinstance(shape, list) and isinstance(offsets, list)
-    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    elements = 1
+    for d in shape:  # the crate's running product: [2**40, 2**40, 0] overflows before the 0
+        elements *= d
+        if elements > U64_MAX:
+            break
+    bits = elements * DTYPE_BITS[dtype]
+    if bits > U64_MAX:
+        problem(
+            "shape-overflow",
+            f"shape {shape} x {dtype}: counting its elements or bits overflows 64 bits (the crate refuses it)",
+            name,
+        )
+        return None
     if bits % 8:
         problem("byte-length", f"{shape} x {dtype} is {bits} bits, not a whole number of bytes", name)
     elif offsets[1] - offsets[0] != bits // 8:
