@@ -447,6 +447,84 @@ def _emit(
     raise typer.Exit(int(ExitCode.VERIFIED if report.ok else ExitCode.FAILED))
 
 
+MATRIX_EXIT_HELP = (
+    "Exit codes: 0 no deployment corrupts the checkpoint as deployed; 1 at least one does (stress-only failures "
+    "do not fail); 2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; 130 interrupted."
+)
+
+
+@app.command(epilog=MATRIX_EXIT_HELP)
+def matrix(
+    path: PathArg,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Ranks for the distributed rows (gloo on the CPU, NCCL with --device cuda); 1 skips them.", min=1
+        ),
+    ] = 2,
+    device: Annotated[str, typer.Option(help="Where distributed rows stream: cpu, or cuda (one GPU per rank).")] = "cpu",
+    model_loader_extra_config: Annotated[
+        str | None,
+        typer.Option(help="vLLM's --model-loader-extra-config JSON: concurrency, memory_limit.", metavar="JSON"),
+    ] = None,
+    algorithm: Annotated[
+        Algorithm | None,
+        typer.Option(help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).", show_default=False),
+    ] = None,
+    rank_timeout: Annotated[
+        int, typer.Option(help="Seconds a rank may wait on the others (process-group and broadcast timeout).", min=1)
+    ] = 300,
+    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    json_file: JsonOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The checkpoint against every deployment profile nemoverify knows: each vLLM release x streamer
+    0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
+    deployments is exposed?"""
+    from nemoverify.options import resolve_check
+
+    base = _run(
+        lambda: resolve_check(
+            algorithm=algorithm.value if algorithm else None,
+            strict=strict,
+            device=device,
+            extra_config=model_loader_extra_config,
+            nproc=nproc,
+        )
+    )
+
+    def work():  # type: ignore[no-untyped-def]
+        from nemoverify import distributed as dist_run
+        from nemoverify.checkpoint.layout import open_checkpoint
+        from nemoverify.matrix import matrix_profiles, run_matrix
+
+        checkpoint = open_checkpoint(path)
+        checkpoint.require_valid(strict)
+        runs = None
+        if nproc > 1:
+            runs = lambda todo: dist_run.run_ranks_for_each(path, todo, nproc, rank_timeout)  # noqa: E731
+        total = checkpoint.total_bytes
+        phases = {"reference": total, "candidate": total * len(matrix_profiles(base))}
+        with _progress(not quiet, phases) as progress:
+            return run_matrix(checkpoint, base, nproc, progress, runs)
+
+    result = _run(work, needs_torch=True)
+    import json
+
+    text = json.dumps(result.to_dict(), indent=2) + "\n"
+    if json_file:
+        _write_output(json_file, text)
+    if not quiet:
+        if output_format is Format.json:
+            sys.stdout.write(text)
+        else:
+            from nemoverify.render.matrix import render_matrix
+
+            render_matrix(result, _stdout())
+    raise typer.Exit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def inspect(
     path: PathArg,

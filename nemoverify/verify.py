@@ -197,13 +197,13 @@ def check(
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread
         raise
-    reference = _routed_as(reference, options, checkpoint)
+    reference = routed_as(reference, options, checkpoint)
     extra = manifest_findings(checkpoint, manifest, delivered) if manifest else []
     report = build_report(checkpoint, options, reference, delivered, started, extra, manifest_path)
     return _explain_duplicates(report, streamed, reference, options.algorithm)
 
 
-def _routed_as(reference: dict[str, Observation], options: CheckOptions, checkpoint: Checkpoint) -> dict[str, Observation]:
+def routed_as(reference: dict[str, Observation], options: CheckOptions, checkpoint: Checkpoint) -> dict[str, Observation]:
     """The reference pass labels components by the routes every release shares; a release that
     routes a name elsewhere (0.32+: the final layernorm) relabels it."""
     rules = options.load_rules(checkpoint.config.mtp_layers)
