@@ -271,7 +271,7 @@ def test_an_azure_checkpoint_verifies_streamed_from_the_container(azurite: Azuri
 
 def test_legacy_with_reuse_fails_when_streamed_from_the_container(azurite: Azurite, vl_checkpoint: str) -> None:
     url = azurite.upload(vl_checkpoint, "models", "vl")
-    result = azurite.nemoverify("check", url, "--strategy", "legacy", "--reuse-buffers", "-q")
+    result = azurite.nemoverify("check", url, "--vllm", "0.20", "--stress", "-q")
     assert result.returncode == 1, result.stdout + result.stderr
 
 
