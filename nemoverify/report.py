@@ -6,12 +6,15 @@ Verification never raises on a mismatch: it returns a Report whose `ok` is False
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from nemoverify.checkpoint.problems import Problem
 
-Status = Literal["loaded", "skipped", "unclaimed"]
-FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size"]
+if TYPE_CHECKING:
+    from nemoverify.profiles import Profile
+
+Status = Literal["loaded", "skipped", "unclaimed", "raised"]  # raised: vLLM raises on it, the load fails
+FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error"]
 REPORT_VERSION = 1
 
 
@@ -41,6 +44,7 @@ class Finding:
     against: Literal["reference", "manifest"] = "reference"
     rank: int | None = None
     file: str | None = None  # the shard that holds the tensor, where known
+    detail: str | None = None  # what else a reader needs: which copy the model holds, why vLLM raised
 
     @property
     def message(self) -> str:
@@ -63,10 +67,15 @@ class Finding:
             "shape": "shape differs",
             "duplicate": "delivered more than once",
             "size": "shard size differs from the manifest",
+            "load-error": "vLLM fails to load it",
         }[self.kind]
         exp, act = self.expected, self.actual
-        if cut and self.kind in ("bytes", "unexpected"):
+        if cut and self.kind in ("bytes", "unexpected", "duplicate"):
             exp, act = exp and exp[:cut], act and act[:cut]
+        if self.kind == "duplicate" and self.detail:
+            return f"{self.detail}{where}"
+        if self.kind == "load-error" and self.detail:
+            return f"{what}{where}: {self.detail}"
         detail = f" (expected {exp}, got {act})" if exp and act else (f" (got {act})" if act else "")
         return f"{what}{where}{detail}"
 
@@ -111,6 +120,7 @@ class Report:
     ranks: dict[int, bool] = field(default_factory=dict)  # rank -> every tensor matched there
     manifest: str | None = None
     elapsed_s: float = 0.0
+    profile: Profile | None = None  # the deployment replayed; None for `verify` and the safetensors baseline
 
     @property
     def tensors(self) -> int:
@@ -132,6 +142,7 @@ class Report:
             "reference": self.reference,
             "candidate": self.candidate,
             "strategy": self.strategy,
+            "profile": self.profile.to_dict() if self.profile else None,
             "manifest": self.manifest,
             "options": self.options,
             "tensors": self.tensors,

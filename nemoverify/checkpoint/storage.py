@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import stat
 import threading
@@ -102,9 +103,9 @@ class LocalStorage:
         weakref.finalize(self, _close_all, self._fds)
 
     def list_safetensors(self) -> list[str]:
-        return sorted(
-            entry.name for entry in os.scandir(self.root) if entry.name.endswith(".safetensors") and not entry.is_dir()
-        )
+        """Every `*.safetensors` here, in glob order: the call vLLM's Run:ai loader makes, so the files
+        and their order are the ones it streams (directory order, which no index changes)."""
+        return [os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(self.root), "*.safetensors"))]
 
     def locate(self, name: str) -> str:
         if not name or os.path.isabs(name) or "\\" in name or ".." in name.split("/"):

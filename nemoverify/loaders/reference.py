@@ -63,7 +63,8 @@ def ensure_unchanged(checkpoint: Checkpoint, shard: Shard) -> None:
 
 
 def ensure_checkpoint_unchanged(checkpoint: Checkpoint) -> None:
-    for shard in checkpoint.shards:
+    """Every file either pass read: the indexed shards, and the unindexed ones the candidate streams."""
+    for shard in {s.name: s for s in (*checkpoint.shards, *checkpoint.extra_streamed)}.values():
         ensure_unchanged(checkpoint, shard)
 
 
