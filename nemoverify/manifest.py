@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from nemoverify.checkpoint.header import DTYPE_BITS
 from nemoverify.checkpoint.layout import Checkpoint
-from nemoverify.checkpoint.problems import CONTROL_CHARACTER, printable
+from nemoverify.checkpoint.problems import CONTROL_CHARACTER
+from nemoverify.checkpoint.storage import read_bounded
 from nemoverify.errors import ManifestError
 from nemoverify.hashing import ALGORITHMS, root_digest, root_digest_v1
 from nemoverify.loaders.reference import Progress, hash_checkpoint
@@ -33,6 +34,7 @@ DIGEST_DEFINITION_V1 = (
     "digest: <algorithm> over the tensor's stored bytes, file[8 + header_len + begin : 8 + header_len + end]; "
     "root: <algorithm> over 'name\\tdtype\\t[shape]\\tdigest\\n' lines sorted by name"
 )
+MAX_MANIFEST_BYTES = 256 << 20  # about 300 bytes a tensor: 800,000 tensors; parsed whole, ~10x in memory
 DIGEST_HEX_DIGITS = {"xxh3-128": 32, "blake3": 64, "sha256": 64, "lin128": 32}
 U64_MAX = (1 << 64) - 1
 
@@ -87,15 +89,16 @@ def load_manifest(path: str) -> Manifest:
     A v1 manifest (recorded before roots were framed) is checked under its own root definition,
     which is unambiguous once every name is known to hold no control character."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_bounded(path, MAX_MANIFEST_BYTES).decode("utf-8"), parse_constant=_not_json)
+    except RecursionError:
+        raise ManifestError(f"{path}: cannot read the manifest: its JSON nests too deeply to parse") from None
     except (OSError, ValueError) as exc:
         raise ManifestError(f"{path}: cannot read the manifest: {exc}") from None
     fmt = data.get("format") if isinstance(data, dict) else None
     if fmt not in (FORMAT, FORMAT_V1):
         if isinstance(fmt, str) and fmt.startswith("nemoverify.manifest/"):
             raise ManifestError(
-                f"{path}: manifest format {printable(fmt)!r} is not one this nemoverify reads ({FORMAT}, {FORMAT_V1})"
+                f"{path}: manifest format {fmt!r} is not one this nemoverify reads ({FORMAT}, {FORMAT_V1})"
             )
         raise ManifestError(f"{path}: not a nemoverify manifest (expected format {FORMAT!r})")
     assert isinstance(data, dict)
@@ -110,7 +113,7 @@ def load_manifest(path: str) -> Manifest:
     for i, entry in enumerate(resources):
         obs, shard = _resource(entry, algorithm, f"{path}: resources[{i}]")
         if obs.name in tensors:
-            raise ManifestError(f"{path}: resources[{i}]: tensor {printable(obs.name)!r} is listed twice")
+            raise ManifestError(f"{path}: resources[{i}]: tensor {obs.name!r} is listed twice")
         tensors[obs.name], shard_of[obs.name] = obs, shard
     shards: dict[str, int] = {}
     for i, entry in enumerate(shard_list):
@@ -126,12 +129,16 @@ def load_manifest(path: str) -> Manifest:
     return manifest
 
 
+def _not_json(literal: str) -> object:
+    raise ValueError(f"{literal} is not a JSON value")
+
+
 def _resource(entry: object, algorithm: str, where: str) -> tuple[Observation, str]:
     """One `resources` entry, every field checked: a manifest is input like any other."""
     if not isinstance(entry, dict):
         raise ManifestError(f"{where}: not an object")
     name = _name(entry, "name", where)
-    where = f"{where} ({printable(name)!r})"
+    where = f"{where} ({name!r})"
     component = entry.get("component")
     if not isinstance(component, str) or CONTROL_CHARACTER.search(component):
         raise ManifestError(f"{where}: 'component' is not a plain string")
@@ -154,14 +161,14 @@ def _name(entry: dict[str, object], key: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise ManifestError(f"{where}: {key!r} is not a non-empty string (got {type(value).__name__})")
     if CONTROL_CHARACTER.search(value):
-        raise ManifestError(f"{where}: {key!r} {printable(value)!r} holds a control character; refused")
+        raise ManifestError(f"{where}: {key!r} {value!r} holds a control character; refused")
     return value
 
 
 def _count(entry: dict[str, object], key: str, where: str) -> int:
     value = entry.get(key)
     if type(value) is not int or not 0 <= value <= U64_MAX:
-        raise ManifestError(f"{where}: {key!r} is not an integer from 0 to 2**64-1 (got {printable(repr(value))})")
+        raise ManifestError(f"{where}: {key!r} is not an integer from 0 to 2**64-1 (got {repr(value)[:40]})")
     return value
 
 

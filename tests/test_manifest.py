@@ -516,3 +516,51 @@ def test_a_shard_swapped_while_it_is_read_is_never_verified(
     # The file now on disk, verified afresh, is what it is: two tensors whose bytes differ.
     result = cli("verify", root, "--manifest", recorded, "-q")
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('"bytes": ', '"bytes": 1e400, "was": ', 1), "resources[0] ("),
+        (lambda t: t.replace('"bytes": ', '"bytes": NaN, "was": ', 1), "NaN is not a JSON value"),
+        (
+            lambda t: t.replace('"name": ', '"name": 7, "was": ', 1),
+            "'name' is not a non-empty string (got int)",
+        ),
+        (lambda t: t.replace('"shape": [', '"shape": [1e400, ', 1), "'shape' is not a list of integers"),
+        (
+            lambda t: t.replace('"shard": ', '"shard": "a\\u0000b", "was": ', 1),
+            "'shard' 'a\\x00b' holds a control character",
+        ),
+        (
+            lambda t: t.replace('"resources": ', '"resources": ' + "[" * 100_000 + "]" * 100_000 + ', "was": ', 1),
+            "nests too deeply",
+        ),
+        (lambda t: t.replace('"digest": "', '"digest": "X', 1), "'digest' is not 64 lowercase hex digits (blake3)"),
+    ],
+    ids=["bytes-1e400", "nan", "numeric-name", "shape-1e400", "nul-in-shard", "deep-nesting", "digest-not-hex"],
+)
+def test_a_malformed_manifest_is_invalid_input_naming_the_file(
+    cli, omni_checkpoint: str, recorded: str, tmp_path, edit, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    with open(recorded, encoding="utf-8") as f:
+        text = f.read()
+    bad = tmp_path / "bad.json"
+    bad.write_text(edit(text))
+    for command in ("verify", "check"):
+        result = cli(command, omni_checkpoint, "--manifest", str(bad))
+        assert result.exit_code == 3, result.output
+        err = " ".join(result.stderr.split())
+        assert err.startswith(f"error: {bad}: ") and message in err, err
+        assert "unexpected" not in err
+
+
+def test_a_manifest_beyond_its_bound_is_refused_unread(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.manifest import MAX_MANIFEST_BYTES
+
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(MAX_MANIFEST_BYTES + 1)  # sparse
+    result = cli("verify", omni_checkpoint, "--manifest", str(big))
+    assert result.exit_code == 3
+    assert f"it is {MAX_MANIFEST_BYTES + 1:,} bytes, beyond nemoverify's bound" in " ".join(result.stderr.split())

@@ -36,8 +36,9 @@ def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]
         return ModelConfig(present=False), []
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        return ModelConfig(present=False), [Problem("config-json", file, f"not valid JSON: {exc}")]
+    except (ValueError, RecursionError) as exc:
+        why = "it nests too deeply to parse" if isinstance(exc, RecursionError) else exc
+        return ModelConfig(present=False), [Problem("config-json", file, f"not valid JSON: {why}")]
     if not isinstance(data, dict):
         return ModelConfig(present=False), [Problem("config-json", file, "not a JSON object")]
     problems: list[Problem] = []

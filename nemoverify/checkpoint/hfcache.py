@@ -6,6 +6,7 @@ import os
 import re
 
 from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.storage import read_bounded
 from nemoverify.errors import InvalidCheckpoint
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -27,9 +28,12 @@ def resolve(repo_id: str, revision: str = "main") -> tuple[str, str]:
     repo_dir = os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
     ref = os.path.join(repo_dir, "refs", revision)
     snapshot = None
-    if os.path.isfile(ref):
-        with open(ref, encoding="utf-8") as f:
-            snapshot = os.path.join(repo_dir, "snapshots", f.read().strip())
+    if os.path.isfile(ref):  # a commit hash: a regular file of a few bytes, read as one
+        try:
+            revision_id = read_bounded(ref, 4096).decode("utf-8", "replace").strip()
+        except OSError as exc:
+            raise InvalidCheckpoint(repo_id, [Problem("unreadable", ref, f"cannot be read: {exc}")]) from None
+        snapshot = os.path.join(repo_dir, "snapshots", revision_id)
     elif os.path.isdir(os.path.join(repo_dir, "snapshots", revision)):
         snapshot = os.path.join(repo_dir, "snapshots", revision)
     if snapshot is None or not os.path.isdir(snapshot):

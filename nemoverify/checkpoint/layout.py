@@ -192,11 +192,15 @@ def _read_text(storage: Storage, name: str, problems: list[Problem], at) -> str 
         return None
 
 
+def _json_error(exc: Exception) -> str:
+    return "it nests too deeply to parse" if isinstance(exc, RecursionError) else str(exc)
+
+
 def _parse_index(text: str, file: str, problems: list[Problem]) -> tuple[dict[str, str] | None, int | None]:
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        problems.append(Problem("index-json", file, f"not valid JSON: {exc}"))
+    except (ValueError, RecursionError) as exc:
+        problems.append(Problem("index-json", file, f"not valid JSON: {_json_error(exc)}"))
         return None, None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from nemoverify.checkpoint.storage import Fingerprint, UnsafeName
+from nemoverify.checkpoint.storage import Fingerprint, UnsafeName, text_limit, too_large
 from nemoverify.errors import StorageError, redact
 
 OBJECT_SCHEMES = ("s3://", "gs://", "az://")
@@ -133,11 +133,21 @@ class S3Storage(_BucketPrefix):
         return int(head["ContentLength"]), zlib.crc32(str(head.get("ETag", "")).encode())
 
     def read_text(self, name: str) -> str | None:
+        """A JSON object of the checkpoint, within `text_limit` (refused by its length before a byte is read)."""
         try:
-            body = self._call(self.locate(name), self.client.get_object, Key=self._key(name))["Body"]
+            reply = self._call(self.locate(name), self.client.get_object, Key=self._key(name))
         except FileNotFoundError:
             return None
-        return bytes(body.read()).decode("utf-8")
+        body, limit = reply["Body"], text_limit(name)
+        try:
+            if int(reply.get("ContentLength") or 0) > limit:
+                raise too_large(int(reply["ContentLength"]), limit)
+            data = bytes(body.read(limit + 1))
+        finally:
+            body.close()
+        if len(data) > limit:
+            raise too_large(len(data), limit)
+        return data.decode("utf-8")
 
     def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
         """The bytes [offset, offset+length) in chunks, from one ranged GET: bounded memory."""
@@ -220,10 +230,21 @@ class GCSStorage(_BucketPrefix):
         return int(blob.size), zlib.crc32(str(blob.etag or blob.generation).encode())
 
     def read_text(self, name: str) -> str | None:
+        """A JSON object of the checkpoint, within `text_limit` (its size asked first)."""
         try:
-            data = self._call(self.locate(name), self._blob(name).download_as_bytes)
+            size, limit = self.fingerprint(name)[0], text_limit(name)
+            if size > limit:
+                raise too_large(size, limit)
+            download = self._blob(name).download_as_bytes
+            data = (
+                self._call(self.locate(name), download)
+                if not size
+                else self._call(self.locate(name), download, start=0, end=limit)
+            )
         except FileNotFoundError:
             return None
+        if len(data) > limit:
+            raise too_large(len(data), limit)
         return bytes(data).decode("utf-8")
 
     def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
@@ -340,11 +361,23 @@ class AzureStorage(_BucketPrefix):
         return int(props.size), zlib.crc32(str(props.etag).encode())
 
     def read_text(self, name: str) -> str | None:
+        """A JSON blob of the checkpoint, within `text_limit` (its size asked first)."""
         blob = self.client.get_blob_client(self._key(name))
         try:
-            data = self._call(self.locate(name), lambda: blob.download_blob(timeout=self.READ_TIMEOUT).readall())
+            size, limit = self.fingerprint(name)[0], text_limit(name)
+            if size > limit:
+                raise too_large(size, limit)
+            length = min(size, limit + 1) or None  # a ranged read of an empty blob is an error
+            data = self._call(
+                self.locate(name),
+                lambda: blob.download_blob(
+                    offset=0 if length else None, length=length, timeout=self.READ_TIMEOUT
+                ).readall(),
+            )
         except FileNotFoundError:
             return None
+        if len(data) > limit:
+            raise too_large(len(data), limit)
         return bytes(data).decode("utf-8")
 
     def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:

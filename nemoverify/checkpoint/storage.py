@@ -18,6 +18,8 @@ import threading
 import weakref
 from typing import Protocol
 
+from nemoverify.checkpoint.problems import CONTROL_CHARACTER
+
 
 class UnsafeName(Exception):
     """A file name that would resolve outside the checkpoint."""
@@ -40,7 +42,45 @@ def _require_regular(path: str, mode: int) -> None:
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", path)
     if not stat.S_ISREG(mode):
         kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-        raise NotRegularFile(errno.EINVAL, f"is {kind}, not a regular file; nemoverify opens regular files only", path)
+        raise NotRegularFile(f"it is {kind}, not a regular file; nemoverify opens regular files only")
+
+
+class TooLarge(OSError):
+    """A JSON file beyond nemoverify's bound for it: refused before it is read."""
+
+
+# Bounds on the JSON files a checkpoint holds (README, "Reliability: bounds and guarantees"): each
+# is parsed whole, at about ten times its size in memory. Real ones are far below: a config.json is
+# kilobytes, an index about 100 bytes a tensor (2.5 MB for 25,000 tensors).
+TEXT_LIMITS = {"config.json": 16 << 20, "model.safetensors.index.json": 256 << 20}
+DEFAULT_TEXT_LIMIT = 16 << 20
+
+
+def text_limit(name: str) -> int:
+    return TEXT_LIMITS.get(name.rsplit("/", 1)[-1], DEFAULT_TEXT_LIMIT)
+
+
+def too_large(size: int, limit: int) -> TooLarge:
+    return TooLarge(
+        f"it is {size:,} bytes, beyond nemoverify's bound of {limit:,} bytes for this file "
+        "(see the README's reliability section); refused, not read"
+    )
+
+
+def read_bounded(path: str, limit: int) -> bytes:
+    """The whole of a regular file of at most `limit` bytes (a file growing meanwhile still stops
+    at the bound); beyond it, TooLarge before a byte is read."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise too_large(size, limit)
+        data = pread_exactly(fd, 0, limit + 1)
+        if len(data) > limit:
+            raise too_large(len(data), limit)
+        return data
+    finally:
+        os.close(fd)
 
 
 def open_regular(path: str) -> int:
@@ -110,6 +150,8 @@ class LocalStorage:
     def locate(self, name: str) -> str:
         if not name or os.path.isabs(name) or "\\" in name or ".." in name.split("/"):
             raise UnsafeName(f"file name {name!r} escapes the checkpoint directory; refused")
+        if CONTROL_CHARACTER.search(name):  # a NUL would fail every system call with ValueError
+            raise UnsafeName(f"file name {name!r} holds a control character; refused")
         path = os.path.join(self.root, name)
         real = os.path.realpath(path)
         if os.path.commonpath([real, self._jail]) != self._jail:
@@ -156,9 +198,9 @@ class LocalStorage:
         return pread_exactly(self.fd(name), offset, length)
 
     def read_text(self, name: str) -> str | None:
+        """A JSON file of the checkpoint (config, index): regular files only, within `text_limit`."""
         try:
-            with open(self.locate(name), encoding="utf-8") as f:
-                return f.read()
+            return read_bounded(self.locate(name), text_limit(name)).decode("utf-8")
         except FileNotFoundError:
             return None
 

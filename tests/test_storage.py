@@ -1,0 +1,127 @@
+"""Where nemoverify reads from: only regular files are opened (a FIFO or a device never blocks a run),
+and every JSON file is read within a stated bound, refused beyond it by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from malformed import INDEX, SHARD2, edit_index, write
+
+BOUND_S = 60  # a hang is the failure; every run here takes a few seconds
+
+
+def nemoverify(*args: str) -> subprocess.CompletedProcess[str]:
+    """A CLI run in its own process, so that a run that blocks forever fails the test instead of hanging it."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nemoverify", *args],
+            capture_output=True,
+            text=True,
+            timeout=BOUND_S,
+            env=os.environ | {"COLUMNS": "1000"},
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"nemoverify {' '.join(args)} still running after {BOUND_S} s")
+    assert time.monotonic() - started < BOUND_S
+    return proc
+
+
+@pytest.fixture(scope="module")
+def vl_manifest(vl_checkpoint: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("manifest") / "m.json")
+    assert nemoverify("manifest", vl_checkpoint, "-o", path, "-q").returncode == 0
+    return path
+
+
+def fifo_at(root: str, name: str) -> str:
+    path = os.path.join(root, name)
+    if os.path.exists(path):
+        os.unlink(path)
+    os.mkfifo(path)  # no writer ever comes: open() of it would block forever
+    return path
+
+
+@pytest.mark.parametrize("name", ["config.json", INDEX, SHARD2])
+def test_a_fifo_in_the_checkpoint_is_refused_by_every_command(
+    vl_checkpoint: str, vl_manifest: str, copy_of, tmp_path, name: str
+) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    fifo = fifo_at(root, name)
+    for args in (
+        ["inspect", root],
+        ["manifest", root, "-o", str(tmp_path / "m.json")],
+        ["verify", root, "--manifest", vl_manifest],
+        ["check", root],
+    ):
+        proc = nemoverify(*args)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 3, (args, output)
+        assert f"{fifo}: cannot be read: it is a FIFO, not a regular file" in " ".join(output.split()), (args, output)
+        assert "Traceback" not in output
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "character-device"])
+def test_a_manifest_that_is_not_a_regular_file_is_refused(vl_checkpoint: str, tmp_path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    if kind == "fifo":
+        manifest, what = fifo_at(str(tmp_path), "m.json"), "a FIFO"
+    else:
+        manifest, what = "/dev/zero", "a character device"  # read whole, it would never end
+    for args in (["verify", vl_checkpoint, "--manifest", manifest], ["check", vl_checkpoint, "--manifest", manifest]):
+        proc = nemoverify(*args)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert f"{manifest}: cannot read the manifest: it is {what}" in " ".join(proc.stderr.split())
+
+
+@pytest.mark.parametrize(("name", "size"), [("config.json", 2 << 30), (INDEX, (256 << 20) + 1)])
+def test_a_json_file_beyond_its_bound_is_refused_unread(cli, vl_checkpoint: str, copy_of, name: str, size: int) -> None:  # type: ignore[no-untyped-def]
+    import resource
+
+    root = copy_of(vl_checkpoint)
+    path = os.path.join(root, name)
+    with open(path, "ab") as f:
+        f.truncate(size)  # sparse: gigabytes declared, nothing allocated
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = cli("inspect", root)
+    assert result.exit_code == 3
+    text = " ".join(result.output.split())
+    assert f"{path}: cannot be read: it is {size:,} bytes, beyond nemoverify's bound" in text
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: never read
+
+
+@pytest.mark.parametrize("name", ["config.json", INDEX])
+def test_deeply_nested_json_in_the_checkpoint_is_invalid(cli, vl_checkpoint: str, copy_of, name: str) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    write(os.path.join(root, name), b'{"weight_map": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")
+    for command in ("inspect", "check"):
+        result = cli(command, root)
+        assert result.exit_code == 3, result.output
+        assert "nests too deeply to parse" in result.output and name in result.output
+        assert "unexpected" not in result.output
+
+
+def test_a_nul_in_a_shard_name_is_an_unsafe_path(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    edit_index(lambda i: i["weight_map"].update({"mlp1.1.weight": "model\x00.safetensors"}))(root)
+    for command in ("inspect", "check"):
+        result = cli(command, root)
+        assert result.exit_code == 3, result.output
+        assert "[unsafe-path]" in result.output and "holds a control character" in result.output
+        assert "unexpected" not in result.output
+
+
+def test_an_index_is_read_whole_within_its_bound(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    """The bound refuses only what is beyond it: an index padded to just under it still verifies."""
+    root = copy_of(vl_checkpoint)
+    path = os.path.join(root, INDEX)
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    data["padding"] = "x" * (4 << 20)
+    write(path, json.dumps(data).encode())
+    assert cli("inspect", root).exit_code == 0
