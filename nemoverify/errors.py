@@ -74,8 +74,26 @@ SECRET_VARIABLES = (
 _SECRET_PARAMETERS = re.compile(r"(?i)\b(sig=|AccountKey=|SharedAccessSignature=)[^&;\s'\"]+")
 
 
+# A URL's userinfo (`https://user:secret@host`) and the values of its query (`?token=...`), wherever
+# a URL appears in a message: an endpoint URL carries credentials that no variable name announces.
+# Values stop at what ends a URL in text, JSON or XML (quotes, a backslash, <, >, whitespace).
+_URL = re.compile(
+    r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/\s?#@'\"<>\\]*@)?"
+    r"(?P<rest>[^\s?#'\"<>\\]*)(?P<query>\?[^\s#'\"<>\\]*)?"
+)
+_QUERY_VALUE = re.compile(r"(?P<key>[?&;](?:[^=&;#]*=)?)[^&;#]+")
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    userinfo = "***@" if match["userinfo"] else ""
+    query = _QUERY_VALUE.sub(r"\g<key>***", match["query"]) if match["query"] else ""
+    return f"{match['scheme']}{userinfo}{match['rest']}{query}"
+
+
 def redact(text: str) -> str:
-    """Credentials never reach output, reports or errors, whatever a library put in its message."""
+    """Credentials never reach output, reports or errors, whatever a library put in its message: the
+    values of the variables that hold them, SAS signatures and account keys, and in every URL its
+    userinfo and its query values."""
     import os
 
     for name in SECRET_VARIABLES:
@@ -84,4 +102,5 @@ def redact(text: str) -> str:
             text = text.replace(value, "***")
             if name == "AZURE_STORAGE_SAS_TOKEN" and value.startswith("?"):
                 text = text.replace(value[1:], "***")
+    text = _URL.sub(_redact_url, text) if "://" in text else text
     return _SECRET_PARAMETERS.sub(r"\1***", text)

@@ -313,3 +313,76 @@ def test_a_corrupted_or_truncated_gcs_object_is_caught(cli, gcs_env, omni_checkp
 def test_gcs_errors_are_exit_3(cli, gcs_env) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", "gs://no-such-bucket/model")
     assert result.exit_code == 3 and "no such bucket" in result.stderr
+
+
+def test_redact_hides_url_userinfo_and_query_values() -> None:
+    from nemoverify.errors import redact
+
+    assert redact('endpoint URL: "http://user:hunter2@127.0.0.1:9000/b?list-type=2&prefix=m"') == (
+        'endpoint URL: "http://***@127.0.0.1:9000/b?list-type=***&prefix=***"'
+    )
+    assert redact("https://host/x?token=T0KEN#part") == "https://host/x?token=***#part"
+    assert redact("https://alice@host/p and s3://bucket/prefix/model.safetensors") == (
+        "https://***@host/p and s3://bucket/prefix/model.safetensors"
+    )
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://user:hunter2@127.0.0.1:{live}",
+        "http://user:hunter2@127.0.0.1:{dead}",
+        "http://127.0.0.1:{live}/?token=T0KEN",
+    ],
+    ids=["userinfo", "userinfo-refused", "query-token"],
+)
+def test_credentials_inside_the_endpoint_url_are_never_printed(
+    s3_env, vl_checkpoint: str, tmp_path, endpoint: str
+) -> None:  # type: ignore[no-untyped-def]
+    url = upload(vl_checkpoint, "checkpoints", "secret-endpoint")
+    manifest = tmp_path / "m.json"
+    assert nemoverify("manifest", vl_checkpoint, "-o", str(manifest), "-q").returncode == 0
+    env = os.environ | {"AWS_ENDPOINT_URL": endpoint.format(live=s3_env.port, dead=_free_port()), "COLUMNS": "200"}
+    out = tmp_path / "r.json"
+    for args in (
+        ["inspect", url, "--format", "json"],
+        ["check", url],
+        ["verify", url, "--manifest", str(manifest), "--json", str(out)],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "nemoverify", *args], capture_output=True, text=True, timeout=120, env=env
+        )
+        seen = proc.stdout + proc.stderr + (out.read_text() if out.exists() else "")
+        assert "hunter2" not in seen and "T0KEN" not in seen, (args, seen[-2000:])
+        assert "Traceback" not in proc.stderr
+
+
+def test_reports_redact_urls_in_every_format(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Whatever a URL in a report carries (a checkpoint root, a library's message in a warning), the
+    JSON, SARIF, JUnit and table renderings show neither its userinfo nor its query values."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.checkpoint.problems import Problem
+    from nemoverify.render.jsonout import report_json
+    from nemoverify.render.junit import report_junit
+    from nemoverify.render.sarif import report_sarif
+    from nemoverify.render.table import render_report
+    from nemoverify.verify import CheckOptions, check
+
+    report = check(open_checkpoint(vl_checkpoint), CheckOptions(loader="safetensors"))
+    leaky = "https://user:hunter2@host.example/m?token=T0KEN&x=1"
+    report = dataclasses.replace(
+        report,
+        checkpoint=leaky,
+        warnings=(Problem("config-architecture", f"{leaky}/config.json", f"fetched from {leaky}", severity="warning"),),
+    )
+    console = Console(record=True, width=300)
+    render_report(report, console)
+    for text in (report_json(report), report_sarif(report), report_junit(report), console.export_text()):
+        assert "hunter2" not in text and "T0KEN" not in text
+        assert "https://***@host.example/m?token=***&" in text.replace("&amp;", "&")
+    json.loads(report_json(report))
+    json.loads(report_sarif(report))

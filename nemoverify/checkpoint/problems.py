@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from nemoverify.errors import redact
+
 Severity = Literal["error", "warning"]
 
 CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -33,13 +35,13 @@ class Problem:
 
     def render(self) -> str:
         where = f"{self.file}: tensor '{self.tensor}'" if self.tensor else self.file
-        return printable(f"{where}: {self.message}")
+        return printable(redact(f"{where}: {self.message}"))
 
     def to_dict(self) -> dict[str, object]:
         return {
             "rule": self.rule,
             "severity": self.severity,
-            "file": self.file,
+            "file": redact(self.file),
             "tensor": self.tensor,
-            "message": self.message,
+            "message": redact(self.message),
         }

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from nemoverify.errors import redact
 from nemoverify.report import Report
 
 
 def report_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2) + "\n"
+    return redact(json.dumps(report.to_dict(), indent=2)) + "\n"  # JSON escapes nothing a URL holds

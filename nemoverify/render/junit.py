@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from nemoverify.errors import redact
 from nemoverify.report import Report
 
 
 def report_junit(report: Report) -> str:
     by_component: dict[str, list[str]] = {}
     for f in report.mismatches:
-        by_component.setdefault(f.component, []).append(f"{f.name}: {f.message}")
+        by_component.setdefault(f.component, []).append(redact(f"{f.name}: {f.message}"))
     cases = list(report.components)
     cases += [c for c in by_component if c not in report.components]
     failures = sum(1 for c in cases if by_component.get(c))
@@ -18,7 +19,7 @@ def report_junit(report: Report) -> str:
     suite = ET.SubElement(
         suites,
         "testsuite",
-        name=f"nemoverify {report.checkpoint}",
+        name=redact(f"nemoverify {report.checkpoint}"),  # redacted before XML escapes its &
         tests=str(len(cases)),
         failures=str(failures),
         errors="0",

@@ -6,6 +6,7 @@ import json
 import os
 
 from nemoverify import __version__
+from nemoverify.errors import redact
 from nemoverify.report import Report
 
 RULES = {
@@ -58,7 +59,7 @@ def report_sarif(report: Report) -> str:
             }
         ],
     }
-    return json.dumps(log, indent=2) + "\n"
+    return redact(json.dumps(log, indent=2)) + "\n"  # JSON escapes nothing a URL holds
 
 
 def _uri(path: str, root: str) -> str:

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from nemoverify.errors import redact
 from nemoverify.report import Report
 
 
@@ -26,7 +27,7 @@ def _count(n: int, style: str) -> Text:
 
 def render_report(report: Report, console: Console, show: int = 20) -> None:
     console.print(
-        f"[bold]{escape(report.checkpoint)}[/]  candidate: {report.candidate}"
+        f"[bold]{escape(redact(report.checkpoint))}[/]  candidate: {report.candidate}"
         f"  reference: {report.reference}  hash: {report.algorithm}"
         + (f"  manifest: {report.manifest}" if report.manifest else "")
     )
