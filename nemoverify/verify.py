@@ -337,8 +337,11 @@ def build_report(
     fail_on_unclaimed = options is not None and options.fail_on_unclaimed
     ok = not findings and not (fail_on_unclaimed and unclaimed is not None and unclaimed.tensors > 0)
     warnings = [p for p in checkpoint.problems if p.severity == "warning"]
-    if options is not None:
+    profile = None
+    if options is not None and options.loader == "runai":
         warnings += _release_warnings(checkpoint, options)
+        note = options.ring_note(sum(s.header.data_len for s in checkpoint.streamed))
+        profile = replace(options.profile, notes=options.profile.notes + ((note,) if note else ()))
     return Report(
         ok=ok,
         algorithm=algorithm,
@@ -355,7 +358,7 @@ def build_report(
         ranks=ranks if multi else {},
         manifest=manifest,
         elapsed_s=time.monotonic() - started,
-        profile=options.profile if options and options.loader == "runai" else None,
+        profile=profile,
     )
 
 

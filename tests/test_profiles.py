@@ -17,6 +17,8 @@ from nemoverify.options import resolve_check
 from nemoverify.profiles import NEWEST_VLLM, installed_version, resolve_profile, streamer_release, vllm_release
 from nemoverify.verify import check
 
+pytestmark = pytest.mark.streamer
+
 INSTALLED_STREAMER = installed_version("runai-model-streamer") or ""
 
 
