@@ -232,6 +232,14 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; th
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
 ]
+MaxBytesOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Refuse (exit 3), before reading, a checkpoint declaring more tensor data than N bytes.",
+        min=0,
+        metavar="N",
+    ),
+]
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -340,6 +348,7 @@ def check(
     rank_timeout: Annotated[
         int, typer.Option(help="Seconds a rank may wait on the others (process-group and broadcast timeout).", min=1)
     ] = 300,
+    max_bytes: MaxBytesOpt = None,
     junit_xml: JunitOpt = None,
     sarif: SarifOpt = None,
     show: ShowOpt = 20,
@@ -375,8 +384,11 @@ def check(
     def work():  # type: ignore[no-untyped-def]
         from nemoverify import distributed as dist_run
         from nemoverify.checkpoint.layout import open_checkpoint
+        from nemoverify.loaders.reference import refuse_beyond
         from nemoverify.verify import check as run_check
 
+        if max_bytes is not None:  # before any rank or pass starts
+            refuse_beyond(open_checkpoint(path), max_bytes)
         if device.startswith("cuda"):
             import torch
 
@@ -568,6 +580,7 @@ def manifest(
         ),
     ] = Algorithm(DEFAULT_MANIFEST_ALGORITHM),
     strict: StrictOpt = False,
+    max_bytes: MaxBytesOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
@@ -575,8 +588,11 @@ def manifest(
     from nemoverify.manifest import build_manifest
 
     def work():  # type: ignore[no-untyped-def]
+        from nemoverify.loaders.reference import refuse_beyond
+
         checkpoint = open_checkpoint(path)
         checkpoint.require_valid(strict)
+        refuse_beyond(checkpoint, max_bytes)
         with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
             return build_manifest(checkpoint, algorithm.value, progress)
 
@@ -601,6 +617,7 @@ def verify(
     junit_xml: JunitOpt = None,
     sarif: SarifOpt = None,
     strict: StrictOpt = False,
+    max_bytes: MaxBytesOpt = None,
     show: ShowOpt = 20,
     quiet: QuietOpt = False,
 ) -> None:
@@ -609,8 +626,11 @@ def verify(
     from nemoverify.verify import verify_manifest
 
     def work():  # type: ignore[no-untyped-def]
+        from nemoverify.loaders.reference import refuse_beyond
+
         recorded = _load_manifest(manifest)
         checkpoint = open_checkpoint(path)
+        refuse_beyond(checkpoint, max_bytes)
         with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
             return verify_manifest(checkpoint, recorded, manifest, progress, strict)
 

@@ -125,3 +125,50 @@ def test_an_index_is_read_whole_within_its_bound(cli, vl_checkpoint: str, copy_o
     data["padding"] = "x" * (4 << 20)
     write(path, json.dumps(data).encode())
     assert cli("inspect", root).exit_code == 0
+
+
+def sparse_checkpoint(root: str, declared: int) -> str:
+    """One shard declaring one U8 tensor of `declared` bytes, none of them written: a sparse file."""
+    from malformed import raw_safetensors
+
+    os.makedirs(root)
+    path = os.path.join(root, "model.safetensors")
+    write(
+        path,
+        raw_safetensors(
+            {"language_model.lm_head.weight": {"dtype": "U8", "shape": [declared], "data_offsets": [0, declared]}}
+        ),
+    )
+    os.truncate(path, os.path.getsize(path) + declared)
+    assert os.stat(path).st_blocks * 512 < declared // 100
+    return root
+
+
+def test_a_sparse_shard_is_reported_as_suspicious(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = sparse_checkpoint(str(tmp_path / "sparse"), 1 << 30)
+    result = cli("inspect", root)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "[shard-sparse]" in text and "declares 1,073,741,824 bytes of tensor data but holds" in text
+    assert cli("inspect", root, "--strict").exit_code == 3
+
+
+@pytest.mark.parametrize("command", ["manifest", "verify", "check"])
+def test_max_bytes_refuses_a_checkpoint_declaring_more_before_reading(
+    cli, vl_manifest: str, tmp_path, command: str
+) -> None:  # type: ignore[no-untyped-def]
+    root = sparse_checkpoint(str(tmp_path / "huge"), 1 << 40)  # 1 TiB declared, 4 KiB on disk
+    extra = {"manifest": ["-o", str(tmp_path / "m.json")], "verify": ["--manifest", vl_manifest], "check": []}[command]
+    started = time.monotonic()
+    result = cli(command, root, *extra, "--max-bytes", str(64 << 30))
+    assert result.exit_code == 3, result.output
+    assert time.monotonic() - started < 10
+    text = " ".join(result.stderr.split())
+    assert "[max-bytes]" in text and "declares 1,099,511,627,776 bytes of tensor data" in text
+    assert "beyond --max-bytes 68,719,476,736; refused before reading" in text
+
+
+def test_max_bytes_passes_a_checkpoint_within_it(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert (
+        cli("manifest", vl_checkpoint, "-o", str(tmp_path / "m.json"), "-q", "--max-bytes", str(1 << 30)).exit_code == 0
+    )

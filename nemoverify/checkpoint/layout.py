@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
 from nemoverify.checkpoint.header import Header, TensorInfo, read_header
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName
+from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName, sparse_shards
 from nemoverify.errors import InvalidCheckpoint
 from nemoverify.model.routing import route
 
@@ -145,6 +145,7 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
     if weight_map is not None:
         _cross_check_index(weight_map, total_size, shards, shard_names, problems, at)
     _check_duplicates_across_shards(shards, problems, at)
+    problems.extend(sparse_shards(storage, [(s.name, at(s.name), s.header.data_len) for s in shards]))
     extra_streamed: list[Shard] = []
     for name in strays:  # vLLM's Run:ai loader streams these too: a malformed one fails its load
         shard = _open_shard(storage, name, problems, at)

@@ -18,7 +18,7 @@ import threading
 import weakref
 from typing import Protocol
 
-from nemoverify.checkpoint.problems import CONTROL_CHARACTER
+from nemoverify.checkpoint.problems import CONTROL_CHARACTER, Problem
 
 
 class UnsafeName(Exception):
@@ -197,12 +197,49 @@ class LocalStorage:
     def read_at(self, name: str, offset: int, length: int) -> bytes:
         return pread_exactly(self.fd(name), offset, length)
 
+    def allocated(self, name: str) -> int:
+        """Bytes the file holds on disk (its allocated blocks), as opposed to its length."""
+        return os.fstat(self.fd(name)).st_blocks * 512
+
     def read_text(self, name: str) -> str | None:
         """A JSON file of the checkpoint (config, index): regular files only, within `text_limit`."""
         try:
             return read_bounded(self.locate(name), text_limit(name)).decode("utf-8")
         except FileNotFoundError:
             return None
+
+
+# A local shard whose blocks on disk hold under 1% of the tensor data its header declares is sparse:
+# most of its "data" is holes that read as zeros (a copy cut short and extended, or a file made to
+# make a verifier read terabytes). Small shards are left alone: their header alone fills blocks.
+SPARSE_FRACTION = 0.01
+SPARSE_MIN_DECLARED = 64 << 20
+
+
+def sparse_shards(storage: Storage, shards: list[tuple[str, str, int]]) -> list[Problem]:
+    """A warning for each (name, location, declared data bytes) that is sparse on a local disk."""
+    allocated_of = getattr(storage, "allocated", None)
+    if allocated_of is None:  # object storage has no holes to find
+        return []
+    found = []
+    for name, location, declared in shards:
+        if declared < SPARSE_MIN_DECLARED:
+            continue
+        try:
+            allocated = allocated_of(name)
+        except OSError:
+            continue
+        if allocated < declared * SPARSE_FRACTION:
+            found.append(
+                Problem(
+                    "shard-sparse",
+                    location,
+                    f"declares {declared:,} bytes of tensor data but holds {allocated:,} on disk: a sparse "
+                    "file, whose holes read as zeros; a complete copy is not sparse (bound the work with --max-bytes)",
+                    severity="warning",
+                )
+            )
+    return found
 
 
 def _close_all(fds: dict[str, int]) -> None:

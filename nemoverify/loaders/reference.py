@@ -68,6 +68,25 @@ def ensure_checkpoint_unchanged(checkpoint: Checkpoint) -> None:
         ensure_unchanged(checkpoint, shard)
 
 
+def refuse_beyond(checkpoint: Checkpoint, max_bytes: int | None) -> None:
+    """`--max-bytes`: a checkpoint declaring more tensor data than the caller will read is refused
+    from its headers alone, before a byte of data is read."""
+    declared = sum(
+        s.header.data_len for s in {s.name: s for s in (*checkpoint.shards, *checkpoint.extra_streamed)}.values()
+    )
+    if max_bytes is not None and declared > max_bytes:
+        raise InvalidCheckpoint(
+            checkpoint.root,
+            [
+                Problem(
+                    "max-bytes",
+                    checkpoint.root,
+                    f"declares {declared:,} bytes of tensor data, beyond --max-bytes {max_bytes:,}; refused before reading",
+                )
+            ],
+        )
+
+
 def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:
     """Consecutive tensors grouped into runs of about RUN_BYTES, so that one large shard is hashed
     by every worker rather than by one while the others idle."""
