@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from nemoverify import __version__
+from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
 from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError, redact
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
 
@@ -186,6 +187,18 @@ def _write_output(path: str, text: str) -> None:
         raise _fail(f"cannot write {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
 
 
+def _bounded(work: Callable[[], T], seconds: float, *paths: str | None) -> Callable[[], T]:
+    """`work` under the object-storage deadline (nemoverify.deadline) when a path is an object URL."""
+
+    def run() -> T:
+        from nemoverify.deadline import storage_deadline
+
+        with storage_deadline(seconds, *paths):
+            return work()
+
+    return run
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"nemoverify {__version__}")
@@ -231,6 +244,14 @@ ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table li
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
+]
+StorageTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        help="Overall deadline, in seconds, for a run that reads s3://, gs:// or az:// (0: none); past it, exit 3.",
+        min=0,
+        metavar="SECONDS",
+    ),
 ]
 MaxBytesOpt = Annotated[
     int | None,
@@ -349,6 +370,7 @@ def check(
         int, typer.Option(help="Seconds a rank may wait on the others (process-group and broadcast timeout).", min=1)
     ] = 300,
     max_bytes: MaxBytesOpt = None,
+    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
     junit_xml: JunitOpt = None,
     sarif: SarifOpt = None,
     show: ShowOpt = 20,
@@ -416,7 +438,15 @@ def check(
         with _progress(not quiet, phases) as progress:
             return run_check(checkpoint, options, progress, recorded, manifest, ranks, copy)
 
-    _emit(_run(work, needs_torch=True), output_format, json_file, junit_xml, sarif, quiet, show)
+    _emit(
+        _run(_bounded(work, storage_timeout, path, against), needs_torch=True),
+        output_format,
+        json_file,
+        junit_xml,
+        sarif,
+        quiet,
+        show,
+    )
 
 
 def _load_manifest(path: str | None):  # type: ignore[no-untyped-def]
@@ -547,6 +577,7 @@ def inspect(
         str | None, typer.Option("--json", help="Also write the inventory as JSON to FILE.", metavar="FILE")
     ] = None,
     strict: StrictOpt = False,
+    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
 ) -> None:
     """Show what the checkpoint holds (components, dtypes, shards, what each loader skips) and every
     structural problem, without reading a tensor. Exit 3 if any problem is an error."""
@@ -555,7 +586,7 @@ def inspect(
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.inventory import describe
 
-    inventory = _run(lambda: describe(open_checkpoint(path)))
+    inventory = _run(_bounded(lambda: describe(open_checkpoint(path)), storage_timeout, path))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)
@@ -581,6 +612,7 @@ def manifest(
     ] = Algorithm(DEFAULT_MANIFEST_ALGORITHM),
     strict: StrictOpt = False,
     max_bytes: MaxBytesOpt = None,
+    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
     quiet: QuietOpt = False,
 ) -> None:
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
@@ -596,7 +628,7 @@ def manifest(
         with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
             return build_manifest(checkpoint, algorithm.value, progress)
 
-    recorded = _run(work)
+    recorded = _run(_bounded(work, storage_timeout, path))
     _write_output(output, recorded.to_json())
     if not quiet:
         _stdout().print(
@@ -618,6 +650,7 @@ def verify(
     sarif: SarifOpt = None,
     strict: StrictOpt = False,
     max_bytes: MaxBytesOpt = None,
+    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
     show: ShowOpt = 20,
     quiet: QuietOpt = False,
 ) -> None:
@@ -634,10 +667,13 @@ def verify(
         with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
             return verify_manifest(checkpoint, recorded, manifest, progress, strict)
 
-    _emit(_run(work), output_format, json_file, junit_xml, sarif, quiet, show)
+    _emit(_run(_bounded(work, storage_timeout, path)), output_format, json_file, junit_xml, sarif, quiet, show)
 
 
 def main() -> None:
+    from nemoverify.deadline import own_process
+
+    own_process()  # the object-storage deadline may end this process
     try:
         app(prog_name="nemoverify")
     except SystemExit as exc:

@@ -386,3 +386,113 @@ def test_reports_redact_urls_in_every_format(cli, vl_checkpoint: str, tmp_path) 
         assert "https://***@host.example/m?token=***&" in text.replace("&amp;", "&")
     json.loads(report_json(report))
     json.loads(report_sarif(report))
+
+
+class TrickleProxy:
+    """A TCP proxy in front of a server that, once `budget` bytes of responses have passed, hands
+    on one byte every `every` seconds: never silent long enough for a read timeout, never done."""
+
+    def __init__(self, target_port: int, budget: int, every: float) -> None:
+        self.target, self.budget, self.every, self.sent = target_port, budget, every, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.trickling = threading.Event()
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not self.closed.is_set() and (data := src.recv(1 << 16)):
+                if counted:
+                    with self.lock:
+                        free = max(0, self.budget - self.sent)
+                        self.sent += len(data)
+                    dst.sendall(data[:free])
+                    for i in range(free, len(data)):
+                        self.trickling.set()
+                        if self.closed.wait(self.every):
+                            return
+                        dst.sendall(data[i : i + 1])
+                else:
+                    dst.sendall(data)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+class HangUpServer:
+    """Reads each request and closes the connection without a reply (as a server that never answers
+    does once its read timeout passes, without the 30 s wait); counts the attempts."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.attempts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                conn.recv(1 << 16)
+                self.attempts += 1
+                conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_a_trickling_server_ends_the_run_at_its_deadline(s3_env, vl_checkpoint: str, tmp_path, command: str) -> None:  # type: ignore[no-untyped-def]
+    url = upload(vl_checkpoint, "checkpoints", "trickle")
+    manifest = tmp_path / "m.json"
+    assert nemoverify("manifest", vl_checkpoint, "-o", str(manifest), "-q").returncode == 0
+    proxy = TrickleProxy(s3_env.port, budget=64 << 10, every=2.0)  # listing and headers pass, then a byte every 2 s
+    try:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "nemoverify", command, url, "--manifest", str(manifest), "--storage-timeout", "15"],
+            env=os.environ | {"AWS_ENDPOINT_URL": proxy.url},
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        elapsed = time.monotonic() - started
+        assert proxy.trickling.is_set()
+        assert proc.returncode == 3, proc.stderr[-2000:]
+        assert "passed its object-storage deadline of 15 s" in proc.stderr and url in proc.stderr
+        assert "VERIFIED" not in proc.stdout and "Traceback" not in proc.stderr
+        assert elapsed < 15 + 10, elapsed
+    finally:
+        proxy.close()
+
+
+def test_a_server_that_never_answers_gets_two_attempts(s3_env) -> None:  # type: ignore[no-untyped-def]
+    """The README's "two attempts": botocore's `max_attempts` counts retries (2 made three attempts,
+    92.7 s against a server that never answers); `total_max_attempts` counts attempts."""
+    server = HangUpServer()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nemoverify", "inspect", "s3://checkpoints/omni"],
+            env=os.environ | {"AWS_ENDPOINT_URL": server.url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 3, proc.stderr
+        assert "s3://checkpoints/omni" in proc.stderr
+        assert server.attempts == 2, server.attempts
+    finally:
+        server.close()

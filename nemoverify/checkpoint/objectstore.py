@@ -92,7 +92,8 @@ class S3Storage(_BucketPrefix):
                 from botocore.config import Config
             except ImportError:
                 raise StorageError("reading s3:// needs the s3 extra: pip install 'nemoverify[s3]'") from None
-            config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
+            # Two attempts in all (botocore's `max_attempts` counts retries: 2 there made three).
+            config = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2, "mode": "standard"})
             self._client = boto3.client("s3", config=config)
         return self._client
 
