@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from nemoverify.checkpoint.problems import CONTROL_CHARACTER
 from nemoverify.checkpoint.storage import Fingerprint, UnsafeName, text_limit, too_large
 from nemoverify.errors import StorageError, redact
 
@@ -58,6 +59,8 @@ class _BucketPrefix:
     def locate(self, name: str) -> str:
         if not name or name.startswith("/") or "\\" in name or ".." in name.split("/"):
             raise UnsafeName(f"file name {name!r} escapes the checkpoint prefix; refused")
+        if CONTROL_CHARACTER.search(name):
+            raise UnsafeName(f"file name {name!r} holds a control character; refused")
         return f"{self.scheme}{self.bucket}/{self._key(name)}"
 
     def size(self, name: str) -> int:
