@@ -7,6 +7,7 @@ Exit codes: 0 verified, 1 verification failed, 2 usage error, 3 invalid or unrea
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gc
 import os
 import re
@@ -16,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,6 +26,9 @@ from rich.markup import escape
 from nemoverify import __version__
 from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError, redact
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
+
+if TYPE_CHECKING:
+    from nemoverify.outputs import Reports
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
@@ -179,12 +183,48 @@ class _Batched:
 
 
 def _write_output(path: str, text: str) -> None:
-    from nemoverify.atomic import write_atomic
+    from nemoverify.outputs import write_output
 
     try:
-        write_atomic(path, text)
+        write_output(path, text)
     except OSError as exc:
         raise _fail(f"cannot write {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
+
+
+def _plan_outputs(
+    requested: dict[str, str | None], reads: list[tuple[str | None, str]], stdout_taken_by: str | None
+) -> None:
+    """Refuse (exit 2) outputs that cannot be written or would land in what the run reads, before any work."""
+    from nemoverify.outputs import guarded, plan_outputs
+
+    guards = [g for location, what in reads for g in guarded(location, what)]
+    _run(lambda: plan_outputs(requested, guards, stdout_taken_by))
+
+
+# The report files of the running command, checked before it started (see _plan_reports); _run and
+# _emit write them. Reset by the app callback at the start of every invocation.
+_REPORTS: contextvars.ContextVar[Reports | None] = contextvars.ContextVar("reports", default=None)
+
+
+def _plan_reports(
+    path: str,
+    json_file: str | None,
+    junit_xml: str | None,
+    sarif: str | None,
+    output_format: Format = Format.table,
+    quiet: bool = False,
+    against: str | None = None,
+    manifest: str | None = None,
+) -> Reports:
+    """Check every report path before the run starts: a bad one is a usage error (exit 2), found
+    before any work, never after a verdict that it would then lose."""
+    from nemoverify.outputs import plan_reports
+
+    stdout = "--format json" if output_format is Format.json and not quiet else None
+    reads = [(against, "the copy"), (manifest, "the manifest")]
+    reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, reads, stdout))
+    _REPORTS.set(reports)
+    return reports
 
 
 def _version(value: bool) -> None:
@@ -199,7 +239,7 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    pass
+    _REPORTS.set(None)
 
 
 PathArg = Annotated[
@@ -333,6 +373,7 @@ def check(
     from nemoverify.verify import CheckOptions
     from nemoverify.verify import check as run_check
 
+    _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, against, manifest)
     if reuse_buffers and loader is Loader.safetensors:
         raise _fail("--reuse-buffers applies to the runai loader only", ExitCode.USAGE)
     extra = _loader_extra_config(model_loader_extra_config)
@@ -441,27 +482,26 @@ def _emit(
     quiet: bool,
     show: int,
 ) -> None:  # type: ignore[no-untyped-def]
-    """Write the requested files (each atomically), print, and exit with the verdict."""
-    from nemoverify.render.jsonout import report_json
+    """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
+    be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
+    from nemoverify.outputs import Reports
 
-    if json_file:
-        _write_output(json_file, report_json(report))
-    if junit_xml:
-        from nemoverify.render.junit import report_junit
-
-        _write_output(junit_xml, report_junit(report))
-    if sarif:
-        from nemoverify.render.sarif import report_sarif
-
-        _write_output(sarif, report_sarif(report))
+    reports = _REPORTS.get() or Reports(json_file, junit_xml, sarif)
+    failed = reports.write(report)
+    for message in failed:
+        _fail(message, ExitCode.USAGE)
     if not quiet:
         if output_format is Format.json:
+            from nemoverify.render.jsonout import report_json
+
             sys.stdout.write(report_json(report))
         else:
             from nemoverify.render.table import render_report
 
-            render_report(report, _stdout(), show)
-    raise typer.Exit(int(ExitCode.VERIFIED if report.ok else ExitCode.FAILED))
+            # A report on standard output (`--json -`) keeps it clean: the table goes to stderr.
+            render_report(report, _stderr() if reports.to_stdout else _stdout(), show)
+    code = ExitCode.VERIFIED if report.ok else ExitCode.FAILED
+    raise typer.Exit(int(ExitCode.USAGE if failed and code is ExitCode.VERIFIED else code))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -479,7 +519,10 @@ def inspect(
 
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.inventory import describe
+    from nemoverify.outputs import STDOUT
 
+    stdout = "--format json" if output_format is Format.json else None
+    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     inventory = _run(lambda: describe(open_checkpoint(path)))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
@@ -489,7 +532,7 @@ def inspect(
     else:
         from nemoverify.render.inventory import render_inventory
 
-        render_inventory(inventory, _stdout())
+        render_inventory(inventory, _stderr() if json_file == STDOUT else _stdout())
     bad = [p for p in inventory.problems if strict or p.severity == "error"]
     raise typer.Exit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
 
@@ -510,6 +553,9 @@ def manifest(
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.manifest import build_manifest
+    from nemoverify.outputs import STDOUT
+
+    _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)
 
     def work():  # type: ignore[no-untyped-def]
         checkpoint = open_checkpoint(path)
@@ -520,8 +566,9 @@ def manifest(
     recorded = _run(work)
     _write_output(output, recorded.to_json())
     if not quiet:
-        _stdout().print(
-            f"wrote {output}: {len(recorded.tensors)} tensors, {recorded.algorithm} root {recorded.root()}",
+        (_stderr() if output == STDOUT else _stdout()).print(
+            f"wrote {'the manifest to standard output' if output == STDOUT else output}: "
+            f"{len(recorded.tensors)} tensors, {recorded.algorithm} root {recorded.root()}",
             markup=False,
         )
 
@@ -544,6 +591,8 @@ def verify(
     """Check only the stored bytes against a manifest, as fast as the disk allows (no loader replay)."""
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.verify import verify_manifest
+
+    _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, manifest=manifest)
 
     def work():  # type: ignore[no-untyped-def]
         recorded = _load_manifest(manifest)

@@ -22,25 +22,30 @@ def hub_cache() -> str:
     return os.path.join(home, "hub")
 
 
+def repo_dir(repo_id: str) -> str:
+    """The repo's directory in the cache: its snapshots, and the blobs their links point into."""
+    return os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
+
+
 def resolve(repo_id: str, revision: str = "main") -> tuple[str, str]:
     """(snapshot directory, the repo's cache directory that its links may point into)."""
-    repo_dir = os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
-    ref = os.path.join(repo_dir, "refs", revision)
+    cached = repo_dir(repo_id)
+    ref = os.path.join(cached, "refs", revision)
     snapshot = None
     if os.path.isfile(ref):
         with open(ref, encoding="utf-8") as f:
-            snapshot = os.path.join(repo_dir, "snapshots", f.read().strip())
-    elif os.path.isdir(os.path.join(repo_dir, "snapshots", revision)):
-        snapshot = os.path.join(repo_dir, "snapshots", revision)
+            snapshot = os.path.join(cached, "snapshots", f.read().strip())
+    elif os.path.isdir(os.path.join(cached, "snapshots", revision)):
+        snapshot = os.path.join(cached, "snapshots", revision)
     if snapshot is None or not os.path.isdir(snapshot):
         raise InvalidCheckpoint(
             repo_id,
             [
                 Problem(
                     "hf-not-cached",
-                    repo_dir,
+                    cached,
                     f"'{repo_id}' is not in the local Hugging Face cache ({hub_cache()}); nemoverify never downloads: fetch it first (hf download {repo_id})",
                 )
             ],
         )
-    return snapshot, repo_dir
+    return snapshot, cached
