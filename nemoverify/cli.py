@@ -99,7 +99,8 @@ def _import_heavy_modules() -> None:
 
 
 def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
-    """The one place where exceptions become messages and exit codes."""
+    """The one place where exceptions become messages and exit codes. A run that ends without a
+    verdict (exit 3) still writes every report it was asked for; a usage error (2) writes none."""
     try:
         if needs_torch:
             _import_heavy_modules()
@@ -118,15 +119,33 @@ def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
         err.print(f"[bold red]error[/]: {escape(exc.root)}: invalid checkpoint ({len(exc.problems)} problem(s))")
         for p in exc.problems:
             err.print(f"  [{p.rule}] {redact(p.render())}", markup=False, soft_wrap=True)
+        _leave_reports(exc)
         raise typer.Exit(int(exc.exit_code)) from None
     except NemoverifyError as exc:
+        if exc.exit_code is not ExitCode.USAGE:
+            _leave_reports(exc)
         raise _fail(str(exc), exc.exit_code) from None
     except Exception as exc:  # a bug, or a failure we did not foresee: never a verified verdict
         if os.environ.get("NEMOVERIFY_DEBUG"):
             traceback.print_exc()
+        _leave_reports(exc)
         raise _fail(
             f"unexpected {type(exc).__name__}: {exc} (set NEMOVERIFY_DEBUG=1 for the traceback)", ExitCode.INVALID
         ) from None
+
+
+def _leave_reports(error: BaseException) -> None:
+    """The reports of a run that `error` ended before its verdict: CI's `if: always()` steps find them."""
+    reports = _REPORTS.get()
+    if reports is None:
+        return
+    report = reports.without_verdict(error)
+    for message in reports.write(report):
+        _fail(message, ExitCode.INVALID)
+    if _PRINT_JSON.get():
+        from nemoverify.render.jsonout import report_json
+
+        sys.stdout.write(report_json(report))
 
 
 @contextlib.contextmanager
@@ -204,6 +223,7 @@ def _plan_outputs(
 # The report files of the running command, checked before it started (see _plan_reports); _run and
 # _emit write them. Reset by the app callback at the start of every invocation.
 _REPORTS: contextvars.ContextVar[Reports | None] = contextvars.ContextVar("reports", default=None)
+_PRINT_JSON = contextvars.ContextVar("print_json", default=False)  # --format json: the report on stdout too
 
 
 def _plan_reports(
@@ -221,9 +241,9 @@ def _plan_reports(
     from nemoverify.outputs import plan_reports
 
     stdout = "--format json" if output_format is Format.json and not quiet else None
-    reads = [(against, "the copy"), (manifest, "the manifest")]
-    reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, reads, stdout))
+    reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, against, manifest, stdout))
     _REPORTS.set(reports)
+    _PRINT_JSON.set(stdout is not None)
     return reports
 
 
@@ -240,6 +260,7 @@ def _main(
     ] = False,
 ) -> None:
     _REPORTS.set(None)
+    _PRINT_JSON.set(False)
 
 
 PathArg = Annotated[

@@ -16,11 +16,12 @@ import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from nemoverify.errors import UsageError
 
 if TYPE_CHECKING:
+    from nemoverify.checkpoint.problems import Problem
     from nemoverify.report import Report
 
 STDOUT = "-"
@@ -141,11 +142,15 @@ def write_output(path: str, text: str) -> None:
 
 @dataclass(frozen=True)
 class Reports:
-    """The report files one `check` or `verify` asks for, each at a path already checked."""
+    """The report files one `check` or `verify` asks for, each at a path already checked, and what
+    the run reads, for the report of a run that ends without a verdict."""
 
     json: str | None = None
     junit: str | None = None
     sarif: str | None = None
+    checkpoint: str = ""
+    copy: str | None = None
+    manifest: str | None = None
 
     @property
     def to_stdout(self) -> bool:
@@ -168,19 +173,54 @@ class Reports:
                 failed.append(f"cannot write {path}: {exc.strerror or exc}")
         return failed
 
+    def without_verdict(self, error: BaseException) -> Report:
+        """The report of a run that `error` ended before a verdict (exit 3)."""
+        from nemoverify.report import Report
+
+        status, problems = problems_of(error, self.checkpoint, self.manifest)
+        return Report.without_verdict(self.checkpoint, status, problems, self.manifest, self.copy)
+
+
+# The rule id a failure without a verdict is reported under, by the error that ended the run.
+ERROR_RULES = {
+    "StorageError": "storage-error",
+    "DistributedError": "rank-failed",
+    "ManifestError": "manifest-unreadable",
+    "LoaderError": "loader-error",
+}
+
+
+def problems_of(
+    error: BaseException, checkpoint: str, manifest: str | None = None
+) -> tuple[Literal["invalid", "error"], tuple[Problem, ...]]:
+    """An invalid checkpoint's structural problems, or the one problem that stopped the run."""
+    from nemoverify.checkpoint.problems import Problem
+    from nemoverify.errors import InvalidCheckpoint, ManifestError, NemoverifyError, redact
+
+    if isinstance(error, InvalidCheckpoint) and error.problems:
+        return "invalid", tuple(error.problems)
+    if isinstance(error, NemoverifyError):
+        rule = ERROR_RULES.get(type(error).__name__, "error")
+        message = str(error)
+    else:
+        rule, message = "internal-error", f"unexpected {type(error).__name__}: {error}"
+    where = manifest if isinstance(error, ManifestError) and manifest else checkpoint
+    prefix = f"{where}: "
+    message = redact(message.removeprefix(prefix))
+    return "error", (Problem(rule, where, message),)
+
 
 def plan_reports(
     checkpoint: str,
     json: str | None = None,
     junit: str | None = None,
     sarif: str | None = None,
-    reads: Iterable[tuple[str | None, str]] = (),
+    copy: str | None = None,
+    manifest: str | None = None,
     stdout_taken_by: str | None = None,
 ) -> Reports:
-    """Check the report paths of a run over `checkpoint` (and the other locations it `reads`,
-    as (location, what) pairs) before it starts."""
-    guards = guarded(checkpoint, "the checkpoint")
-    for location, what in reads:
-        guards += guarded(location, what)
+    """Check the report paths of a run over `checkpoint` (streaming `copy`, checking against
+    `manifest`) before it starts: nothing may land in any of the three."""
+    guards = guarded(checkpoint, "the checkpoint") + guarded(copy, "the copy") + guarded(manifest, "the manifest")
     plan_outputs({"--json": json, "--junit-xml": junit, "--sarif": sarif}, guards, stdout_taken_by)
-    return Reports(json, junit, sarif)
+    return Reports(json, junit, sarif, checkpoint, copy, manifest)

