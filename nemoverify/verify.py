@@ -206,8 +206,9 @@ def check(
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread
         raise
-    extra = manifest_findings(checkpoint, manifest, delivered) if manifest else []
-    return build_report(checkpoint, options, reference, delivered, started, extra, manifest_path)
+    # The manifest is checked against what was streamed: with --against, the copy.
+    extra = manifest_findings(streamed, manifest, delivered) if manifest else []
+    return build_report(checkpoint, options, reference, delivered, started, extra, manifest_path, copy=against)
 
 
 def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:
@@ -259,15 +260,23 @@ def build_report(
     reference_name: str = "stored bytes",
     candidate_name: str | None = None,
     against: str = "reference",
+    copy: Checkpoint | None = None,
 ) -> Report:
+    """`copy`: the checkpoint that was streamed, where it is not `checkpoint` (--against). Every
+    finding names the file it was found in: the streamed one's."""
     multi = len(delivered) > 1
     findings: list[Finding] = []
     for rank, got in sorted(delivered.items()):
         findings.extend(find_differences(reference, got, against, rank=rank if multi else None))
     findings.extend(extra_findings or [])
     ranks = {rank: not any(f.rank == rank for f in findings) for rank in delivered}
-    shard_of = {info.name: shard.location for shard, info in checkpoint.tensors()}
-    findings = [replace(f, file=shard_of.get(f.name)) if f.file is None else f for f in findings]
+    streamed = copy or checkpoint
+    shard_of = {info.name: shard.location for shard, info in streamed.tensors()}
+    shard_files = {shard.name: shard.location for shard in streamed.shards}
+    findings = [
+        replace(f, file=(shard_files if f.component == "shard" else shard_of).get(f.name)) if f.file is None else f
+        for f in findings
+    ]
     order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
     findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
     components, skipped = summarize(options.algorithm, reference, delivered, findings)
@@ -284,8 +293,9 @@ def build_report(
         components=components,
         mismatches=tuple(findings),
         skipped=skipped,
-        warnings=tuple(p for p in checkpoint.problems if p.severity == "warning"),
+        warnings=tuple(p for p in checkpoint.problems + (copy.problems if copy else ()) if p.severity == "warning"),
         ranks=ranks if multi else {},
         manifest=manifest,
         elapsed_s=time.monotonic() - started,
+        copy=copy.root if copy else None,
     )

@@ -106,3 +106,23 @@ def test_a_verdict_report_says_verified_or_failed(cli, omni_checkpoint: str, tmp
     assert cli("check", omni_checkpoint, "--json", js, "-q", "--strategy", "legacy", "--reuse-buffers").exit_code == 1
     report = _load(js)
     assert report["status"] == "failed" and report["problems"] == []
+
+
+def test_against_a_copy_every_finding_names_the_copy_file_it_was_found_in(cli, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from malformed import flip_byte
+
+    copy = copy_of(omni_checkpoint)
+    name = flip_byte(copy, mask=0x80)
+    js, _, sarif = _reports(tmp_path)
+    result = cli("check", omni_checkpoint, "--against", copy, "--json", js, "--sarif", sarif)
+    assert result.exit_code == 1, result.output
+    header = result.stdout.splitlines()[0]
+    assert omni_checkpoint in header and f"copy: {copy}" in header
+    report = _load(js)
+    assert report["checkpoint"] == omni_checkpoint and report["copy"] == copy
+    (finding,) = report["mismatches"]
+    assert finding["name"] == name
+    assert finding["file"] == os.path.join(copy, SHARD2)
+    (located,) = _load(sarif)["runs"][0]["results"]
+    uri = located["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert os.path.samefile(uri.removeprefix("file://"), os.path.join(copy, SHARD2))

@@ -25,8 +25,9 @@ def _count(n: int, style: str) -> Text:
 
 
 def render_report(report: Report, console: Console, show: int = 20) -> None:
+    copy = f"  copy: [bold]{escape(report.copy)}[/] (streamed; findings name its files)" if report.copy else ""
     console.print(
-        f"[bold]{escape(report.checkpoint)}[/]  candidate: {report.candidate}, strategy {report.strategy}"
+        f"[bold]{escape(report.checkpoint)}[/]{copy}  candidate: {report.candidate}, strategy {report.strategy}"
         f"  reference: {report.reference}  hash: {report.algorithm}"
         + (f"  manifest: {report.manifest}" if report.manifest else "")
     )
