@@ -19,7 +19,7 @@ FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "dupli
 # checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
 # that cannot be read, a crash; `problems` holds what happened).
 Verdict = Literal["verified", "failed", "invalid", "error"]
-# 2: adds status, problems and copy; reports are also written when there is no verdict (exit 3). Every
+# 2: adds status, problems, copy and failures (the mismatches, one entry per tensor); reports are also written when there is no verdict (exit 3). Every
 # key of version 1 is still there with its meaning, so a reader of version 1 that decides on `ok`
 # keeps working.
 REPORT_VERSION = 2
@@ -61,9 +61,10 @@ class Finding:
         """For tables: digests cut to 12 characters."""
         return self._describe(12)
 
-    def _describe(self, cut: int | None) -> str:
-        where = f" on rank {self.rank}" if self.rank is not None else ""
-        what = {
+    @property
+    def what(self) -> str:
+        """What is wrong, without where or the digests."""
+        return {
             "bytes": "bytes differ from the " + self.against,
             "missing": "never delivered by the candidate loader"
             if self.against == "reference"
@@ -74,11 +75,80 @@ class Finding:
             "duplicate": "delivered more than once",
             "size": "shard size differs from the manifest",
         }[self.kind]
-        exp, act = self.expected, self.actual
-        if cut and self.kind in ("bytes", "unexpected"):
-            exp, act = exp and exp[:cut], act and act[:cut]
+
+    def _describe(self, cut: int | None) -> str:
+        return _describe((self,), cut)
+
+
+def _cut(value: str | None, kind: str, cut: int | None) -> str | None:
+    return value[:cut] if value and cut and kind in ("bytes", "unexpected") else value
+
+
+def _describe(findings: tuple[Finding, ...], cut: int | None) -> str:
+    """What went wrong with one tensor: findings of one kind and source are said once, with the ranks
+    they were found on (and each rank's digest where the ranks got different bytes)."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.kind, f.against), []).append(f)
+    parts = []
+    for (kind, _), group in groups.items():
+        ranks = sorted({f.rank for f in group if f.rank is not None})
+        where = f" on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}" if ranks else ""
+        exp = _cut(group[0].expected, kind, cut)
+        actuals = list(dict.fromkeys(_cut(f.actual, kind, cut) for f in group if f.actual))
+        if len(actuals) > 1:
+            act: str | None = ", ".join(f"{_cut(f.actual, kind, cut)} on rank {f.rank}" for f in group)
+        else:
+            act = actuals[0] if actuals else None
         detail = f" (expected {exp}, got {act})" if exp and act else (f" (got {act})" if act else "")
-        return f"{what}{where}{detail}"
+        parts.append(f"{group[0].what}{where}{detail}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One tensor (or shard file) that failed, once, however many ranks and sources (the reference,
+    a manifest) found it: every count nemoverify shows is a count of these."""
+
+    name: str
+    component: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.kind for f in self.findings))
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.against for f in self.findings))
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return tuple(sorted({f.rank for f in self.findings if f.rank is not None}))
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.file for f in self.findings if f.file))
+
+    @property
+    def message(self) -> str:
+        return _describe(self.findings, None)
+
+    @property
+    def short_message(self) -> str:
+        """For tables: digests cut to 12 characters."""
+        return _describe(self.findings, 12)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "component": self.component,
+            "kinds": list(self.kinds),
+            "sources": list(self.sources),
+            "ranks": list(self.ranks),
+            "files": list(self.files),
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -158,6 +228,24 @@ class Report:
         return "verified" if self.ok else "failed"
 
     @property
+    def failures(self) -> tuple[Failure, ...]:
+        """The mismatches grouped per tensor (and per shard file): one entry however many ranks and
+        sources found it, in the order of the mismatches."""
+        grouped: dict[tuple[str, str], list[Finding]] = {}
+        for f in self.mismatches:
+            grouped.setdefault((f.component, f.name), []).append(f)
+        return tuple(Failure(name, component, tuple(fs)) for (component, name), fs in grouped.items())
+
+    @property
+    def failed_tensors(self) -> tuple[Failure, ...]:
+        return tuple(f for f in self.failures if f.component != "shard")
+
+    @property
+    def failed_shards(self) -> tuple[Failure, ...]:
+        """Shard files a manifest records that are missing, of another size, or new."""
+        return tuple(f for f in self.failures if f.component == "shard")
+
+    @property
     def tensors(self) -> int:
         return sum(c.tensors for c in self.components.values())
 
@@ -190,6 +278,7 @@ class Report:
             },
             "ranks": {str(r): ok for r, ok in self.ranks.items()},
             "mismatches": [asdict(f) | {"message": f.message} for f in self.mismatches],
+            "failures": [f.to_dict() for f in self.failures],
             "skipped": [asdict(s) for s in self.skipped],
             "warnings": [w.to_dict() for w in self.warnings],
             "problems": [p.to_dict() for p in self.problems],

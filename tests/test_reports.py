@@ -108,7 +108,9 @@ def test_a_verdict_report_says_verified_or_failed(cli, omni_checkpoint: str, tmp
     assert report["status"] == "failed" and report["problems"] == []
 
 
-def test_against_a_copy_every_finding_names_the_copy_file_it_was_found_in(cli, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_against_a_copy_every_finding_names_the_copy_file_it_was_found_in(
+    cli, omni_checkpoint: str, copy_of, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from malformed import flip_byte
 
     copy = copy_of(omni_checkpoint)
@@ -126,3 +128,40 @@ def test_against_a_copy_every_finding_names_the_copy_file_it_was_found_in(cli, o
     (located,) = _load(sarif)["runs"][0]["results"]
     uri = located["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
     assert os.path.samefile(uri.removeprefix("file://"), os.path.join(copy, SHARD2))
+
+
+def _counts_agree(result, js: str, xml: str, sarif: str) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """The table's "Failed tensors (N)", "FAILED: N of M", JSON failures, SARIF results and JUnit
+    failure lines all count N."""
+    import re
+
+    text = " ".join(result.stdout.split())
+    listed = int(re.search(r"Failed tensors \((\d+)\)", text).group(1))  # type: ignore[union-attr]
+    failed = int(re.search(r"FAILED: (\d+) of \d+ tensors failed", text).group(1))  # type: ignore[union-attr]
+    failures = _load(js)["failures"]
+    results = _load(sarif)["runs"][0]["results"]
+    junit_lines = sum(len((f.text or "").splitlines()) for f in ET.parse(xml).getroot().iter("failure"))
+    assert listed == failed == len(failures) == len(results) == junit_lines, (listed, failed, len(failures))
+    assert len({f["name"] for f in failures}) == len(failures)
+    return failures  # type: ignore[no-any-return]
+
+
+def test_one_tensor_is_one_failure_whatever_ranks_found_it(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    js, xml, sarif = _reports(tmp_path)
+    args = ["--nproc", "2", "--strategy", "legacy", "--reuse-buffers", "--json", js, "--junit-xml", xml]
+    result = cli("check", omni_checkpoint, *args, "--sarif", sarif)
+    assert result.exit_code == 1, result.output
+    failures = _counts_agree(result, js, xml, sarif)
+    assert all(f["ranks"] == [0, 1] for f in failures)
+    assert len(_load(js)["mismatches"]) == 2 * len(failures)  # the detail stays per rank
+
+
+def test_one_tensor_is_one_failure_whatever_sources_found_it(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    js, xml, sarif = _reports(tmp_path)
+    manifest = str(tmp_path / "m.json")
+    assert cli("manifest", omni_checkpoint, "-o", manifest, "-q").exit_code == 0
+    args = ["--manifest", manifest, "--strategy", "legacy", "--reuse-buffers", "--json", js, "--junit-xml", xml]
+    result = cli("check", omni_checkpoint, *args, "--sarif", sarif)
+    assert result.exit_code == 1, result.output
+    failures = _counts_agree(result, js, xml, sarif)
+    assert all(f["sources"] == ["reference", "manifest"] for f in failures)

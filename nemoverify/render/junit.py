@@ -1,4 +1,5 @@
-"""JUnit XML: one test case per component (and per shard-level check), failures listing tensors; a
+"""JUnit XML: one test case per component (and per shard-level check), failures listing tensors (each
+once, with the ranks and sources that found it); a
 run without a verdict has one test case per problem (a failure for a structural rule, an error for
 storage, a rank or a crash), so CI shows why the gate is red."""
 
@@ -39,7 +40,7 @@ def report_junit(report: Report) -> str:
 
 def _component_cases(suite: ET.Element, report: Report) -> tuple[int, int, int]:
     by_component: dict[str, list[str]] = {}
-    for f in report.mismatches:
+    for f in report.failures:  # one line per tensor, whatever ranks and sources found it
         by_component.setdefault(f.component, []).append(f"{f.name}: {f.message}")
     cases = list(report.components)
     cases += [c for c in by_component if c not in report.components]

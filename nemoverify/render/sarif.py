@@ -1,6 +1,6 @@
-"""SARIF 2.1.0: one result per failed tensor (or shard), located in the file that holds it; a run
-without a verdict has one result per problem, under the problem's rule id, located at its file.
-Structural warnings are results too, at level "warning"."""
+"""SARIF 2.1.0: one result per failed tensor (or shard), however many ranks and sources found it,
+located in the file that holds it; a run without a verdict has one result per problem, under the
+problem's rule id, located at its file. Structural warnings are results too, at level "warning"."""
 
 from __future__ import annotations
 
@@ -46,20 +46,30 @@ class _Rules:
 def report_sarif(report: Report) -> str:
     rules = _Rules()
     results = []
-    for f in report.mismatches:
+    for f in report.failures:  # one result per tensor, whatever ranks and sources found it
+        kind = f.kinds[0]
         location: dict[str, object] = {
             "logicalLocations": [{"name": f.name, "kind": "member", "fullyQualifiedName": f"{f.component}/{f.name}"}]
         }
-        if f.file:
-            location["physicalLocation"] = {"artifactLocation": artifact(f.file)}
+        locations = [location]
+        for i, file in enumerate(f.files):
+            if i == 0:
+                location["physicalLocation"] = {"artifactLocation": artifact(file)}
+            else:
+                locations.append({"physicalLocation": {"artifactLocation": artifact(file)}})
         results.append(
             {
-                "ruleId": f"nemoverify/{f.kind}",
-                "ruleIndex": rules.index(f"nemoverify/{f.kind}", f"tensor-{f.kind}", RULES[f.kind]),
+                "ruleId": f"nemoverify/{kind}",
+                "ruleIndex": rules.index(f"nemoverify/{kind}", f"tensor-{kind}", RULES[kind]),
                 "level": "error",
                 "message": {"text": f"{f.name} ({f.component}): {f.message}"},
-                "locations": [location],
-                "properties": {"component": f.component, "against": f.against, "rank": f.rank},
+                "locations": locations,
+                "properties": {
+                    "component": f.component,
+                    "kinds": list(f.kinds),
+                    "against": list(f.sources),
+                    "ranks": list(f.ranks),
+                },
             }
         )
     for p in (*report.problems, *report.warnings):
