@@ -10,7 +10,6 @@ import contextlib
 import contextvars
 import gc
 import os
-import re
 import sys
 import threading
 import time
@@ -305,23 +304,42 @@ def check(
             help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline."
         ),
     ] = Loader.runai,
-    strategy: Annotated[
-        Strategy,
+    vllm: Annotated[
+        str,
         typer.Option(
-            help="Load path to replay: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references; unsafe with buffer reuse)."
+            "--vllm",
+            help="The vLLM release the deployment runs (0.20.1, 0.33, ...): its load path, routing, text-only rule and iterator. 'auto': the installed vLLM, else the newest release nemoverify knows.",
+            metavar="VERSION",
         ),
-    ] = Strategy.fixed,
-    reuse_buffers: Annotated[
+    ] = "auto",
+    streamer: Annotated[
+        str | None,
+        typer.Option(
+            "--streamer",
+            help="The runai-model-streamer release the deployment runs (0.15, 0.16, 0.17): whether tensors are views into reused buffers. Default: the installed one; another release is emulated.",
+            metavar="VERSION",
+            show_default=False,
+        ),
+    ] = None,
+    stress: Annotated[
         bool,
         typer.Option(
+            "--stress",
             "--reuse-buffers",
-            help="Make the streamer reuse its buffers as hard as it can (borrowed tensors, smallest ring), so any retained reference goes stale.",
+            help="Worst case instead of production's buffers: borrowed views, a ring of the largest tensor, staging buffers of the largest tensor. A pass means safe even then.",
         ),
     ] = False,
+    strategy: Annotated[
+        Strategy | None,
+        typer.Option(
+            help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
+            show_default=False,
+        ),
+    ] = None,
     memory_limit: Annotated[
         int | None,
         typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --reuse-buffers).",
+            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
             min=-1,
         ),
     ] = None,
@@ -388,55 +406,38 @@ def check(
     show: ShowOpt = 20,
     quiet: QuietOpt = False,
 ) -> None:
-    """Load the checkpoint with the reference reader and through the candidate loader + replayed load
-    path; compare every tensor, per component (and against a manifest, if given)."""
-    from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.verify import CheckOptions
-    from nemoverify.verify import check as run_check
+    """Load the checkpoint with the reference reader and through the candidate loader + the load path of
+    the deployment profile (--vllm, --streamer); compare every tensor, per component (and against a
+    manifest, if given)."""
+    from nemoverify.options import resolve_check
 
     _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, against, manifest)
-    if reuse_buffers and loader is Loader.safetensors:
-        raise _fail("--reuse-buffers applies to the runai loader only", ExitCode.USAGE)
-    extra = _loader_extra_config(model_loader_extra_config)
-    concurrency = extra.get("concurrency", concurrency)
-    memory_limit = extra.get("memory_limit", memory_limit)
-    if memory_limit is None and not reuse_buffers and "RUNAI_STREAMER_MEMORY_LIMIT" not in os.environ:
-        from nemoverify.loaders.runai import default_ring_bytes
-
-        memory_limit = default_ring_bytes()  # bounded by this machine's memory, and shown in the report
-    if extra.get("distributed") and nproc == 1 and not distributed:
-        raise _fail('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun', ExitCode.USAGE)
-    if (nproc > 1 or distributed) and loader is Loader.safetensors:
-        raise _fail("distributed streaming needs --loader runai", ExitCode.USAGE)
-    if nproc > 1 and distributed:
-        raise _fail("--nproc launches the ranks itself; --distributed is for ranks torchrun started", ExitCode.USAGE)
-    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
-        raise _fail(f"--device {device!r}: use cpu, cuda or cuda:N", ExitCode.USAGE)
     recorded = _run(lambda: _load_manifest(manifest))
-    # On a GPU the default digest is lin128, computed where the tensor lands (no copy back to the host).
-    default = "lin128" if device.startswith("cuda") else "xxh3-128"
-    chosen = algorithm.value if algorithm is not None else (recorded.algorithm if recorded else default)
-    if recorded is not None and chosen != recorded.algorithm:
-        raise _fail(
-            f"--algorithm {chosen} differs from the manifest's {recorded.algorithm}; leave it out", ExitCode.USAGE
+    options = _run(
+        lambda: resolve_check(
+            loader=loader.value,  # type: ignore[arg-type]
+            vllm=vllm,
+            streamer=streamer,
+            stress=stress,
+            strategy=strategy.value if strategy else None,  # type: ignore[arg-type]
+            memory_limit=memory_limit,
+            concurrency=concurrency,
+            text_only=text_only,
+            algorithm=algorithm.value if algorithm else None,
+            manifest_algorithm=recorded.algorithm if recorded else None,
+            strict=strict,
+            fail_on_unclaimed=fail_on_unclaimed,
+            device=device,
+            extra_config=model_loader_extra_config,
+            nproc=nproc,
+            distributed=distributed,
         )
-    options = CheckOptions(
-        loader=loader.value,  # type: ignore[arg-type]
-        strategy=strategy.value,  # type: ignore[arg-type]
-        reuse_buffers=reuse_buffers,
-        memory_limit=memory_limit,
-        concurrency=concurrency,
-        text_only=text_only,
-        algorithm=chosen,
-        strict=strict,
-        fail_on_unclaimed=fail_on_unclaimed,
-        device=device,
     )
 
     def work():  # type: ignore[no-untyped-def]
-        from dataclasses import asdict
-
         from nemoverify import distributed as dist_run
+        from nemoverify.checkpoint.layout import open_checkpoint
+        from nemoverify.verify import check as run_check
 
         if device.startswith("cuda"):
             import torch
@@ -450,40 +451,22 @@ def check(
         ranks = None
         streamed_path = against or path
         if distributed:
-            rank, _, gathered = dist_run.run_under_torchrun(streamed_path, asdict(options), rank_timeout)
+            rank, _, gathered = dist_run.run_under_torchrun(streamed_path, options, rank_timeout)
             if gathered is None:
                 raise typer.Exit(0)  # rank 0 carries the verdict
             ranks = lambda: gathered  # noqa: E731
         elif nproc > 1:
-            ranks = lambda: dist_run.run_ranks(streamed_path, asdict(options), nproc, rank_timeout)  # noqa: E731
+            ranks = lambda: dist_run.run_ranks(streamed_path, options, nproc, rank_timeout)  # noqa: E731
         checkpoint = open_checkpoint(path)
         if recorded is None:
             checkpoint.require_valid(strict)
         copy = open_checkpoint(against) if against else None
         total = checkpoint.total_bytes
-        with _progress(not quiet, {"reference": total, "candidate": total, "manifest": total}) as progress:
+        phases = {"reference": total, "candidate": total} | ({"manifest": total} if recorded else {})
+        with _progress(not quiet, phases) as progress:
             return run_check(checkpoint, options, progress, recorded, manifest, ranks, copy)
 
     _emit(_run(work, needs_torch=True), output_format, json_file, junit_xml, sarif, quiet, show)
-
-
-def _loader_extra_config(text: str | None) -> dict[str, int]:
-    """vLLM's runai_streamer extra config, as users paste it from their deployment."""
-    import json
-
-    if text is None:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise _fail(f"--model-loader-extra-config is not JSON: {exc}", ExitCode.USAGE) from None
-    known = {"distributed": bool, "concurrency": int, "memory_limit": int}
-    if not isinstance(data, dict) or not all(k in known and isinstance(v, known[k]) for k, v in data.items()):
-        raise _fail(
-            "--model-loader-extra-config takes an object of distributed (bool), concurrency (int), memory_limit (int)",
-            ExitCode.USAGE,
-        )
-    return {k: int(v) for k, v in data.items()}
 
 
 def _load_manifest(path: str | None):  # type: ignore[no-untyped-def]

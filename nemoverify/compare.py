@@ -6,13 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nemoverify.hashing import root_digest
-from nemoverify.model.routing import COMPONENTS, route
+from nemoverify.model.routing import COMPONENTS
 from nemoverify.report import ComponentSummary, Finding, Observation, Skipped
 
 
 @dataclass
 class Delivered:
-    """Everything one candidate rank delivered, and the names it delivered more than once."""
+    """Everything one candidate rank delivered, and the names it delivered more than once.
+    A name delivered twice is copied into its parameter twice: the model holds the later copy."""
 
     observations: dict[str, Observation] = field(default_factory=dict)
     duplicates: list[str] = field(default_factory=list)
@@ -20,8 +21,7 @@ class Delivered:
     def add(self, obs: Observation) -> None:
         if obs.name in self.observations:
             self.duplicates.append(obs.name)
-        else:
-            self.observations[obs.name] = obs
+        self.observations[obs.name] = obs
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -37,13 +37,18 @@ def find_differences(
     """Every way `delivered` differs from `expected`, tensor by tensor."""
     findings: list[Finding] = []
 
-    def add(name: str, component: str, kind: str, exp: str | None, act: str | None) -> None:
-        findings.append(Finding(name, component, kind, exp, act, against, rank))  # type: ignore[arg-type]
+    def add(name: str, component: str, kind: str, exp: str | None, act: str | None, detail: str | None = None) -> None:
+        findings.append(Finding(name, component, kind, exp, act, against, rank, detail=detail))  # type: ignore[arg-type]
 
     got = delivered.observations
+    duplicated = set(delivered.duplicates)
     for name, ref in expected.items():
         cand = got.get(name)
-        if cand is None:
+        if name in duplicated:
+            continue  # one finding below says which copy the model holds
+        if cand is not None and cand.status == "raised":
+            add(name, ref.component, "load-error", None, None, cand.reason)
+        elif cand is None:
             add(name, ref.component, "missing", None, None)
         elif cand.dtype != ref.dtype:
             add(name, ref.component, "dtype", ref.dtype, cand.dtype)
@@ -51,10 +56,21 @@ def find_differences(
             add(name, ref.component, "shape", _shape(ref.shape), _shape(cand.shape))
         elif cand.digest != ref.digest:
             add(name, ref.component, "bytes", ref.digest, cand.digest)
-    for name in sorted(set(got) - set(expected)):
+    for name in sorted(set(got) - set(expected) - duplicated):
+        if got[name].status in ("skipped", "unclaimed"):
+            continue  # streamed from a file outside the record, and dropped by vLLM: it reaches no parameter
         add(name, got[name].component, "unexpected", None, got[name].digest)
-    for name in sorted(set(delivered.duplicates)):
-        add(name, route(name).component, "duplicate", None, None)
+    for name in sorted(duplicated):
+        known = expected.get(name)
+        copies = delivered.duplicates.count(name) + 1
+        add(
+            name,
+            known.component if known else got[name].component,
+            "duplicate",
+            known.digest if known else None,
+            got[name].digest,
+            f"delivered {copies} times",
+        )
     return findings
 
 
@@ -74,7 +90,7 @@ def summarize(
     skipped = tuple(
         Skipped(o.name, o.component, o.reason or "")
         for o in sorted(first.observations.values(), key=lambda o: o.name)
-        if o.status != "loaded"
+        if o.status in ("skipped", "unclaimed")
     )
     skipped_names = {s.name for s in skipped}
     refs_by: dict[str, list[Observation]] = {}

@@ -15,12 +15,16 @@ import os
 import socket
 import uuid
 import warnings
+from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from nemoverify.compare import Delivered
 from nemoverify.errors import DistributedError
 from nemoverify.loaders.runai import environment
-from nemoverify.report import Observation
+
+if TYPE_CHECKING:
+    from nemoverify.options import CheckOptions
 
 DEFAULT_TIMEOUT_S = 300
 
@@ -35,28 +39,23 @@ def _rank_device(device: str) -> str:
     return device
 
 
-def _stream_on_this_rank(path: str, options_dict: dict[str, object]) -> list[Observation]:
+def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     """The body of every rank: open the checkpoint, stream distributed, replay, hash."""
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.verify import CheckOptions, candidate_pass
+    from nemoverify.verify import candidate_pass
 
-    options = CheckOptions(**options_dict)  # type: ignore[arg-type]
     checkpoint = open_checkpoint(path)
     checkpoint.require_valid(options.strict)
-    delivered = candidate_pass(checkpoint, options, distributed=True)
-    if delivered.duplicates:  # keep duplicates visible after the trip through pickling
-        delivered.observations.update({f"{n}#duplicate": delivered.observations[n] for n in delivered.duplicates})
-    return list(delivered.observations.values())
+    return candidate_pass(checkpoint, options, distributed=True)
 
 
-def _rank_main(path: str, options_dict: dict[str, object], timeout_s: int) -> list[Observation]:
+def _rank_main(path: str, options: CheckOptions, timeout_s: int) -> Delivered:
     import torch.distributed as dist
 
-    device = _rank_device(str(options_dict["device"]))
-    options_dict = options_dict | {"device": device}
-    _init_group(device, timeout_s)
+    options = replace(options, device=_rank_device(options.device))
+    _init_group(options.device, timeout_s)
     try:
-        return _stream_on_this_rank(path, options_dict)
+        return _stream_on_this_rank(path, options)
     finally:
         dist.destroy_process_group()
 
@@ -83,19 +82,7 @@ def _rank_environment(timeout_s: int) -> dict[str, str]:
     return {"RUNAI_STREAMER_DIST_TIMEOUT": str(timeout_s), "RUNAI_STREAMER_DIST": "1"}
 
 
-def _to_delivered(observations: list[Observation]) -> Delivered:
-    delivered = Delivered()
-    for obs in observations:
-        if obs.name.endswith("#duplicate"):
-            delivered.duplicates.append(obs.name.removesuffix("#duplicate"))
-        else:
-            delivered.add(obs)
-    return delivered
-
-
-def run_ranks(
-    path: str, options_dict: dict[str, object], nproc: int, timeout_s: int = DEFAULT_TIMEOUT_S
-) -> dict[int, Delivered]:
+def run_ranks(path: str, options: CheckOptions, nproc: int, timeout_s: int = DEFAULT_TIMEOUT_S) -> dict[int, Delivered]:
     """Launch `nproc` local ranks with torch's elastic launcher; return what each delivered."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -119,7 +106,7 @@ def run_ranks(
     )
     try:
         with environment(_rank_environment(timeout_s)):  # inherited by the spawned ranks
-            results = elastic_launch(config, _rank_main)(path, options_dict, timeout_s)
+            results = elastic_launch(config, _rank_main)(path, options, timeout_s)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         why = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
@@ -128,11 +115,11 @@ def run_ranks(
         ) from None
     except Exception as exc:  # rendezvous errors, timeouts
         raise DistributedError(f"{path}: the distributed run failed: {exc}") from None
-    return {rank: _to_delivered(obs) for rank, obs in sorted(results.items())}
+    return dict(sorted(results.items()))
 
 
 def run_under_torchrun(
-    path: str, options_dict: dict[str, object], timeout_s: int = DEFAULT_TIMEOUT_S
+    path: str, options: CheckOptions, timeout_s: int = DEFAULT_TIMEOUT_S
 ) -> tuple[int, int, dict[int, Delivered] | None]:
     """In a process started by torchrun: stream on this rank, gather every rank's results on rank 0.
     Returns (rank, world_size, {rank: delivered} on rank 0 else None)."""
@@ -140,21 +127,17 @@ def run_under_torchrun(
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise DistributedError("--distributed needs the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR)")
-    device = _rank_device(str(options_dict["device"]))
-    _init_group(device, timeout_s)
+    options = replace(options, device=_rank_device(options.device))
+    _init_group(options.device, timeout_s)
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
         with environment(_rank_environment(timeout_s)):  # read by the streamer when it streams
-            mine = [o._asdict() for o in _stream_on_this_rank(path, options_dict | {"device": device})]
-        gathered: list[list[dict[str, object]]] | None = [[] for _ in range(world)] if rank == 0 else None
+            mine = _stream_on_this_rank(path, options)
+        gathered: list[Delivered | None] | None = [None] * world if rank == 0 else None
         # gather_object goes through the default group; over NCCL it needs this rank's device set (done above).
-        dist.gather_object(mine, gathered, dst=0)  # type: ignore[arg-type]
+        dist.gather_object(mine, gathered, dst=0)
         if gathered is None:
             return rank, world, None
-        return rank, world, {r: _to_delivered([_observation(d) for d in obs]) for r, obs in enumerate(gathered)}
+        return rank, world, {r: d for r, d in enumerate(gathered) if d is not None}
     finally:
         dist.destroy_process_group()
-
-
-def _observation(d: dict[str, object]) -> Observation:
-    return Observation(**(d | {"shape": tuple(d["shape"])}))  # type: ignore[arg-type, call-overload]

@@ -9,19 +9,22 @@ job asked for exists whatever the outcome.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from nemoverify.checkpoint.problems import Problem
 
-Status = Literal["loaded", "skipped", "unclaimed"]
-FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size"]
+if TYPE_CHECKING:
+    from nemoverify.profiles import Profile
+
+Status = Literal["loaded", "skipped", "unclaimed", "raised"]  # raised: vLLM raises on it, the load fails
+FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error"]
 # What a run concluded: "verified" (exit 0), "failed" (exit 1), or no verdict (exit 3): "invalid" (the
 # checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
 # that cannot be read, a crash; `problems` holds what happened).
 Verdict = Literal["verified", "failed", "invalid", "error"]
-# 2: adds status, problems, copy and failures (the mismatches, one entry per tensor); reports are also written when there is no verdict (exit 3). Every
-# key of version 1 is still there with its meaning, so a reader of version 1 that decides on `ok`
-# keeps working.
+# 2: adds status, problems, copy and failures (the mismatches, one entry per tensor); reports are also
+# written when there is no verdict (exit 3). Every key of version 1 is still there with its meaning, so
+# a reader of version 1 that decides on `ok` keeps working.
 REPORT_VERSION = 2
 
 
@@ -51,6 +54,7 @@ class Finding:
     against: Literal["reference", "manifest"] = "reference"
     rank: int | None = None
     file: str | None = None  # the shard that holds the tensor, where known
+    detail: str | None = None  # what else a reader needs: which copy the model holds, why vLLM raised
 
     @property
     def message(self) -> str:
@@ -74,6 +78,7 @@ class Finding:
             "shape": "shape differs",
             "duplicate": "delivered more than once",
             "size": "shard size differs from the manifest",
+            "load-error": "vLLM fails to load it",
         }[self.kind]
 
     def _describe(self, cut: int | None) -> str:
@@ -81,19 +86,25 @@ class Finding:
 
 
 def _cut(value: str | None, kind: str, cut: int | None) -> str | None:
-    return value[:cut] if value and cut and kind in ("bytes", "unexpected") else value
+    return value[:cut] if value and cut and kind in ("bytes", "unexpected", "duplicate") else value
 
 
 def _describe(findings: tuple[Finding, ...], cut: int | None) -> str:
     """What went wrong with one tensor: findings of one kind and source are said once, with the ranks
     they were found on (and each rank's digest where the ranks got different bytes)."""
-    groups: dict[tuple[str, str], list[Finding]] = {}
+    groups: dict[tuple[str, str, str | None], list[Finding]] = {}
     for f in findings:
-        groups.setdefault((f.kind, f.against), []).append(f)
+        groups.setdefault((f.kind, f.against, f.detail), []).append(f)
     parts = []
-    for (kind, _), group in groups.items():
+    for (kind, _, more), group in groups.items():
         ranks = sorted({f.rank for f in group if f.rank is not None})
         where = f" on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}" if ranks else ""
+        if kind == "duplicate" and more:
+            parts.append(f"{more}{where}")
+            continue
+        if kind == "load-error" and more:
+            parts.append(f"{group[0].what}{where}: {more}")
+            continue
         exp = _cut(group[0].expected, kind, cut)
         actuals = list(dict.fromkeys(_cut(f.actual, kind, cut) for f in group if f.actual))
         if len(actuals) > 1:
@@ -191,6 +202,7 @@ class Report:
     ranks: dict[int, bool] = field(default_factory=dict)  # rank -> every tensor matched there
     manifest: str | None = None
     elapsed_s: float = 0.0
+    profile: Profile | None = None  # the deployment replayed; None for `verify` and the safetensors baseline
     problems: tuple[Problem, ...] = ()  # why there is no verdict (with `no_verdict`)
     no_verdict: Literal["invalid", "error"] | None = None
     copy: str | None = None  # --against: the copy that was streamed, PATH being the reference
@@ -267,6 +279,7 @@ class Report:
             "reference": self.reference or None,
             "candidate": self.candidate or None,
             "strategy": self.strategy or None,
+            "profile": self.profile.to_dict() if self.profile else None,
             "manifest": self.manifest,
             "options": self.options,
             "tensors": self.tensors,

@@ -11,20 +11,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered, find_differences, summarize
 from nemoverify.dtypes import from_torch
-from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM, tensor_digester
+from nemoverify.hashing import tensor_digester
 from nemoverify.loaders import TensorSource
 from nemoverify.loaders.reference import Progress, hash_checkpoint
-from nemoverify.loaders.runai import RunaiStreamer, StreamerSettings
+from nemoverify.loaders.runai import RunaiStreamer
 from nemoverify.loaders.safetensors_library import SafetensorsReader
 from nemoverify.manifest import Manifest, explained_by_manifest, shard_findings
-from nemoverify.model.replay import REPLAYS
-from nemoverify.model.routing import COMPONENTS, Component
+from nemoverify.model.replay import replay
+from nemoverify.model.routing import COMPONENTS, Component, route
+from nemoverify.options import CheckOptions
 from nemoverify.report import Finding, Observation, Report, Status
 
 if TYPE_CHECKING:
@@ -35,23 +37,6 @@ T = TypeVar("T")
 
 def _no_progress(phase: str, nbytes: int) -> None:
     return None
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    loader: Literal["runai", "safetensors"] = "runai"
-    strategy: Literal["fixed", "legacy"] = "fixed"
-    reuse_buffers: bool = False
-    memory_limit: int | None = None
-    concurrency: int | None = None
-    text_only: bool = False
-    algorithm: str = DEFAULT_CHECK_ALGORITHM
-    strict: bool = False
-    fail_on_unclaimed: bool = False
-    device: str = "cpu"
-
-    def streamer_settings(self, distributed: bool = False) -> StreamerSettings:
-        return StreamerSettings(self.memory_limit, self.concurrency, self.reuse_buffers, distributed, self.device)
 
 
 class _Background(threading.Thread, Generic[T]):
@@ -113,6 +98,9 @@ class Recorder:
     def passed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None:
         self._record(name, component, tensor, "unclaimed" if component == "unclaimed" else "skipped", reason)
 
+    def failed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None:
+        self._record(name, component, tensor, "raised", reason)
+
 
 def reference_pass(
     checkpoint: Checkpoint,
@@ -149,28 +137,31 @@ def candidate_pass(
 ) -> Delivered:
     recorder = Recorder(options.algorithm, progress, cancel)
     with candidate_source(checkpoint, options, distributed) as source:
-        REPLAYS[options.strategy](source.tensors(), recorder, options.text_only)
+        replay(source.tensors(), recorder, options.load_rules(checkpoint.config.mtp_layers))
     return recorder.delivered
 
 
 def candidate_description(options: CheckOptions) -> str:
     if options.loader == "safetensors":
         return "safetensors library"
-    return f"runai-model-streamer ({'borrowed buffers' if options.reuse_buffers else 'owned tensors'})"
+    installed = options.profile.installed_streamer
+    held = "borrowed views" if options.profile.borrowed else "owned tensors"
+    return f"runai-model-streamer{' ' + installed if installed else ''} ({held})"
 
 
 def check(
     checkpoint: Checkpoint,
-    options: CheckOptions,
+    options: CheckOptions | None = None,
     progress: Progress = _no_progress,
     manifest: Manifest | None = None,
     manifest_path: str | None = None,
     ranks: Callable[[], dict[int, Delivered]] | None = None,
     against: Checkpoint | None = None,
 ) -> Report:
-    """Verify that the candidate loader, through the replayed load path, delivers the reference's
-    bytes for every tensor (and, with a manifest, the recorded ones). Raises only when no trustworthy
-    verdict is possible."""
+    """Verify that the candidate loader, through the load path of the options' deployment profile,
+    delivers the reference's bytes for every tensor (and, with a manifest, the recorded ones).
+    Raises only when no trustworthy verdict is possible."""
+    options = options or CheckOptions()
     if manifest is not None and checkpoint.errors(options.strict):
         # A damaged shard the manifest explains (wrong size) is a failed verification, not a crash.
         return verify_manifest(checkpoint, manifest, manifest_path, progress, options.strict)
@@ -206,9 +197,70 @@ def check(
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread
         raise
+    reference = _routed_as(reference, options, checkpoint)
     # The manifest is checked against what was streamed: with --against, the copy.
     extra = manifest_findings(streamed, manifest, delivered) if manifest else []
-    return build_report(checkpoint, options, reference, delivered, started, extra, manifest_path, copy=against)
+    report = build_report(checkpoint, options, reference, delivered, started, extra, manifest_path, copy=against)
+    return _explain_duplicates(report, streamed, reference, options.algorithm)
+
+
+def _routed_as(reference: dict[str, Observation], options: CheckOptions, checkpoint: Checkpoint) -> dict[str, Observation]:
+    """The reference pass labels components by the routes every release shares; a release that
+    routes a name elsewhere (0.32+: the final layernorm) relabels it."""
+    rules = options.load_rules(checkpoint.config.mtp_layers)
+    if not rules.final_layernorm:
+        return reference
+    out = dict(reference)
+    for name, obs in reference.items():
+        component = route(name, True).component
+        if component != obs.component:
+            out[name] = obs._replace(component=component)
+    return out
+
+
+def _explain_duplicates(
+    report: Report, checkpoint: Checkpoint, reference: dict[str, Observation], algorithm: str
+) -> Report:
+    """A name streamed from two files is loaded twice and the model keeps the later copy: say which
+    file's copy that is, and whether its bytes are the indexed ones."""
+    duplicates = [f for f in report.mismatches if f.kind == "duplicate"]
+    if not duplicates:
+        return report
+    stored: dict[tuple[str, str], str] = {}  # (file, tensor) -> digest of that file's stored copy
+    indexed_files = {s.name for s in checkpoint.shards}
+    for shard in checkpoint.streamed:
+        wanted = {f.name for f in duplicates} & {t.name for t in shard.header.tensors}
+        if not wanted:
+            continue
+        if shard.name in indexed_files:
+            for name in wanted:
+                stored[(shard.name, name)] = reference[name].digest
+            continue
+        single = replace(checkpoint, shards=(shard,), extra_streamed=(), stream_order=())
+        for name, obs in hash_checkpoint(single, algorithm, _no_progress).observations.items():
+            if name in wanted:
+                stored[(shard.name, name)] = obs.digest
+    indexed = {info.name: shard.name for shard, info in checkpoint.tensors()}
+    explained = []
+    for f in report.mismatches:
+        if f.kind != "duplicate":
+            explained.append(f)
+            continue
+        holders = [s.name for s in checkpoint.streamed if (s.name, f.name) in stored]
+        held = next((h for h in reversed(holders) if stored[(h, f.name)] == f.actual), None)
+        if held is None:
+            which = "holds bytes that match no stored copy (a stale buffer?)"
+        elif held == indexed.get(f.name):
+            which = f"ends up holding the indexed copy from {held}"
+        else:
+            same = stored[(held, f.name)] == f.expected
+            which = f"ends up holding the copy from {held}, " + (
+                "whose bytes equal the indexed copy" if same else "whose bytes differ from the indexed copy"
+            )
+        where = checkpoint.storage.locate(held) if held else f.file
+        detail = f"{f.detail} (from {', '.join(holders)}); the model {which}"
+        explained.append(replace(f, detail=detail, file=where))
+    return replace(report, mismatches=tuple(explained))
 
 
 def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:
@@ -234,10 +286,9 @@ def verify_manifest(
         checkpoint.require_valid(strict)
     delivered = hash_checkpoint(checkpoint, manifest.algorithm, progress)
     expected = manifest.tensors
-    options = CheckOptions(algorithm=manifest.algorithm, strict=strict)
     return build_report(
         checkpoint,
-        options,
+        None,
         expected,
         {0: delivered},
         started,
@@ -246,12 +297,14 @@ def verify_manifest(
         reference_name="manifest",
         candidate_name="stored bytes",
         against="manifest",
+        algorithm=manifest.algorithm,
+        strict=strict,
     )
 
 
 def build_report(
     checkpoint: Checkpoint,
-    options: CheckOptions,
+    options: CheckOptions | None,
     reference: dict[str, Observation],
     delivered: dict[int, Delivered],
     started: float,
@@ -260,10 +313,14 @@ def build_report(
     reference_name: str = "stored bytes",
     candidate_name: str | None = None,
     against: str = "reference",
+    algorithm: str | None = None,
+    strict: bool = False,
     copy: Checkpoint | None = None,
 ) -> Report:
-    """`copy`: the checkpoint that was streamed, where it is not `checkpoint` (--against). Every
-    finding names the file it was found in: the streamed one's."""
+    """`options` is None for `verify`, which replays no load path. `copy`: the checkpoint that was
+    streamed, where it is not `checkpoint` (--against); every finding names the file it was found
+    in, the streamed one's."""
+    algorithm = algorithm or (options.algorithm if options else "")
     multi = len(delivered) > 1
     findings: list[Finding] = []
     for rank, got in sorted(delivered.items()):
@@ -271,31 +328,59 @@ def build_report(
     findings.extend(extra_findings or [])
     ranks = {rank: not any(f.rank == rank for f in findings) for rank in delivered}
     streamed = copy or checkpoint
-    shard_of = {info.name: shard.location for shard, info in streamed.tensors()}
-    shard_files = {shard.name: shard.location for shard in streamed.shards}
+    shard_of = {info.name: shard.location for shard in streamed.streamed[::-1] for info in shard.header.tensors}
+    shard_of.update({info.name: shard.location for shard, info in streamed.tensors()})  # the indexed copy first
+    shard_files = {shard.name: shard.location for shard in streamed.streamed}
     findings = [
         replace(f, file=(shard_files if f.component == "shard" else shard_of).get(f.name)) if f.file is None else f
         for f in findings
     ]
     order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
     findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
-    components, skipped = summarize(options.algorithm, reference, delivered, findings)
+    components, skipped = summarize(algorithm, reference, delivered, findings)
     unclaimed = components.get("unclaimed")
-    ok = not findings and not (options.fail_on_unclaimed and unclaimed is not None and unclaimed.tensors > 0)
+    fail_on_unclaimed = options is not None and options.fail_on_unclaimed
+    ok = not findings and not (fail_on_unclaimed and unclaimed is not None and unclaimed.tensors > 0)
+    warnings = [p for p in checkpoint.problems + (copy.problems if copy else ()) if p.severity == "warning"]
+    if options is not None:
+        warnings += _release_warnings(checkpoint, options)
     return Report(
         ok=ok,
-        algorithm=options.algorithm,
+        algorithm=algorithm,
         checkpoint=checkpoint.root,
         reference=reference_name,
-        candidate=candidate_name or candidate_description(options),
-        strategy=options.strategy,
-        options=asdict(options) | {"nproc": len(delivered)},
+        candidate=candidate_name or (candidate_description(options) if options else ""),
+        strategy=options.strategy if options else "",
+        options=(options.to_dict() if options else {"algorithm": algorithm, "strict": strict})
+        | {"nproc": len(delivered)},
         components=components,
         mismatches=tuple(findings),
         skipped=skipped,
-        warnings=tuple(p for p in checkpoint.problems + (copy.problems if copy else ()) if p.severity == "warning"),
+        warnings=tuple(warnings),
         ranks=ranks if multi else {},
         manifest=manifest,
         elapsed_s=time.monotonic() - started,
+        profile=options.profile if options and options.loader == "runai" else None,
         copy=copy.root if copy else None,
     )
+
+
+def _release_warnings(checkpoint: Checkpoint, options: CheckOptions) -> list[Problem]:
+    """What this checkpoint meets in the profile's vLLM release that another release would not."""
+    release = options.profile.vllm
+    archs = checkpoint.config.architectures
+    if not archs or any(a in release.architectures for a in archs):
+        return []
+    from nemoverify.checkpoint.config import CONFIG_NAME, is_nano_vl
+
+    if not any(is_nano_vl(a) for a in archs):
+        return []  # config.py already warns that no release knows it
+    return [
+        Problem(
+            "config-architecture",
+            f"{checkpoint.root.rstrip('/')}/{CONFIG_NAME}",
+            f"vLLM {release.name} does not route {', '.join(archs)} to NemotronH_Nano_VL_V2: it would refuse "
+            "this model before loading a weight",
+            severity="warning",
+        )
+    ]

@@ -353,7 +353,7 @@ CASES: list[Case] = [
         "config-unknown-architecture-strict",
         lambda root: write_json(os.path.join(root, "config.json"), {"architectures": ["LlamaForCausalLM"]}),
         "config-architecture",
-        "not a Nemotron Nano VL variant",
+        "is not one vLLM sends to NemotronH_Nano_VL_V2",
         strict=True,
     ),
     Case("empty-directory", remove_contents, "no-safetensors", "holds no .safetensors files"),

@@ -7,11 +7,12 @@ from collections.abc import Callable
 import pytest
 
 from nemoverify.checkpoint.layout import open_checkpoint
-from nemoverify.verify import CheckOptions, check
+from nemoverify.options import resolve_check
+from nemoverify.verify import check
 
 
 def run(path: str, **options: object):  # type: ignore[no-untyped-def]
-    return check(open_checkpoint(path), CheckOptions(**options))  # type: ignore[arg-type]
+    return check(open_checkpoint(path), resolve_check(**options))  # type: ignore[arg-type]
 
 
 def test_fixed_load_path_verifies_a_clean_checkpoint(vl_checkpoint: str) -> None:
@@ -23,12 +24,12 @@ def test_fixed_load_path_verifies_a_clean_checkpoint(vl_checkpoint: str) -> None
 
 
 def test_fixed_load_path_is_safe_under_maximum_buffer_reuse(omni_checkpoint: str) -> None:
-    report = run(omni_checkpoint, reuse_buffers=True)
+    report = run(omni_checkpoint, vllm="0.21", strategy="fixed", stress=True)
     assert report.ok, report.mismatches[:3]
 
 
 def test_legacy_load_path_under_buffer_reuse_corrupts_every_retained_component(omni_checkpoint: str) -> None:
-    report = run(omni_checkpoint, strategy="legacy", reuse_buffers=True)
+    report = run(omni_checkpoint, vllm="0.20", stress=True)
     assert not report.ok
     # language_model, vision and sound are kept as references before PR 42244: all go stale.
     for component in ("language_model", "vision", "sound"):
@@ -39,7 +40,7 @@ def test_legacy_load_path_under_buffer_reuse_corrupts_every_retained_component(o
 
 
 def test_legacy_load_path_is_safe_when_the_streamer_owns_its_tensors(vl_checkpoint: str) -> None:
-    assert run(vl_checkpoint, strategy="legacy").ok
+    assert run(vl_checkpoint, vllm="0.20", streamer="0.17").ok
 
 
 @pytest.mark.parametrize("loader", ["runai", "safetensors"])
@@ -49,7 +50,7 @@ def test_both_candidate_loaders_agree_with_the_reference(vl_checkpoint: str, loa
 
 
 def test_text_only_mode_skips_every_multimodal_tensor(omni_checkpoint: str) -> None:
-    report = run(omni_checkpoint, text_only=True, reuse_buffers=True, strategy="legacy")
+    report = run(omni_checkpoint, text_only=True, vllm="0.21", stress=True)
     for component in ("mlp1", "vision", "sound"):
         row = report.components[component]
         assert row.skipped == row.tensors and row.matched == 0
@@ -78,9 +79,9 @@ def test_quantized_layouts_with_scalar_scales_verify(make_checkpoint: Callable[.
     dtypes = {info.dtype for _, info in open_checkpoint(path).tensors()}
     assert "F8_E4M3" in dtypes
     assert any(info.shape == () for _, info in open_checkpoint(path).tensors())  # 0-dim scales
-    report = run(path, reuse_buffers=True)
+    report = run(path, vllm="0.21", strategy="fixed", stress=True)
     assert report.ok
-    assert not run(path, strategy="legacy", reuse_buffers=True).ok
+    assert not run(path, vllm="0.20", stress=True).ok
 
 
 @pytest.mark.parametrize("memory_limit", [-1, 0, 1 << 20])
@@ -88,7 +89,8 @@ def test_quantized_layouts_with_scalar_scales_verify(make_checkpoint: Callable[.
 def test_fixed_verdict_does_not_depend_on_ring_size_or_concurrency(
     vl_checkpoint: str, memory_limit: int, concurrency: int
 ) -> None:
-    report = run(vl_checkpoint, memory_limit=memory_limit, concurrency=concurrency, reuse_buffers=True)
+    # Borrowed views as deployed (streamer 0.16) through the fixed path without the iterator's clone.
+    report = run(vl_checkpoint, vllm="0.21", strategy="fixed", streamer="0.16", memory_limit=memory_limit, concurrency=concurrency)
     assert report.ok
 
 

@@ -20,7 +20,7 @@ def test_check_exits_0_and_prints_the_component_table(cli, vl_checkpoint: str) -
 
 
 def test_check_exits_1_on_corruption_and_lists_tensors(cli, omni_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
-    result = cli("check", omni_checkpoint, "--strategy", "legacy", "--reuse-buffers", "--show", "0")
+    result = cli("check", omni_checkpoint, "--vllm", "0.20", "--stress", "--show", "0")
     assert result.exit_code == 1
     assert "FAILED" in result.stdout
     assert "language_model.backbone.embeddings.weight" in result.stdout
@@ -28,7 +28,7 @@ def test_check_exits_1_on_corruption_and_lists_tensors(cli, omni_checkpoint: str
 
 def test_json_report_contract(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "report.json"
-    result = cli("check", omni_checkpoint, "--strategy", "legacy", "--reuse-buffers", "--json", str(out), "--quiet")
+    result = cli("check", omni_checkpoint, "--vllm", "0.20", "--stress", "--json", str(out), "--quiet")
     assert result.exit_code == 1
     assert result.stdout == ""
     report = json.loads(out.read_text())
@@ -51,9 +51,9 @@ def test_usage_errors_exit_2(cli, vl_checkpoint: str) -> None:  # type: ignore[n
     assert cli("check", vl_checkpoint, "--strategy", "bogus").exit_code == 2
     assert cli("check", vl_checkpoint, "--concurrency", "0").exit_code == 2
     assert cli("check").exit_code == 2
-    result = cli("check", vl_checkpoint, "--loader", "safetensors", "--reuse-buffers")
+    result = cli("check", vl_checkpoint, "--loader", "safetensors", "--stress")
     assert result.exit_code == 2
-    assert "--reuse-buffers applies to the runai loader only" in result.stderr
+    assert "--stress applies to the runai loader only" in result.stderr
 
 
 def test_missing_path_exits_3_with_a_message_not_a_traceback(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]

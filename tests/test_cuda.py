@@ -38,7 +38,7 @@ def test_legacy_is_safe_when_one_process_streams_to_the_gpu(cli, omni_checkpoint
     # Without distributed streaming the streamer copies every chunk into fresh device memory
     # (FileStreamer: tensor.to(device)), so retained references stay valid even before PR 42244.
     # The GPU-side corruption of issue 41749 needs the distributed staging buffers (two GPUs).
-    result = cli("check", omni_checkpoint, "--device", "cuda", "--strategy", "legacy", "--reuse-buffers")
+    result = cli("check", omni_checkpoint, "--device", "cuda", "--vllm", "0.20", "--stress")
     assert result.exit_code == 0, result.output
 
 

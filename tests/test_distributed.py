@@ -15,7 +15,7 @@ import pytest
 @pytest.mark.parametrize("nproc", [2, 3])
 def test_clean_checkpoint_verifies_on_every_rank(cli, omni_checkpoint: str, tmp_path, nproc: int) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "r.json"
-    result = cli("check", omni_checkpoint, "--nproc", str(nproc), "--reuse-buffers", "--json", str(out))
+    result = cli("check", omni_checkpoint, "--nproc", str(nproc), "--vllm", "0.21", "--strategy", "fixed", "--stress", "--json", str(out))
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["ranks"] == {str(r): True for r in range(nproc)}
@@ -30,9 +30,9 @@ def test_legacy_with_reuse_fails_on_every_rank(cli, omni_checkpoint: str, tmp_pa
         omni_checkpoint,
         "--nproc",
         str(nproc),
-        "--strategy",
-        "legacy",
-        "--reuse-buffers",
+        "--vllm",
+        "0.20",
+        "--stress",
         "--json",
         str(out),
         "-q",
@@ -76,7 +76,7 @@ def test_torchrun_started_ranks(omni_checkpoint: str, tmp_path) -> None:  # type
             "check",
             omni_checkpoint,
             "--distributed",
-            "--reuse-buffers",
+            "--stress",
             "--json",
             str(out),
             "-q",

@@ -105,7 +105,7 @@ def test_a_bucket_checkpoint_verifies_and_inspects(cli, s3_env, omni_checkpoint:
 
 def test_legacy_with_reuse_fails_when_streamed_from_the_bucket(cli, s3_env, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
     url = upload(vl_checkpoint, "checkpoints", "vl")
-    assert cli("check", url, "--strategy", "legacy", "--reuse-buffers").exit_code == 1
+    assert cli("check", url, "--vllm", "0.20", "--stress").exit_code == 1
 
 
 def test_local_against_upload_and_a_corrupted_object(cli, s3_env, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -293,7 +293,7 @@ def test_a_gcs_checkpoint_verifies_streamed_from_the_bucket(gcs_env, omni_checkp
     assert result.returncode == 0, result.stdout + result.stderr
     assert nemoverify("check", omni_checkpoint, "--against", url).returncode == 0
     assert nemoverify("inspect", url).returncode == 0
-    assert nemoverify("check", url, "--strategy", "legacy", "--reuse-buffers").returncode == 1
+    assert nemoverify("check", url, "--vllm", "0.20", "--stress").returncode == 1
 
 
 def test_a_corrupted_or_truncated_gcs_object_is_caught(cli, gcs_env, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -103,7 +103,7 @@ def test_a_verdict_report_says_verified_or_failed(cli, omni_checkpoint: str, tmp
     js = str(tmp_path / "r.json")
     assert cli("check", omni_checkpoint, "--json", js, "-q").exit_code == 0
     assert _load(js)["status"] == "verified"
-    assert cli("check", omni_checkpoint, "--json", js, "-q", "--strategy", "legacy", "--reuse-buffers").exit_code == 1
+    assert cli("check", omni_checkpoint, "--json", js, "-q", "--vllm", "0.20", "--stress").exit_code == 1
     report = _load(js)
     assert report["status"] == "failed" and report["problems"] == []
 
@@ -148,7 +148,7 @@ def _counts_agree(result, js: str, xml: str, sarif: str) -> list[dict]:  # type:
 
 def test_one_tensor_is_one_failure_whatever_ranks_found_it(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     js, xml, sarif = _reports(tmp_path)
-    args = ["--nproc", "2", "--strategy", "legacy", "--reuse-buffers", "--json", js, "--junit-xml", xml]
+    args = ["--nproc", "2", "--vllm", "0.20", "--stress", "--json", js, "--junit-xml", xml]
     result = cli("check", omni_checkpoint, *args, "--sarif", sarif)
     assert result.exit_code == 1, result.output
     failures = _counts_agree(result, js, xml, sarif)
@@ -160,7 +160,7 @@ def test_one_tensor_is_one_failure_whatever_sources_found_it(cli, omni_checkpoin
     js, xml, sarif = _reports(tmp_path)
     manifest = str(tmp_path / "m.json")
     assert cli("manifest", omni_checkpoint, "-o", manifest, "-q").exit_code == 0
-    args = ["--manifest", manifest, "--strategy", "legacy", "--reuse-buffers", "--json", js, "--junit-xml", xml]
+    args = ["--manifest", manifest, "--vllm", "0.20", "--stress", "--json", js, "--junit-xml", xml]
     result = cli("check", omni_checkpoint, *args, "--sarif", sarif)
     assert result.exit_code == 1, result.output
     failures = _counts_agree(result, js, xml, sarif)

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from nemoverify.checkpoint.problems import Problem
 
 CONFIG_NAME = "config.json"
-# Known vLLM architecture names; any other `NemotronH_Nano_*` is taken as a variant too.
-KNOWN_ARCHITECTURES = frozenset({"NemotronH_Nano_VL_V2", "NemotronH_Nano_Omni_Reasoning_V3"})
 
 
 @dataclass(frozen=True)
@@ -18,6 +16,7 @@ class ModelConfig:
     present: bool
     architectures: tuple[str, ...] = ()
     declares_sound: bool = False
+    mtp_layers: int = 0  # text_config.num_nextn_predict_layers: vLLM 0.32+ routes the final layernorm if > 0
 
     @property
     def architecture(self) -> str | None:
@@ -25,7 +24,10 @@ class ModelConfig:
 
 
 def is_nano_vl(architecture: str) -> bool:
-    return architecture in KNOWN_ARCHITECTURES or architecture.startswith("NemotronH_Nano_")
+    """Whether any vLLM release nemoverify knows sends this architecture to NemotronH_Nano_VL_V2."""
+    from nemoverify.profiles import VLLM_RELEASES
+
+    return any(architecture in release.architectures for release in VLLM_RELEASES)
 
 
 def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]]:
@@ -48,13 +50,16 @@ def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]
             Problem(
                 "config-architecture",
                 file,
-                f"architecture {', '.join(archs) or '(none)'} is not a Nemotron Nano VL variant; "
-                "the load-path replay may not match how vLLM loads it",
+                f"architecture {', '.join(archs) or '(none)'} is not one vLLM sends to NemotronH_Nano_VL_V2 "
+                "in any release nemoverify knows; the load-path replay may not match how vLLM loads it",
                 severity="warning",
             )
         )
     declares_sound = data.get("sound_config") is not None
-    return ModelConfig(True, tuple(archs), declares_sound), problems
+    text_config = data.get("text_config")
+    mtp = text_config.get("num_nextn_predict_layers") if isinstance(text_config, dict) else None
+    mtp_layers = mtp if isinstance(mtp, int) and not isinstance(mtp, bool) and mtp > 0 else 0
+    return ModelConfig(True, tuple(archs), declares_sound, mtp_layers), problems
 
 
 def read_local_config(root: str) -> tuple[ModelConfig, list[Problem]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
 from nemoverify.checkpoint.header import Header, TensorInfo, read_header
@@ -34,10 +34,22 @@ class Shard:
 class Checkpoint:
     root: str
     storage: Storage
-    shards: tuple[Shard, ...]
+    shards: tuple[Shard, ...]  # the checkpoint as its index describes it: the reference
     config: ModelConfig
     indexed: bool
     problems: tuple[Problem, ...]
+    # What vLLM's Run:ai loader streams: every *.safetensors in the directory (or under the object
+    # prefix), in listing order, index or not. Empty means the same as `shards`.
+    extra_streamed: tuple[Shard, ...] = ()
+    stream_order: tuple[str, ...] = ()
+
+    @property
+    def streamed(self) -> tuple[Shard, ...]:
+        """The files the Run:ai candidate streams, in the order vLLM hands them to the streamer."""
+        if not self.stream_order:
+            return self.shards
+        by_name = {s.name: s for s in (*self.shards, *self.extra_streamed)}
+        return tuple(by_name[n] for n in self.stream_order if n in by_name)
 
     def tensors(self) -> Iterator[tuple[Shard, TensorInfo]]:
         for shard in self.shards:
@@ -115,16 +127,12 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
             weight_map, total_size = _parse_index(index_text, at(INDEX_NAME), problems)
 
     present = [only] if only else _list(storage, problems, root)
+    strays: list[str] = []
     if weight_map is not None:
         shard_names = sorted(set(weight_map.values()))
-        for extra in sorted(set(present) - set(shard_names)):
-            problems.append(
-                Problem(
-                    "shard-not-indexed", at(extra), f"is not in {INDEX_NAME}; loaders ignore it", severity="warning"
-                )
-            )
+        strays = [name for name in present if name not in set(shard_names)]
     else:
-        shard_names = present
+        shard_names = sorted(present)
     if not shard_names and not any(p.severity == "error" for p in problems):
         problems.append(Problem("no-safetensors", root, "holds no .safetensors files (nothing to verify)"))
 
@@ -137,11 +145,34 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
     if weight_map is not None:
         _cross_check_index(weight_map, total_size, shards, shard_names, problems, at)
     _check_duplicates_across_shards(shards, problems, at)
+    extra_streamed: list[Shard] = []
+    for name in strays:  # vLLM's Run:ai loader streams these too: a malformed one fails its load
+        shard = _open_shard(storage, name, problems, at)
+        if shard is not None:
+            extra_streamed.append(shard)
+            problems.append(
+                Problem(
+                    "shard-not-indexed",
+                    at(name),
+                    f"is not in {INDEX_NAME}, but vLLM's Run:ai loader streams every *.safetensors in the "
+                    f"directory: its {len(shard.header.tensors)} tensor(s) are loaded too",
+                    severity="warning",
+                )
+            )
 
     config_text = None if only else _read_text(storage, CONFIG_NAME, problems, at)
     config, config_problems = read_config(config_text, at(CONFIG_NAME))
     problems.extend(config_problems)
-    checkpoint = Checkpoint(root, storage, tuple(shards), config, weight_map is not None, tuple(problems))
+    checkpoint = Checkpoint(
+        root,
+        storage,
+        tuple(shards),
+        config,
+        weight_map is not None,
+        tuple(problems),
+        tuple(extra_streamed),
+        tuple(present) if strays or only is None else (),
+    )
     return _check_sound(checkpoint, at)
 
 
@@ -296,11 +327,4 @@ def _check_sound(checkpoint: Checkpoint, at) -> Checkpoint:  # type: ignore[no-u
         )
     if not extra:
         return checkpoint
-    return Checkpoint(
-        checkpoint.root,
-        checkpoint.storage,
-        checkpoint.shards,
-        config,
-        checkpoint.indexed,
-        checkpoint.problems + tuple(extra),
-    )
+    return replace(checkpoint, problems=checkpoint.problems + tuple(extra))

@@ -6,6 +6,7 @@ resolved through `locate`, which refuses names that would leave the checkpoint.
 
 from __future__ import annotations
 
+import glob
 import os
 from typing import Protocol
 
@@ -34,9 +35,9 @@ class LocalStorage:
         self._jail = os.path.realpath(contain_within or root)
 
     def list_safetensors(self) -> list[str]:
-        return sorted(
-            entry.name for entry in os.scandir(self.root) if entry.name.endswith(".safetensors") and not entry.is_dir()
-        )
+        """Every `*.safetensors` here, in glob order: the call vLLM's Run:ai loader makes, so the files
+        and their order are the ones it streams (directory order, which no index changes)."""
+        return [os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(self.root), "*.safetensors"))]
 
     def locate(self, name: str) -> str:
         if not name or os.path.isabs(name) or "\\" in name or ".." in name.split("/"):

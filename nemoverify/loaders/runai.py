@@ -1,9 +1,10 @@
 """The candidate loader: the Run:ai Model Streamer, configured the way vLLM configures it.
 
 Its knobs are environment variables read when a stream starts, so they are set around the stream
-and restored after. `reuse_buffers` makes every retained reference go stale as fast as possible:
-borrowed views (`owned=False`), a ring the size of the largest tensor (memory limit 0), and in
-distributed mode staging buffers no larger than the largest tensor.
+and restored after. What they are set to comes from the deployment profile (`nemoverify.profiles`,
+resolved in `nemoverify.options`): production's buffers as deployed, or under `--stress` borrowed
+views, a ring of the largest tensor (memory limit 0) and staging buffers no larger than the largest
+tensor, so any retained reference goes stale as fast as it can.
 """
 
 from __future__ import annotations
@@ -25,26 +26,26 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StreamerSettings:
+    """Everything the streamer is told for one stream, already resolved from the deployment profile."""
+
     memory_limit: int | None = None  # RUNAI_STREAMER_MEMORY_LIMIT: -1 unlimited, 0 one tensor, N bytes
     concurrency: int | None = None  # RUNAI_STREAMER_CONCURRENCY: reader threads
-    reuse_buffers: bool = False
+    borrowed: bool = False  # the caller gets views into reused buffers (0.15/0.16, or owned=False)
     distributed: bool = False
     device: str = "cpu"
+    staging_min_bytes: int | None = None  # RUNAI_STREAMER_DIST_BUFFER_MIN_BYTESIZE; None: the 1 GiB default
 
     def environment(self) -> dict[str, str]:
         env: dict[str, str] = {}
-        limit = self.memory_limit
-        if limit is None and self.reuse_buffers:
-            limit = 0
-        if limit is not None:
-            env["RUNAI_STREAMER_MEMORY_LIMIT"] = str(limit)
+        if self.memory_limit is not None:
+            env["RUNAI_STREAMER_MEMORY_LIMIT"] = str(self.memory_limit)
         if self.concurrency is not None:
             env["RUNAI_STREAMER_CONCURRENCY"] = str(self.concurrency)
         if self.distributed:
             # `auto` distributes only over NCCL; gloo on the CPU must be forced.
             env["RUNAI_STREAMER_DIST"] = "1"
-            if self.reuse_buffers:
-                env["RUNAI_STREAMER_DIST_BUFFER_MIN_BYTESIZE"] = "1"
+            if self.staging_min_bytes is not None:
+                env["RUNAI_STREAMER_DIST_BUFFER_MIN_BYTESIZE"] = str(self.staging_min_bytes)
         return env
 
 
@@ -136,12 +137,24 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def accepts_owned() -> bool:
+    """Whether the installed streamer's `stream_files` takes `owned` (0.17 on); never pass what it lacks."""
+    import inspect
+
+    from runai_model_streamer import SafetensorsStreamer
+
+    return "owned" in inspect.signature(SafetensorsStreamer.stream_files).parameters
+
+
 class RunaiStreamer:
+    """The candidate: every file vLLM's Run:ai loader streams, through the installed streamer,
+    holding tensors the way the profile's streamer release holds them."""
+
     def __init__(self, checkpoint: Checkpoint, settings: StreamerSettings) -> None:
         self.checkpoint = checkpoint
         self.settings = settings
-        owned = "borrowed buffers" if settings.reuse_buffers else "owned tensors"
-        self.description = f"runai-model-streamer ({owned})"
+        held = "borrowed views" if settings.borrowed else "owned tensors"
+        self.description = f"runai-model-streamer ({held})"
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> RunaiStreamer:
@@ -155,21 +168,27 @@ class RunaiStreamer:
         logging.getLogger("runai_model_streamer").setLevel(logging.WARNING)
         from runai_model_streamer import SafetensorsStreamer
 
-        paths = [shard.location for shard in self.checkpoint.shards]
+        files = self.checkpoint.streamed
+        paths = [shard.location for shard in files]
         env = self.settings.environment()
         if not self.checkpoint.is_local and os.environ.get("AWS_ENDPOINT_URL"):
             env.setdefault("RUNAI_STREAMER_S3_ENDPOINT", os.environ["AWS_ENDPOINT_URL"])  # as vLLM does
         if not self.checkpoint.is_local and os.environ.get("STORAGE_EMULATOR_HOST"):
             # The Python GCS client's emulator setting, handed to the streamer's C++ GCS client.
             env.setdefault("CLOUD_STORAGE_EMULATOR_ENDPOINT", os.environ["STORAGE_EMULATOR_HOST"])
+        # 0.17 takes `owned`; 0.15/0.16 always yield views. A profile of the other kind is emulated:
+        # owned=False on 0.17 gives 0.16's views; on 0.16 a clone per tensor gives 0.17's ownership.
+        extra: dict[str, bool] = {}
+        clone = False
+        if accepts_owned():
+            extra["owned"] = not self.settings.borrowed
+        else:
+            clone = not self.settings.borrowed
         with environment(env):
             try:
                 with SafetensorsStreamer() as streamer:
                     streamer.stream_files(
-                        paths,
-                        device=self.settings.device,
-                        is_distributed=self.settings.distributed,
-                        owned=not self.settings.reuse_buffers,
+                        paths, device=self.settings.device, is_distributed=self.settings.distributed, **extra
                     )
                     if self.settings.distributed and not streamer.file_streamer.is_distributed:
                         # Verifying plain streaming while the user asked about distributed streaming
@@ -178,12 +197,16 @@ class RunaiStreamer:
                             f"{self.checkpoint.root}: the Run:ai streamer fell back to non-distributed streaming "
                             "(needs an initialised group of more than one process, and a backend that matches the device)"
                         )
-                    yield from streamer.get_tensors()
+                    if clone:
+                        for name, tensor in streamer.get_tensors():
+                            yield name, tensor.clone()
+                    else:
+                        yield from streamer.get_tensors()
             except (GeneratorExit, KeyboardInterrupt, DistributedError):
                 raise
             except Exception as exc:  # the streamer raises bare RuntimeError/ValueError from C++
-                for shard in self.checkpoint.shards:  # a file changed under us is the better explanation
+                for shard in files:  # a file changed under us is the better explanation
                     ensure_unchanged(self.checkpoint, shard)
                 raise LoaderError(redact(f"{self.checkpoint.root}: the Run:ai streamer failed: {exc}")) from exc
-        for shard in self.checkpoint.shards:
+        for shard in files:
             ensure_unchanged(self.checkpoint, shard)

@@ -1,15 +1,19 @@
-"""Replays of `NemotronH_Nano_VL_V2.load_weights`, before and after vLLM PR 42244.
+"""Replays of `NemotronH_Nano_VL_V2.load_weights`, before and after vLLM PR 42244, fed the way a
+given vLLM release feeds it.
 
 A replay drives a weight iterator exactly as the model does and calls `events.loaded` at the moment
 the model would copy a tensor into its parameter. Hashing there is what makes a stale buffer
 visible: a reference retained past the iterator's next step reads whatever the loader put there
 since. Tensors no parameter receives (skipped by a sub-loader, text-only mode, unclaimed names) are
-reported through `events.passed` as the iterator yields them.
+reported through `events.passed` as the iterator yields them; a name vLLM raises on, through
+`events.failed`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from nemoverify.model.routing import Component, Route, route
@@ -25,6 +29,31 @@ Weights = Iterable[tuple[str, "torch.Tensor"]]
 class LoadEvents(Protocol):
     def loaded(self, name: str, component: Component, tensor: torch.Tensor) -> None: ...
     def passed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None: ...
+    def failed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoadRules:
+    """What one vLLM release does between the streamer and the parameters."""
+
+    load_path: Strategy = "fixed"
+    text_only: bool = False  # text-only mode requested *and* honoured by the release (0.21+)
+    iterator_clones: bool = False  # the Run:ai weights iterator yields tensor.clone() (0.22+)
+    final_layernorm: bool = False  # vision_final_layernorm routed (0.32+ with MTP layers)
+
+
+def replay(weights: Weights, events: LoadEvents, rules: LoadRules = LoadRules()) -> None:
+    """Feed `weights` to the release's load_weights as its Run:ai weights iterator would."""
+    if rules.iterator_clones:
+        weights = _cloned(weights)
+    router = partial(route, final_layernorm=rules.final_layernorm)
+    REPLAYS[rules.load_path](weights, events, rules.text_only, router)
+
+
+def _cloned(weights: Weights) -> Iterator[tuple[str, torch.Tensor]]:
+    """vLLM 0.22+ (PR 43464): `runai_safetensors_weights_iterator` yields `tensor.clone()`."""
+    for name, w in weights:
+        yield name, w.clone()
 
 
 def _not_loaded(r: Route, text_only: bool) -> str | None:
@@ -33,20 +62,24 @@ def _not_loaded(r: Route, text_only: bool) -> str | None:
     return r.skip
 
 
-def replay_fixed(weights: Weights, events: LoadEvents, text_only: bool = False) -> None:
+def replay_fixed(weights: Weights, events: LoadEvents, text_only: bool = False, router=route) -> None:  # type: ignore[no-untyped-def]
     """After PR 42244: language-model weights are consumed as they are yielded; multimodal ones are
     `detach().clone()`d, the iterator is drained, then mlp1, vision and sound are loaded."""
     deferred: dict[Component, list[tuple[str, torch.Tensor]]] = {"mlp1": [], "vision": [], "sound": []}
 
     def language_model_weights() -> Iterator[tuple[str, torch.Tensor]]:
         for name, w in weights:
-            r = route(name)
+            r = router(name)
             if r.component == "language_model" and r.skip is None:  # the common case, checked first
                 yield name, w
                 continue
             reason = _not_loaded(r, text_only)
             if reason is not None:
                 events.passed(name, r.component, reason, w)
+            elif r.raises is not None:
+                events.failed(name, r.component, r.raises, w)
+            elif r.inline:
+                events.loaded(name, r.component, w)
             elif r.component == "language_model":
                 yield name, w
             else:
@@ -62,23 +95,27 @@ def replay_fixed(weights: Weights, events: LoadEvents, text_only: bool = False) 
             events.loaded(name, component, w)
 
 
-def replay_legacy(weights: Weights, events: LoadEvents, text_only: bool = False) -> None:
+def replay_legacy(weights: Weights, events: LoadEvents, text_only: bool = False, router=route) -> None:  # type: ignore[no-untyped-def]
     """Before PR 42244: one pass keeps *references* to language-model, vision and sound tensors in
     lists (mlp1 alone is copied inline), and only then are the lists loaded. Unsafe with any loader
     that reuses its buffers; kept so users can prove a loader is or is not."""
     kept: dict[Component, list[tuple[str, torch.Tensor]]] = {"language_model": [], "vision": [], "sound": []}
     for name, w in weights:
-        r = route(name)
+        r = router(name)
         reason = _not_loaded(r, text_only)
         if reason is not None:
             events.passed(name, r.component, reason, w)
-        elif r.component == "mlp1":
+        elif r.component == "mlp1":  # mlp1 and, from 0.32, the final layernorm: copied inline
             events.loaded(name, "mlp1", w)
-        else:
+        else:  # a name vLLM raises on is raised on when its sub-loader gets the list
             kept[r.component].append((name, w))
     for component in ("language_model", "vision", "sound"):
         for name, w in kept[component]:
-            events.loaded(name, component, w)
+            r = router(name)
+            if r.raises is not None:
+                events.failed(name, component, r.raises, w)
+            else:
+                events.loaded(name, component, w)
 
 
 REPLAYS = {"fixed": replay_fixed, "legacy": replay_legacy}

@@ -1,12 +1,16 @@
-"""How vLLM's Nemotron Nano VL `load_weights` routes checkpoint names, and what its sub-loaders skip.
+"""How vLLM's Nemotron Nano VL `load_weights` routes checkpoint names, and what its sub-loaders do
+with them.
 
-The predicates are those of `NemotronH_Nano_VL_V2.load_weights` (unchanged by vLLM PR 42244); the
-skip rules are those of the RADIO, Parakeet and NemotronH sub-loaders. A name no predicate claims is
+The four prefix predicates (`language_model`, `mlp1`, `vision_model.radio_model.`, `sound`, first
+match wins) are the same in every release nemoverify knows; vLLM 0.32 added one more route, the
+vision projector's final layernorm, taken only when the language model has MTP layers. The sub-loader
+rules (RADIO, Parakeet, NemotronH) are unchanged from 0.20 to 0.33. A name no predicate claims is
 dropped silently by vLLM; nemoverify reports it as `unclaimed` so that the user sees it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -15,34 +19,61 @@ Component = Literal["language_model", "mlp1", "vision", "sound", "unclaimed"]
 COMPONENTS: tuple[Component, ...] = ("language_model", "mlp1", "vision", "sound", "unclaimed")
 MULTIMODAL: frozenset[Component] = frozenset({"mlp1", "vision", "sound"})
 
+UNCLAIMED = "no component claims this name: vLLM drops it silently"
+# vLLM 0.32+: loaded inline (copied into its parameter inside the routing loop) when
+# text_config.num_nextn_predict_layers > 0; dropped silently before 0.32 or without MTP layers.
+FINAL_LAYERNORM = ("vision_projector.vision_final_layernorm.weight", "vision_projector.vision_final_layernorm.bias")
+
+# The Parakeet encoder's weights, by the names the Omni checkpoints carry. Its loader raises
+# ValueError on any other `sound_encoder.` name, which fails the whole load.
+_PARAKEET = re.compile(
+    r"sound_encoder\.encoder\.(?:"
+    r"subsampling\.(?:layers\.\d+|linear)\.(?:weight|bias)"
+    r"|layers\.\d+\.(?:"
+    r"feed_forward[12]\.linear[12]\.(?:weight|bias)"
+    r"|self_attn\.(?:(?:q|k|v|o|relative_k)_proj\.(?:weight|bias)|bias_[uv])"
+    r"|conv\.(?:(?:pointwise_conv1|depthwise_conv|pointwise_conv2)\.(?:weight|bias)"
+    r"|norm\.(?:weight|bias|running_mean|running_var|num_batches_tracked))"
+    r"|norm_\w+\.(?:weight|bias)"
+    r"))"
+)
+_ROTARY_CACHE = re.compile(r"(?:^|\.)rotary_emb\.(?:inv_freq|cos_cached|sin_cached)$")
+
 
 @dataclass(frozen=True)
 class Route:
     component: Component
     handed_on: str  # the name the component's loader receives
-    skip: str | None = None  # why the component's own loader drops it on purpose, if it does
+    skip: str | None = None  # why the component's own loader drops it, if it does
+    raises: str | None = None  # vLLM raises on this name: the load fails
+    inline: bool = False  # copied into its parameter inside the routing loop (never retained)
 
 
-@cache  # both passes route every name; a checkpoint has at most tens of thousands
-def route(name: str) -> Route:
-    """Route one checkpoint name as vLLM does (first matching predicate wins, in vLLM's order)."""
+@cache  # every pass routes every name; a checkpoint has at most tens of thousands
+def route(name: str, final_layernorm: bool = False) -> Route:
+    """Route one checkpoint name as vLLM does (first matching predicate wins, in vLLM's order).
+    `final_layernorm`: vLLM 0.32+ on a model with MTP layers."""
     if name.startswith("language_model"):
         handed_on = name.partition(".")[2]
-        skip = "NemotronH drops multi-token-prediction weights" if handed_on.startswith("mtp.") else None
-        return Route("language_model", handed_on, skip)
+        return Route("language_model", handed_on, _nemotron_h_skip(handed_on))
     if name.startswith("mlp1"):
         return Route("mlp1", name.partition(".")[2])
     if name.startswith("vision_model.radio_model."):
         handed_on = name[len("vision_model.") :]
         return Route("vision", handed_on, _radio_skip(handed_on))
     if name.startswith("sound"):
-        skip = (
-            "Parakeet computes its feature extractor, it loads no weights for it"
-            if name.startswith("sound_encoder.encoder.feature_extractor.")
-            else None
-        )
-        return Route("sound", name, skip)
-    return Route("unclaimed", name, "no component claims this name: vLLM drops it silently")
+        return _parakeet(name)
+    if final_layernorm and name in FINAL_LAYERNORM:
+        return Route("mlp1", name, inline=True)
+    return Route("unclaimed", name, UNCLAIMED)
+
+
+def _nemotron_h_skip(handed_on: str) -> str | None:
+    if handed_on.startswith("mtp"):
+        return "NemotronH drops multi-token-prediction weights (mtp*)"
+    if _ROTARY_CACHE.search(handed_on):
+        return "NemotronH drops rotary-embedding caches"
+    return None
 
 
 def _radio_skip(handed_on: str) -> str | None:
@@ -53,4 +84,18 @@ def _radio_skip(handed_on: str) -> str | None:
         return "RADIO recomputes its input conditioner"
     if "ls1" in parts or "ls2" in parts:
         return "RADIO skips layer-scale weights"
+    if not handed_on.startswith(("radio_model.model.patch_generator.", "radio_model.model.blocks.")):
+        return "RADIO maps only model.patch_generator.* and model.blocks.*: dropped silently"
     return None
+
+
+def _parakeet(name: str) -> Route:
+    if name.startswith("sound_encoder.encoder.feature_extractor."):
+        return Route("sound", name, "Parakeet computes its feature extractor, it loads no weights for it")
+    if name.startswith("sound_projection."):
+        return Route("sound", name)
+    if not name.startswith("sound_encoder."):
+        return Route("sound", name, "Parakeet loads only sound_encoder.* and sound_projection.*: dropped silently")
+    if not _PARAKEET.fullmatch(name):
+        return Route("sound", name, raises="vLLM's Parakeet loader raises ValueError on this unknown sound_encoder weight")
+    return Route("sound", name)

@@ -20,6 +20,7 @@ RULES = {
     "shape": "The tensor's shape differs.",
     "duplicate": "The loader delivered the tensor more than once.",
     "size": "A shard file's size differs from the manifest.",
+    "load-error": "vLLM raises on the tensor: the load fails.",
 }
 NO_VERDICT_RULES = {
     "storage-error": "Object storage failed: no verdict was reached.",

@@ -27,10 +27,14 @@ def _count(n: int, style: str) -> Text:
 def render_report(report: Report, console: Console, show: int = 20) -> None:
     copy = f"  copy: [bold]{escape(report.copy)}[/] (streamed; findings name its files)" if report.copy else ""
     console.print(
-        f"[bold]{escape(report.checkpoint)}[/]{copy}  candidate: {report.candidate}, strategy {report.strategy}"
+        f"[bold]{escape(report.checkpoint)}[/]{copy}  candidate: {report.candidate}"
         f"  reference: {report.reference}  hash: {report.algorithm}"
         + (f"  manifest: {report.manifest}" if report.manifest else "")
     )
+    if report.profile is not None:
+        console.print(f"profile: {escape(report.profile.describe())}", soft_wrap=False)
+        for note in report.profile.notes:
+            console.print(f"[dim]note: {escape(note)}[/]")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False, header_style="bold")
     table.add_column("Component", no_wrap=True)
     for col in ("Tensors", "Bytes", "Matched", "Mismatch", "Missing", "Skipped"):  # fits 80 columns

@@ -1,0 +1,170 @@
+"""One `check` run, fully resolved: the deployment profile, the streamer's buffers, the digest, the
+device. The CLI and a Python caller get the same run from the same inputs; contradictions are
+`UsageError`s (exit 2), raised before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from nemoverify.errors import UsageError
+from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
+from nemoverify.loaders.runai import STREAMER_DEFAULT_RING, StreamerSettings, default_ring_bytes
+from nemoverify.model.replay import LoadRules
+from nemoverify.profiles import LoadPath, Profile, resolve_profile
+
+Loader = Literal["runai", "safetensors"]
+EXTRA_CONFIG_KEYS = {"distributed": bool, "concurrency": int, "memory_limit": int}
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Everything one check follows. `profile` decides the load path, routing, iterator clone and
+    buffer ownership; `memory_limit` is the ring the streamer is given (None: the environment's)."""
+
+    loader: Loader = "runai"
+    profile: Profile = field(default_factory=resolve_profile)
+    memory_limit: int | None = None
+    concurrency: int | None = None
+    text_only: bool = False
+    algorithm: str = DEFAULT_CHECK_ALGORITHM
+    strict: bool = False
+    fail_on_unclaimed: bool = False
+    device: str = "cpu"
+
+    @property
+    def strategy(self) -> LoadPath:
+        return self.profile.load_path
+
+    def load_rules(self, mtp_layers: int) -> LoadRules:
+        release = self.profile.vllm
+        return LoadRules(
+            load_path=self.profile.load_path,
+            text_only=self.text_only and release.text_only_skip,
+            iterator_clones=release.iterator_clones,
+            final_layernorm=release.final_layernorm and mtp_layers > 0,
+        )
+
+    def streamer_settings(self, distributed: bool = False) -> StreamerSettings:
+        stress = self.profile.stress
+        # vLLM streams to the GPU only when streaming is distributed; otherwise to the CPU, then copies.
+        device = self.device if distributed else "cpu"
+        return StreamerSettings(
+            memory_limit=0 if stress else self.memory_limit,
+            concurrency=self.concurrency,
+            borrowed=self.profile.borrowed,
+            distributed=distributed,
+            device=device,
+            staging_min_bytes=1 if stress else None,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "loader": self.loader,
+            "strategy": self.strategy,
+            "stress": self.profile.stress,
+            "memory_limit": 0 if self.profile.stress else self.memory_limit,
+            "concurrency": self.concurrency,
+            "text_only": self.text_only,
+            "algorithm": self.algorithm,
+            "strict": self.strict,
+            "fail_on_unclaimed": self.fail_on_unclaimed,
+            "device": self.device,
+        }
+
+
+def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, int], list[str]]:
+    """vLLM's `--model-loader-extra-config` for the Run:ai loader, as users paste it from a deployment.
+    Unknown keys: vLLM 0.33 rejects them (a usage error here too), earlier releases ignore them."""
+    if text is None:
+        return {}, []
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--model-loader-extra-config is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError("--model-loader-extra-config takes a JSON object")
+    notes: list[str] = []
+    unknown = sorted(k for k in data if k not in EXTRA_CONFIG_KEYS)
+    if unknown and profile.vllm.rejects_unknown_extra_config:
+        raise UsageError(
+            f"--model-loader-extra-config: vLLM {profile.vllm.name} rejects unknown keys {', '.join(unknown)} "
+            f"(it takes {', '.join(EXTRA_CONFIG_KEYS)})"
+        )
+    if unknown:
+        notes.append(f"vLLM {profile.vllm.name} ignores model_loader_extra_config keys {', '.join(unknown)}")
+    out: dict[str, int] = {}
+    for key, kind in EXTRA_CONFIG_KEYS.items():
+        if key not in data:
+            continue
+        value: object = data[key]
+        if not isinstance(value, (bool, int)) or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UsageError(f"--model-loader-extra-config: {key} must be {'true or false' if kind is bool else 'an integer'}")
+        out[key] = int(value)
+    return out, notes
+
+
+def resolve_check(
+    *,
+    loader: Loader = "runai",
+    vllm: str = "auto",
+    streamer: str | None = None,
+    stress: bool = False,
+    strategy: LoadPath | None = None,
+    memory_limit: int | None = None,
+    concurrency: int | None = None,
+    text_only: bool = False,
+    algorithm: str | None = None,
+    manifest_algorithm: str | None = None,
+    strict: bool = False,
+    fail_on_unclaimed: bool = False,
+    device: str = "cpu",
+    extra_config: str | None = None,
+    nproc: int = 1,
+    distributed: bool = False,
+) -> CheckOptions:
+    """Resolve what the user asked for into one complete run; raise UsageError on contradictions."""
+    if stress and loader == "safetensors":
+        raise UsageError("--stress applies to the runai loader only")
+    if (nproc > 1 or distributed) and loader == "safetensors":
+        raise UsageError("distributed streaming needs --loader runai")
+    if nproc > 1 and distributed:
+        raise UsageError("--nproc launches the ranks itself; --distributed is for ranks torchrun started")
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise UsageError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    profile = resolve_profile(vllm, streamer, stress, strategy)
+    extra, notes = parse_extra_config(extra_config, profile)
+    if extra.get("distributed") and nproc == 1 and not distributed:
+        raise UsageError('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun')
+    concurrency = extra.get("concurrency", concurrency)
+    memory_limit = extra.get("memory_limit", memory_limit)
+    if memory_limit is None and not stress and "RUNAI_STREAMER_MEMORY_LIMIT" not in os.environ:
+        # Production's ring is the streamer's 40 GB default (0.15/0.16 distributed: no limit at all).
+        # nemoverify keeps to a quarter of the memory it has; a smaller ring only reuses buffers more.
+        memory_limit = default_ring_bytes()
+        if memory_limit < STREAMER_DEFAULT_RING:
+            notes.append(
+                f"ring {memory_limit / 1e9:.1f} GB, not production's {STREAMER_DEFAULT_RING / 1e9:.0f} GB "
+                "(a quarter of available memory): more buffer reuse, a stricter check"
+            )
+    # On a GPU the default digest is lin128, computed where the tensor lands (no copy back to the host).
+    default = "lin128" if device.startswith("cuda") and (nproc > 1 or distributed) else DEFAULT_CHECK_ALGORITHM
+    chosen = algorithm or manifest_algorithm or default
+    if manifest_algorithm is not None and chosen != manifest_algorithm:
+        raise UsageError(f"--algorithm {chosen} differs from the manifest's {manifest_algorithm}; leave it out")
+    profile = replace(profile, notes=profile.notes + tuple(notes))
+    return CheckOptions(
+        loader=loader,
+        profile=profile,
+        memory_limit=memory_limit,
+        concurrency=concurrency,
+        text_only=text_only,
+        algorithm=chosen,
+        strict=strict,
+        fail_on_unclaimed=fail_on_unclaimed,
+        device=device,
+    )
