@@ -22,10 +22,11 @@ FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "dupli
 # checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
 # that cannot be read, a crash; `problems` holds what happened).
 Verdict = Literal["verified", "failed", "invalid", "error"]
-# 2: adds status, problems, copy and failures (the mismatches, one entry per tensor); reports are also
-# written when there is no verdict (exit 3). Every key of version 1 is still there with its meaning, so
-# a reader of version 1 that decides on `ok` keeps working.
+# 2: adds status, problems, copy, failures (the mismatches, one entry per tensor) and not_checked;
+# reports are also written when there is no verdict (exit 3). Every key of version 1 is still there
+# with its meaning, so a reader of version 1 that decides on `ok` keeps working.
 REPORT_VERSION = 2
+STORED_BYTES = "stored bytes"  # the candidate of `verify`, which reads the files and replays nothing
 
 
 class Observation(NamedTuple):
@@ -240,6 +241,25 @@ class Report:
         return "verified" if self.ok else "failed"
 
     @property
+    def replays_load_path(self) -> bool:
+        """False for `verify`: the stored bytes against a manifest, no loader and no load path."""
+        return self.candidate != STORED_BYTES
+
+    @property
+    def not_checked(self) -> tuple[str, ...]:
+        """What this run did not check, and how to check it: a verdict says no more than it covers."""
+        if self.no_verdict is not None:
+            return ()
+        if not self.replays_load_path:
+            return ("how vLLM loads these bytes: verify reads the stored bytes only; nemoverify check replays the load path",)
+        if self.manifest is None and self.copy is None:
+            return (
+                "the stored bytes against any record: both loaders read the same files, so bytes damaged at "
+                "rest still verify; record them once with nemoverify manifest and check with --manifest",
+            )
+        return ()
+
+    @property
     def failures(self) -> tuple[Failure, ...]:
         """The mismatches grouped per tensor (and per shard file): one entry however many ranks and
         sources found it, in the order of the mismatches."""
@@ -295,4 +315,5 @@ class Report:
             "skipped": [asdict(s) for s in self.skipped],
             "warnings": [w.to_dict() for w in self.warnings],
             "problems": [p.to_dict() for p in self.problems],
+            "not_checked": list(self.not_checked),
         }

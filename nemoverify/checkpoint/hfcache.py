@@ -12,7 +12,11 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def looks_like_repo_id(path: str) -> bool:
-    return not os.path.exists(path) and bool(REPO_ID.match(path)) and ".." not in path
+    """`org/name` that is not a local path. `./x`, `/x`, `~/x` and `examples/typo` (where `examples`
+    is a local directory) are paths: a typo in one gets "no such file or directory"."""
+    if os.path.exists(path) or not REPO_ID.match(path) or ".." in path:
+        return False
+    return not os.path.isdir(path.partition("/")[0])
 
 
 def hub_cache() -> str:
@@ -44,7 +48,7 @@ def resolve(repo_id: str, revision: str = "main") -> tuple[str, str]:
                 Problem(
                     "hf-not-cached",
                     cached,
-                    f"'{repo_id}' is not in the local Hugging Face cache ({hub_cache()}); nemoverify never downloads: fetch it first (hf download {repo_id})",
+                    f"'{repo_id}' is no local path (no such file or directory) and not in the local Hugging Face cache ({hub_cache()}); nemoverify never downloads: fetch it first (hf download {repo_id})",
                 )
             ],
         )

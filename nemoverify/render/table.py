@@ -25,12 +25,15 @@ def _count(n: int, style: str) -> Text:
 
 
 def render_report(report: Report, console: Console, show: int = 20) -> None:
-    copy = f"  copy: [bold]{escape(report.copy)}[/] (streamed; findings name its files)" if report.copy else ""
-    console.print(
-        f"[bold]{escape(report.checkpoint)}[/]{copy}  candidate: {report.candidate}"
-        f"  reference: {report.reference}  hash: {report.algorithm}"
-        + (f"  manifest: {report.manifest}" if report.manifest else "")
-    )
+    name = f"[bold]{escape(report.checkpoint)}[/]"
+    if not report.replays_load_path:  # verify: the stored bytes against a manifest, nothing replayed
+        console.print(f"{name}  stored bytes against the manifest {escape(str(report.manifest))}  hash: {report.algorithm}")
+    else:
+        copy = f"  copy: [bold]{escape(report.copy)}[/] (streamed; findings name its files)" if report.copy else ""
+        console.print(
+            f"{name}{copy}  candidate: {report.candidate}  reference: {report.reference}  hash: {report.algorithm}"
+            + (f"  manifest: {escape(report.manifest)}" if report.manifest else "")
+        )
     if report.profile is not None:
         console.print(f"profile: {escape(report.profile.describe())}", soft_wrap=False)
         for note in report.profile.notes:
@@ -81,12 +84,15 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
         console.print(table_of)
         if len(listed) < len(failures):
             console.print(f"... and {len(failures) - len(listed)} more (every one is in --json)")
-    unclaimed = report.components.get("unclaimed")
-    if unclaimed is not None and unclaimed.tensors:
-        names = ", ".join(s.name for s in report.skipped if s.component == "unclaimed")
-        console.print(f"[yellow]unclaimed[/]: vLLM drops {unclaimed.tensors} tensor(s) silently: {escape(names)}")
+    unclaimed = [s.name for s in report.skipped if s.component == "unclaimed"]  # none where nothing was replayed
+    if unclaimed:
+        console.print(
+            f"[yellow]unclaimed[/]: vLLM drops {len(unclaimed)} tensor(s) silently: {escape(', '.join(unclaimed))}"
+        )
     for w in report.warnings:
         console.print(f"[yellow]warning[/]: {escape(w.render())}")
+    for what in report.not_checked:
+        console.print(f"[yellow]not checked[/]: {escape(what)}")
     if report.ok:
         console.print(
             f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"
