@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -34,12 +34,47 @@ EXIT_CODES_HELP = (
     "2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; 130 interrupted."
 )
 
+
+def _epilog(*examples: str) -> str:
+    """An Examples section above the exit codes. Help is plain text (no rich markup mode): flags show
+    no type, and `\b` keeps each example on its own line."""
+    lines = "\n".join(f"  {e}" for e in examples)
+    return f"\b\nExamples:\n{lines}\n\n{EXIT_CODES_HELP} Set NEMOVERIFY_DEBUG=1 to see the traceback of a crash."
+
+
+EXAMPLES = {
+    "check": (
+        "nemoverify check examples/nano-omni-tiny",
+        "nemoverify check /ckpt/nano-vl --manifest nano-vl.manifest.json --strict \\",
+        "    --json nemoverify.json --junit-xml nemoverify.xml --sarif nemoverify.sarif",
+        "nemoverify check /ckpt/nano-vl --against s3://models/nano-vl",
+        "nemoverify check nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 --nproc 2 --memory-limit 5GB",
+        "nemoverify check examples/nano-omni-tiny --sarif - > nemoverify.sarif",
+    ),
+    "inspect": ("nemoverify inspect examples/nano-omni-tiny", "nemoverify inspect gs://models/nano-vl --format json"),
+    "manifest": (
+        "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json",
+        "nemoverify manifest /ckpt/nano-vl -o - --algorithm sha256 | gzip > nano-vl.manifest.json.gz",
+    ),
+    "verify": (
+        "nemoverify verify /mnt/upload/nano-vl --manifest nano-vl.manifest.json",
+        "nemoverify verify s3://models/nano-vl --manifest nano-vl.manifest.json --junit-xml nemoverify.xml",
+    ),
+}
+
 app = typer.Typer(
     name="nemoverify",
     help="Verify that a Nemotron Nano VL checkpoint reaches the model intact when loaded the way "
-    "production loads it (Run:ai streamer + vLLM's load_weights). " + EXIT_CODES_HELP,
+    "production loads it (Run:ai streamer + vLLM's load_weights).",
+    epilog=_epilog(
+        "nemoverify check examples/nano-omni-tiny",
+        "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json",
+        "nemoverify verify /mnt/upload/nano-vl --manifest nano-vl.manifest.json",
+        "nemoverify check /mnt/upload/nano-vl --manifest nano-vl.manifest.json --sarif nemoverify.sarif",
+    ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
+    rich_markup_mode=None,  # plain help: no <bool> beside flags, readable in CI logs
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -64,9 +99,65 @@ class Algorithm(str, Enum):
     lin128 = "lin128"
 
 
+class ManifestAlgorithm(str, Enum):
+    """lin128 is not cryptographic: it compares loaders, it does not guard stored bytes."""
+
+    blake3 = "blake3"
+    sha256 = "sha256"
+    xxh3_128 = "xxh3-128"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def _choices(kind: type[E]) -> dict[str, Any]:
+    """Option settings for an enum: parsed here, so a wrong value reads "'yaml': choose one of
+    table, json" (not a validation library's "Value error, ..."), shown as table|json, completed."""
+    names = [str(m.value) for m in kind]
+
+    def parse(value: object) -> E:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r}: choose one of {', '.join(names)}") from None
+
+    return {"parser": parse, "metavar": "|".join(names), "autocompletion": lambda: names}
+
+
+def _whole(minimum: int, metavar: str = "N") -> dict[str, Any]:
+    """Option settings for a whole number of at least `minimum`, with a plain message."""
+
+    def parse(value: object) -> int:
+        if isinstance(value, int):
+            number = value
+        else:
+            try:
+                number = int(str(value))
+            except ValueError:
+                raise typer.BadParameter(f"{value!r} is not a whole number") from None
+        if number < minimum:
+            raise typer.BadParameter(f"{number} is below the least allowed, {minimum}")
+        return number
+
+    return {"parser": parse, "metavar": metavar}
+
+
+def _size(value: object) -> int:
+    from nemoverify.sizes import parse_size
+
+    if isinstance(value, int):
+        return value
+    try:
+        return parse_size(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _stdout() -> Console:
@@ -255,7 +346,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     _REPORTS.set(None)
@@ -265,12 +356,18 @@ def _main(
 PathArg = Annotated[
     str,
     typer.Argument(
-        help="Checkpoint directory (sharded with model.safetensors.index.json, or one model.safetensors), or a .safetensors file.",
+        help="The checkpoint: a directory (sharded with model.safetensors.index.json, or one model.safetensors), "
+        "a .safetensors file, s3://bucket/prefix, gs://bucket/prefix, or a Hugging Face repo id (org/name) "
+        "already in the local Hugging Face cache (never downloaded).",
+        metavar="PATH",
         show_default=False,
     ),
 ]
 JsonOpt = Annotated[
-    str | None, typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE")
+    str | None,
+    typer.Option(
+        "--json", help="Also write the whole JSON report to FILE (whole or not at all; - for stdout).", metavar="FILE"
+    ),
 ]
 ManifestOpt = Annotated[
     str | None,
@@ -282,26 +379,34 @@ ManifestOpt = Annotated[
 ]
 JunitOpt = Annotated[
     str | None,
-    typer.Option("--junit-xml", help="Write a JUnit XML report (one test case per component) to FILE.", metavar="FILE"),
+    typer.Option(
+        "--junit-xml",
+        help="Write a JUnit XML report (one test case per component) to FILE (- for stdout).",
+        metavar="FILE",
+    ),
 ]
 SarifOpt = Annotated[
     str | None,
-    typer.Option("--sarif", help="Write a SARIF 2.1.0 log (one result per failed tensor) to FILE.", metavar="FILE"),
+    typer.Option(
+        "--sarif", help="Write a SARIF 2.1.0 log (one result per failed tensor) to FILE (- for stdout).", metavar="FILE"
+    ),
 ]
-ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", min=0)]
+ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", **_whole(0))]
+FormatOpt = Annotated[Format, typer.Option("--format", help="What to print on stdout.", **_choices(Format))]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
 ]
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(epilog=_epilog(*EXAMPLES["check"]), short_help="Load the checkpoint as production does and compare every tensor with its stored bytes.")
 def check(
     path: PathArg,
     loader: Annotated[
         Loader,
         typer.Option(
-            help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline."
+            help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
+            **_choices(Loader),
         ),
     ] = Loader.runai,
     vllm: Annotated[
@@ -334,17 +439,19 @@ def check(
         typer.Option(
             help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
             show_default=False,
+            **_choices(Strategy),
         ),
     ] = None,
     memory_limit: Annotated[
         int | None,
         typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
-            min=-1,
+            help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
+            parser=_size,
+            metavar="SIZE",
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", min=1)
+        int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
     ] = None,
     text_only: Annotated[
         bool,
@@ -357,9 +464,10 @@ def check(
         typer.Option(
             help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
             show_default=False,
+            **_choices(Algorithm),
         ),
     ] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
     fail_on_unclaimed: Annotated[
@@ -382,7 +490,7 @@ def check(
         int,
         typer.Option(
             help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
-            min=1,
+            **_whole(1),
         ),
     ] = 1,
     distributed: Annotated[
@@ -399,7 +507,11 @@ def check(
         ),
     ] = None,
     rank_timeout: Annotated[
-        int, typer.Option(help="Seconds a rank may wait on the others (process-group and broadcast timeout).", min=1)
+        int,
+        typer.Option(
+            help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
+            **_whole(1, "SECONDS"),
+        ),
     ] = 300,
     junit_xml: JunitOpt = None,
     sarif: SarifOpt = None,
@@ -508,10 +620,10 @@ def _emit(
     raise typer.Exit(int(ExitCode.USAGE if failed and code is ExitCode.VERIFIED else code))
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(epilog=_epilog(*EXAMPLES["inspect"]), short_help="Show components, dtypes, shards and every structural problem, from the headers alone.")
 def inspect(
     path: PathArg,
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     json_file: Annotated[
         str | None, typer.Option("--json", help="Also write the inventory as JSON to FILE.", metavar="FILE")
     ] = None,
@@ -541,16 +653,20 @@ def inspect(
     raise typer.Exit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(epilog=_epilog(*EXAMPLES["manifest"]), short_help="Record one digest per tensor, so that every copy can be verified later.")
 def manifest(
     path: PathArg,
-    output: Annotated[str, typer.Option("--output", "-o", help="Manifest file to write (atomically).", metavar="FILE")],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"),
+    ],
     algorithm: Annotated[
-        Algorithm,
+        ManifestAlgorithm,
         typer.Option(
-            help="Digest algorithm: blake3 (cryptographic, fastest) or sha256 (recomputable with sha256sum-like tools)."
+            help="Digest algorithm: blake3 (cryptographic, fastest), sha256 (recomputable with sha256sum-like tools) or xxh3-128 (fast, not cryptographic: catches accidents, not tampering). lin128 is refused: it compares loaders, it does not guard bytes.",
+            **_choices(ManifestAlgorithm),
         ),
-    ] = Algorithm(DEFAULT_MANIFEST_ALGORITHM),
+    ] = ManifestAlgorithm(DEFAULT_MANIFEST_ALGORITHM),
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -577,11 +693,11 @@ def manifest(
         )
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(epilog=_epilog(*EXAMPLES["verify"]), short_help="Check the stored bytes against a manifest, as fast as the disk allows.")
 def verify(
     path: PathArg,
     manifest: Annotated[str, typer.Option("--manifest", help="The manifest to check against.", metavar="FILE")],
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     json_file: Annotated[
         str | None,
         typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
