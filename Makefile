@@ -1,0 +1,44 @@
+# The quick start on a fresh clone: `make demo` sets everything up and checks the example checkpoint;
+# `make test` sets up (if not done yet) and runs the tests. Nothing needs activating: every command
+# runs from .venv. Bring your own CUDA torch with `make TORCH=torch demo` (or install it into .venv first).
+
+PYTHON ?= python3
+VENV   ?= .venv
+# torch first, pinned to the CPU build this project's machines carry, so nothing pulls the CUDA wheels.
+TORCH  ?= torch==2.13.0
+EXTRAS ?= dev,s3,gcs
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.nemoverify-installed
+
+.PHONY: setup demo test lint validate clean
+
+setup: $(STAMP)
+
+# Re-installs when pyproject.toml changes; an existing .venv is reused, not rebuilt.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/nemoverify check examples/nano-omni-tiny
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check nemoverify tests benchmarks examples
+	$(BIN)/mypy nemoverify
+
+# The CI files and the composite action, against the schemas check-jsonschema carries (offline).
+validate: setup
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.gitlab-ci examples/ci/gitlab-ci.yml
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
