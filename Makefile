@@ -6,7 +6,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 # torch first, pinned to the CPU build this project's machines carry, so nothing pulls the CUDA wheels.
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,s3,gcs
+EXTRAS ?= dev,s3,gcs,azure
+# Azurite (the Azure Blob emulator; 3.35 is the last to support Node 20) for tests/test_azure.py, next
+# to the venv so it is never committed. Without npm those tests skip with the reason.
+AZURITE ?= azurite@3.35.0
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -22,6 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	if command -v npm >/dev/null; then npm install -q --no-audit --no-fund --prefix $(VENV)/azurite $(AZURITE); fi
 	touch $(STAMP)
 
 demo: setup

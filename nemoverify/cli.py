@@ -35,11 +35,11 @@ EXIT_CODES_HELP = (
 )
 
 
-def _epilog(*examples: str) -> str:
+def _epilog(*examples: str, exit_codes: str = EXIT_CODES_HELP) -> str:
     """An Examples section above the exit codes. Help is plain text (no rich markup mode): flags show
     no type, and `\b` keeps each example on its own line."""
     lines = "\n".join(f"  {e}" for e in examples)
-    return f"\b\nExamples:\n{lines}\n\n{EXIT_CODES_HELP} Set NEMOVERIFY_DEBUG=1 to see the traceback of a crash."
+    return f"\b\nExamples:\n{lines}\n\n{exit_codes} Set NEMOVERIFY_DEBUG=1 to see the traceback of a crash."
 
 
 EXAMPLES = {
@@ -50,6 +50,10 @@ EXAMPLES = {
         "nemoverify check /ckpt/nano-vl --against s3://models/nano-vl",
         "nemoverify check nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 --nproc 2 --memory-limit 5GB",
         "nemoverify check examples/nano-omni-tiny --sarif - > nemoverify.sarif",
+    ),
+    "matrix": (
+        "nemoverify matrix examples/nano-omni-tiny",
+        "nemoverify matrix /ckpt/nano-vl --nproc 1 --json matrix.json",
     ),
     "inspect": ("nemoverify inspect examples/nano-omni-tiny", "nemoverify inspect gs://models/nano-vl --format json"),
     "manifest": (
@@ -618,6 +622,98 @@ def _emit(
             render_report(report, _stderr() if reports.to_stdout else _stdout(), show)
     code = ExitCode.VERIFIED if report.ok else ExitCode.FAILED
     raise typer.Exit(int(ExitCode.USAGE if failed and code is ExitCode.VERIFIED else code))
+
+
+MATRIX_EXIT_HELP = (
+    "Exit codes: 0 no deployment corrupts the checkpoint as deployed; 1 at least one does (stress-only failures "
+    "do not fail); 2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; 130 interrupted."
+)
+
+
+@app.command(
+    epilog=_epilog(*EXAMPLES["matrix"], exit_codes=MATRIX_EXIT_HELP),
+    short_help="The checkpoint against every deployment profile: which of your deployments is exposed?",
+)
+def matrix(
+    path: PathArg,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Ranks for the distributed rows (gloo on the CPU, NCCL with --device cuda); 1 skips them.",
+            **_whole(1),
+        ),
+    ] = 2,
+    device: Annotated[str, typer.Option(help="Where distributed rows stream: cpu, or cuda (one GPU per rank).")] = "cpu",
+    model_loader_extra_config: Annotated[
+        str | None,
+        typer.Option(help="vLLM's --model-loader-extra-config JSON: concurrency, memory_limit.", metavar="JSON"),
+    ] = None,
+    algorithm: Annotated[
+        Algorithm | None,
+        typer.Option(
+            help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).",
+            show_default=False,
+            **_choices(Algorithm),
+        ),
+    ] = None,
+    rank_timeout: Annotated[
+        int,
+        typer.Option(
+            help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
+            **_whole(1, "SECONDS"),
+        ),
+    ] = 300,
+    output_format: FormatOpt = Format.table,
+    json_file: JsonOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The checkpoint against every deployment profile nemoverify knows: each vLLM release x streamer
+    0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
+    deployments is exposed?"""
+    from nemoverify.options import resolve_check
+    from nemoverify.outputs import STDOUT
+
+    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], "--format json" if output_format is Format.json and not quiet else None)
+    base = _run(
+        lambda: resolve_check(
+            algorithm=algorithm.value if algorithm else None,
+            strict=strict,
+            device=device,
+            extra_config=model_loader_extra_config,
+            nproc=nproc,
+        )
+    )
+
+    def work():  # type: ignore[no-untyped-def]
+        from nemoverify import distributed as dist_run
+        from nemoverify.checkpoint.layout import open_checkpoint
+        from nemoverify.matrix import matrix_profiles, run_matrix
+
+        checkpoint = open_checkpoint(path)
+        checkpoint.require_valid(strict)
+        runs = None
+        if nproc > 1:
+            runs = lambda todo: dist_run.run_ranks_for_each(path, todo, nproc, rank_timeout)  # noqa: E731
+        total = checkpoint.total_bytes
+        phases = {"reference": total, "candidate": total * len(matrix_profiles(base))}
+        with _progress(not quiet, phases) as progress:
+            return run_matrix(checkpoint, base, nproc, progress, runs)
+
+    result = _run(work, needs_torch=True)
+    import json
+
+    text = json.dumps(result.to_dict(), indent=2) + "\n"
+    if json_file:
+        _write_output(json_file, text)
+    if not quiet:
+        if output_format is Format.json:
+            sys.stdout.write(text)
+        else:
+            from nemoverify.render.matrix import render_matrix
+
+            render_matrix(result, _stderr() if json_file == STDOUT else _stdout())
+    raise typer.Exit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
 
 
 @app.command(epilog=_epilog(*EXAMPLES["inspect"]), short_help="Show components, dtypes, shards and every structural problem, from the headers alone.")

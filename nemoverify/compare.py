@@ -57,9 +57,11 @@ def find_differences(
         elif cand.digest != ref.digest:
             add(name, ref.component, "bytes", ref.digest, cand.digest)
     for name in sorted(set(got) - set(expected) - duplicated):
-        if got[name].status in ("skipped", "unclaimed"):
-            continue  # streamed from a file outside the record, and dropped by vLLM: it reaches no parameter
-        add(name, got[name].component, "unexpected", None, got[name].digest)
+        obs = got[name]
+        if obs.status == "raised":
+            add(name, obs.component, "load-error", None, None, obs.reason)
+        elif obs.status == "loaded":  # one vLLM drops reaches no parameter: not a failure
+            add(name, obs.component, "unexpected", None, obs.digest)
     for name in sorted(duplicated):
         known = expected.get(name)
         copies = delivered.duplicates.count(name) + 1

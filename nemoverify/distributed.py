@@ -49,13 +49,14 @@ def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     return candidate_pass(checkpoint, options, distributed=True)
 
 
-def _rank_main(path: str, options: CheckOptions, timeout_s: int) -> Delivered:
+def _rank_main(path: str, runs: list[CheckOptions], timeout_s: int) -> list[Delivered]:
+    """One rank: stream the checkpoint once per run (one per profile, for the matrix), in one group."""
     import torch.distributed as dist
 
-    options = replace(options, device=_rank_device(options.device))
-    _init_group(options.device, timeout_s)
+    device = _rank_device(runs[0].device)
+    _init_group(device, timeout_s)
     try:
-        return _stream_on_this_rank(path, options)
+        return [_stream_on_this_rank(path, replace(options, device=device)) for options in runs]
     finally:
         dist.destroy_process_group()
 
@@ -84,6 +85,14 @@ def _rank_environment(timeout_s: int) -> dict[str, str]:
 
 def run_ranks(path: str, options: CheckOptions, nproc: int, timeout_s: int = DEFAULT_TIMEOUT_S) -> dict[int, Delivered]:
     """Launch `nproc` local ranks with torch's elastic launcher; return what each delivered."""
+    return run_ranks_for_each(path, [options], nproc, timeout_s)[0]
+
+
+def run_ranks_for_each(
+    path: str, runs: list[CheckOptions], nproc: int, timeout_s: int = DEFAULT_TIMEOUT_S
+) -> list[dict[int, Delivered]]:
+    """Launch `nproc` local ranks once; every rank streams once per entry of `runs`, in order.
+    Returns, per run, what each rank delivered."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -106,7 +115,7 @@ def run_ranks(path: str, options: CheckOptions, nproc: int, timeout_s: int = DEF
     )
     try:
         with environment(_rank_environment(timeout_s)):  # inherited by the spawned ranks
-            results = elastic_launch(config, _rank_main)(path, options, timeout_s)
+            results = elastic_launch(config, _rank_main)(path, runs, timeout_s)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         why = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
@@ -115,7 +124,7 @@ def run_ranks(path: str, options: CheckOptions, nproc: int, timeout_s: int = DEF
         ) from None
     except Exception as exc:  # rendezvous errors, timeouts
         raise DistributedError(f"{path}: the distributed run failed: {exc}") from None
-    return dict(sorted(results.items()))
+    return [{rank: results[rank][i] for rank in sorted(results)} for i in range(len(runs))]
 
 
 def run_under_torchrun(

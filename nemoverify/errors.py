@@ -6,6 +6,7 @@ produce a trustworthy report at all.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -58,7 +59,19 @@ class StorageError(NemoverifyError):
     """Object storage failed: no such bucket, access denied, connection refused, a server gone."""
 
 
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AZURE_STORAGE_KEY")
+SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_CLIENT_SECRET",
+)
+# A SAS signature or an account key inside a URL or a connection string, whatever its encoding or
+# parameter order (a library may rebuild the query string it was given).
+_SECRET_PARAMETERS = re.compile(r"(?i)\b(sig=|AccountKey=|SharedAccessSignature=)[^&;\s'\"]+")
 
 
 def redact(text: str) -> str:
@@ -69,4 +82,6 @@ def redact(text: str) -> str:
         value = os.environ.get(name)
         if value and len(value) >= 4:
             text = text.replace(value, "***")
-    return text
+            if name == "AZURE_STORAGE_SAS_TOKEN" and value.startswith("?"):
+                text = text.replace(value[1:], "***")
+    return _SECRET_PARAMETERS.sub(r"\1***", text)

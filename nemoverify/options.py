@@ -35,6 +35,19 @@ class CheckOptions:
     strict: bool = False
     fail_on_unclaimed: bool = False
     device: str = "cpu"
+    production_ring: int | None = None  # set when `memory_limit` is nemoverify's bound, not the user's
+
+    def ring_note(self, streamed_bytes: int) -> str | None:
+        """Said in the report only where the bound changes anything: a checkpoint larger than our ring
+        but not than production's is streamed with more buffer reuse than production's, never less."""
+        if self.profile.stress or self.production_ring is None or self.memory_limit is None:
+            return None
+        if self.memory_limit >= min(self.production_ring, streamed_bytes):
+            return None
+        return (
+            f"ring {self.memory_limit / 1e9:.1f} GB, not production's {self.production_ring / 1e9:.0f} GB "
+            "(nemoverify keeps to a quarter of available memory): more buffer reuse, a stricter check"
+        )
 
     @property
     def strategy(self) -> LoadPath:
@@ -142,15 +155,11 @@ def resolve_check(
         raise UsageError('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun')
     concurrency = extra.get("concurrency", concurrency)
     memory_limit = extra.get("memory_limit", memory_limit)
+    production_ring = None
     if memory_limit is None and not stress and "RUNAI_STREAMER_MEMORY_LIMIT" not in os.environ:
         # Production's ring is the streamer's 40 GB default (0.15/0.16 distributed: no limit at all).
         # nemoverify keeps to a quarter of the memory it has; a smaller ring only reuses buffers more.
-        memory_limit = default_ring_bytes()
-        if memory_limit < STREAMER_DEFAULT_RING:
-            notes.append(
-                f"ring {memory_limit / 1e9:.1f} GB, not production's {STREAMER_DEFAULT_RING / 1e9:.0f} GB "
-                "(a quarter of available memory): more buffer reuse, a stricter check"
-            )
+        memory_limit, production_ring = default_ring_bytes(), STREAMER_DEFAULT_RING
     # On a GPU the default digest is lin128, computed where the tensor lands (no copy back to the host).
     default = "lin128" if device.startswith("cuda") and (nproc > 1 or distributed) else DEFAULT_CHECK_ALGORITHM
     chosen = algorithm or manifest_algorithm or default
@@ -167,4 +176,5 @@ def resolve_check(
         strict=strict,
         fail_on_unclaimed=fail_on_unclaimed,
         device=device,
+        production_ring=production_ring,
     )

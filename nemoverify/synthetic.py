@@ -41,11 +41,15 @@ class Spec:
     sound_hidden: int = 64
     quant: Literal["bf16", "fp8", "nvfp4"] = "bf16"
     extras: bool = False  # names vLLM routes nowhere (unclaimed) or drops on purpose (mtp)
+    mtp_layers: int = 0  # > 0: text_config.num_nextn_predict_layers, and the vision final layernorm vLLM 0.32+ loads
+    architecture_name: str | None = None  # config.json's architecture, if not the layout's own
     shards: int = 3
     seed: int = 0
 
     @property
     def architecture(self) -> str:
+        if self.architecture_name:
+            return self.architecture_name
         return "NemotronH_Nano_Omni_Reasoning_V3" if self.sound else "NemotronH_Nano_VL_V2"
 
 
@@ -142,6 +146,9 @@ def projector(s: Spec) -> Iterator[TensorSpec]:
     yield "mlp1.0.weight", "bfloat16", (4 * s.vit_hidden,)
     yield "mlp1.1.weight", "bfloat16", (s.projector_hidden, 4 * s.vit_hidden)
     yield "mlp1.3.weight", "bfloat16", (s.hidden, s.projector_hidden)
+    if s.mtp_layers:
+        yield "vision_projector.vision_final_layernorm.weight", "bfloat16", (s.vit_hidden,)
+        yield "vision_projector.vision_final_layernorm.bias", "bfloat16", (s.vit_hidden,)
 
 
 def sound(s: Spec) -> Iterator[TensorSpec]:
@@ -222,6 +229,7 @@ def config(s: Spec) -> dict[str, object]:
             "num_key_value_heads": s.kv_heads,
             "vocab_size": s.vocab,
             "n_routed_experts": s.experts or None,
+            **({"num_nextn_predict_layers": s.mtp_layers} if s.mtp_layers else {}),
         },
         "vision_config": {"args": {"model": "vit_huge_patch16_224"}, "hidden_size": s.vit_hidden, "patch_size": 16},
         "projector_hidden_size": s.projector_hidden,

@@ -197,14 +197,14 @@ def check(
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread
         raise
-    reference = _routed_as(reference, options, checkpoint)
+    reference = routed_as(reference, options, checkpoint)
     # The manifest is checked against what was streamed: with --against, the copy.
     extra = manifest_findings(streamed, manifest, delivered) if manifest else []
     report = build_report(checkpoint, options, reference, delivered, started, extra, manifest_path, copy=against)
     return _explain_duplicates(report, streamed, reference, options.algorithm)
 
 
-def _routed_as(reference: dict[str, Observation], options: CheckOptions, checkpoint: Checkpoint) -> dict[str, Observation]:
+def routed_as(reference: dict[str, Observation], options: CheckOptions, checkpoint: Checkpoint) -> dict[str, Observation]:
     """The reference pass labels components by the routes every release shares; a release that
     routes a name elsewhere (0.32+: the final layernorm) relabels it."""
     rules = options.load_rules(checkpoint.config.mtp_layers)
@@ -342,8 +342,11 @@ def build_report(
     fail_on_unclaimed = options is not None and options.fail_on_unclaimed
     ok = not findings and not (fail_on_unclaimed and unclaimed is not None and unclaimed.tensors > 0)
     warnings = [p for p in checkpoint.problems + (copy.problems if copy else ()) if p.severity == "warning"]
-    if options is not None:
+    profile = None
+    if options is not None and options.loader == "runai":
         warnings += _release_warnings(checkpoint, options)
+        note = options.ring_note(sum(s.header.data_len for s in checkpoint.streamed))
+        profile = replace(options.profile, notes=options.profile.notes + ((note,) if note else ()))
     return Report(
         ok=ok,
         algorithm=algorithm,
@@ -360,7 +363,7 @@ def build_report(
         ranks=ranks if multi else {},
         manifest=manifest,
         elapsed_s=time.monotonic() - started,
-        profile=options.profile if options and options.loader == "runai" else None,
+        profile=profile,
         copy=copy.root if copy else None,
     )
 

@@ -10,6 +10,8 @@ from nemoverify.checkpoint.layout import open_checkpoint
 from nemoverify.options import resolve_check
 from nemoverify.verify import check
 
+pytestmark = pytest.mark.streamer
+
 
 def run(path: str, **options: object):  # type: ignore[no-untyped-def]
     return check(open_checkpoint(path), resolve_check(**options))  # type: ignore[arg-type]

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import psutil
 import pytest
 
+pytestmark = pytest.mark.streamer
+
 
 @pytest.mark.parametrize("nproc", [2, 3])
 def test_clean_checkpoint_verifies_on_every_rank(cli, omni_checkpoint: str, tmp_path, nproc: int) -> None:  # type: ignore[no-untyped-def]

@@ -203,7 +203,7 @@ def test_the_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
     for steps in (demo, test):  # each sets up first: a venv, torch before the package, no activation
         venv = steps.index("-m venv .venv")
         torch = steps.index("pip install -q 'torch==")
-        package = steps.index("pip install -q -e '.[dev,s3,gcs]'")
+        package = steps.index("pip install -q -e '.[dev,s3,gcs,azure]'")
         assert venv < torch < package
     assert demo.rstrip().endswith(".venv/bin/nemoverify check examples/nano-omni-tiny")
     assert test.rstrip().endswith(".venv/bin/python -m pytest")

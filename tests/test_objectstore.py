@@ -142,8 +142,6 @@ def test_storage_errors_end_with_exit_3_and_no_credentials(cli, s3_env) -> None:
     assert result.exit_code == 3
     assert "no such bucket 'no-such-bucket'" in result.stderr
     assert SECRET not in result.output
-    result = cli("check", "az://container/model")
-    assert result.exit_code == 3 and "az:// is not supported yet" in result.stderr
 
 
 def test_connection_refused_is_exit_3(cli, s3_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -51,3 +51,31 @@ def test_sub_loader_skips_are_skips_not_errors(name: str) -> None:
 def test_claimed_weights_are_not_skipped() -> None:
     assert route("vision_model.radio_model.model.blocks.0.mlp.fc1.weight").skip is None
     assert route("sound_encoder.encoder.layers.0.conv.norm.running_mean").skip is None
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("vision_model.radio_model.model.norm.weight", "RADIO maps only"),  # not patch_generator nor blocks
+        ("sound_extra.weight", "Parakeet loads only"),  # a sound* name outside the two prefixes
+        ("language_model.backbone.layers.3.mixer.rotary_emb.inv_freq", "rotary"),
+        ("language_model.mtp_head.weight", "multi-token-prediction"),  # every mtp-prefixed name, not only mtp.
+    ],
+)
+def test_what_a_sub_loader_drops_is_skipped_by_that_loader_not_compared_as_loaded(name: str, why: str) -> None:
+    r = route(name)
+    assert r.component != "unclaimed" and r.skip and why in r.skip
+
+
+def test_an_unknown_sound_encoder_name_is_what_vllm_raises_on() -> None:
+    assert route("sound_encoder.encoder.layers.0.mystery.weight").raises
+    assert route("sound_encoder.encoder.layers.0.self_attn.relative_k_proj.weight").raises is None
+    assert route("sound_projection.anything.weight").raises is None  # mapped to projection.*, never raised on
+
+
+def test_the_vision_final_layernorm_is_routed_only_from_vllm_032_with_mtp_layers() -> None:
+    name = "vision_projector.vision_final_layernorm.weight"
+    assert route(name).component == "unclaimed"
+    routed = route(name, final_layernorm=True)
+    assert (routed.component, routed.inline, routed.skip) == ("mlp1", True, None)
+    assert route("vision_projector.0.weight", final_layernorm=True).component == "unclaimed"

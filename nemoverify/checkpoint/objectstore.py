@@ -3,12 +3,16 @@
 S3 (or any S3-compatible store): credentials the standard AWS ways (environment, profiles); a
 non-AWS endpoint from AWS_ENDPOINT_URL, which boto3 reads itself and which is handed to the streamer
 as RUNAI_STREAMER_S3_ENDPOINT, as vLLM does. GCS: the credentials the streamer's GCS extra uses
-(RUNAI_STREAMER_GCS_CREDENTIAL_FILE, anonymous, or application default). Every call has bounded
-timeouts and retries, so a dead server ends the run with an error, never a hang.
+(RUNAI_STREAMER_GCS_CREDENTIAL_FILE, anonymous, or application default). Azure: the account, endpoint
+and credentials the streamer's C++ Azure client reads (AZURE_STORAGE_ACCOUNT_NAME,
+AZURE_STORAGE_ENDPOINT_SUFFIX, then AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_ACCOUNT_KEY or
+DefaultAzureCredential), so both passes read the same blobs as the same principal. Every call has
+bounded timeouts and retries, so a dead server ends the run with an error, never a hang.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -24,14 +28,14 @@ def is_object_url(path: str) -> bool:
     return path.startswith(OBJECT_SCHEMES)
 
 
-def object_storage(url: str) -> S3Storage | GCSStorage:
+def object_storage(url: str) -> S3Storage | GCSStorage | AzureStorage:
     if url.startswith("s3://"):
         return S3Storage(url)
     if url.startswith("gs://"):
         return GCSStorage(url)
-    raise StorageError(
-        f"{url}: az:// is not supported yet: neither pass could be exercised against Azure storage here (see README)"
-    )
+    if url.startswith("az://"):
+        return AzureStorage(url)
+    raise StorageError(f"{url}: not an object storage URL (s3://, gs:// or az://)")
 
 
 class _BucketPrefix:
@@ -164,8 +168,6 @@ class GCSStorage(_BucketPrefix):
                 from runai_model_streamer_gcs.credentials.credentials import get_credentials
             except ImportError:
                 raise StorageError("reading gs:// needs the gcs extra: pip install 'nemoverify[gcs]'") from None
-            import os
-
             credentials = get_credentials().gcp_credentials()
             self._client = storage.Client(
                 project=os.environ.get("GOOGLE_CLOUD_PROJECT", "nemoverify"), credentials=credentials
@@ -223,6 +225,131 @@ class GCSStorage(_BucketPrefix):
         while offset < end:
             n = min(READ_CHUNK, end - offset)
             chunk = self._call(self.locate(name), blob.download_as_bytes, start=offset, end=offset + n - 1)
+            if len(chunk) != n:
+                raise StorageError(f"{self.locate(name)}: the object ended {end - offset - len(chunk):,} bytes early")
+            offset += n
+            yield memoryview(chunk)
+
+
+def _code(error_code: Any) -> str:
+    """An Azure error code as the service spells it ("ContainerNotFound"), not as the SDK's enum prints."""
+    return str(getattr(error_code, "value", error_code) or "")
+
+
+class AzureStorage(_BucketPrefix):
+    """Azure Blob Storage through azure-storage-blob (the `azure` extra): `az://container/prefix`.
+
+    Addressed and authenticated exactly as the released streamer's C++ client does it, so that the
+    reference and the candidate read the same blobs: `https://<AZURE_STORAGE_ACCOUNT_NAME>.<suffix>`
+    with the suffix from AZURE_STORAGE_ENDPOINT_SUFFIX (default blob.core.windows.net), and the first
+    of AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_ACCOUNT_KEY, DefaultAzureCredential. A connection string
+    is not used: the released streamer ignores it, and the candidate would read elsewhere.
+    """
+
+    scheme = "az://"
+    CONNECT_TIMEOUT, READ_TIMEOUT = 5, 30  # seconds
+
+    @property
+    def client(self) -> Any:
+        """The container's client (the bucket is the container)."""
+        if self._client is None:
+            try:
+                from azure.core.credentials import AzureNamedKeyCredential
+                from azure.storage.blob import BlobServiceClient, LinearRetry
+            except ImportError:
+                raise StorageError("reading az:// needs the azure extra: pip install 'nemoverify[azure]'") from None
+            account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "")
+            if not account:
+                raise StorageError(
+                    f"{self.root}: az:// needs AZURE_STORAGE_ACCOUNT_NAME, the only place the Run:ai streamer's "
+                    "Azure client takes the account from (it ignores AZURE_STORAGE_CONNECTION_STRING)"
+                )
+            suffix = os.environ.get("AZURE_STORAGE_ENDPOINT_SUFFIX") or "blob.core.windows.net"
+            sas = os.environ.get("AZURE_STORAGE_SAS_TOKEN", "").lstrip("?")
+            key = os.environ.get("AZURE_STORAGE_ACCOUNT_KEY", "")
+            credential: Any
+            if sas:
+                credential = sas
+            elif key:
+                credential = AzureNamedKeyCredential(account, key)
+            else:
+                try:
+                    from azure.identity import DefaultAzureCredential
+                except ImportError:
+                    raise StorageError(
+                        "az:// without AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_ACCOUNT_KEY needs azure-identity: "
+                        "pip install 'nemoverify[azure]'"
+                    ) from None
+                credential = DefaultAzureCredential()
+            service = BlobServiceClient(
+                f"https://{account}.{suffix}",
+                credential=credential,
+                # Two attempts about a second apart, as for S3 (the SDK's default waits 15 s before its first retry).
+                retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=1),
+                connection_timeout=self.CONNECT_TIMEOUT,
+                read_timeout=self.READ_TIMEOUT,
+            )
+            self._client = service.get_container_client(self.bucket)
+        return self._client
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """One Azure call, its failures turned into the exceptions the checkpoint reader understands."""
+        from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientAuthenticationError as exc:
+            code = _code(getattr(exc, "error_code", None)) or type(exc).__name__
+            raise StorageError(redact(f"{what}: access denied ({code}); check the Azure credentials")) from None
+        except HttpResponseError as exc:
+            code = _code(getattr(exc, "error_code", None)) or str(exc.status_code or "")
+            if code == "ContainerNotFound":
+                raise StorageError(f"{self.root}: no such container '{self.bucket}'") from None
+            if code in ("BlobNotFound", "404"):
+                raise FileNotFoundError(what) from None
+            if exc.status_code == 403:
+                raise StorageError(redact(f"{what}: access denied ({code}); check the Azure credentials")) from None
+            raise StorageError(redact(f"{what}: {code or exc}")) from None
+        except (AzureError, OSError) as exc:  # connection refused, timeouts, a server gone
+            raise StorageError(redact(f"{what}: {exc}")) from None
+
+    def list_safetensors(self) -> list[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+
+        def names() -> list[str]:  # walk_blobs pages lazily: errors surface while iterating
+            return [
+                b.name
+                for b in self.client.walk_blobs(name_starts_with=base, delimiter="/", timeout=self.READ_TIMEOUT)
+                if not b.name.endswith("/")  # BlobPrefix entries (the "directories") end with the delimiter
+            ]
+
+        keys = self._call(self.root, names)
+        return sorted(k[len(base) :] for k in keys if k.endswith(".safetensors"))
+
+    def fingerprint(self, name: str) -> tuple[int, int]:
+        blob = self.client.get_blob_client(self._key(name))
+        props = self._call(self.locate(name), blob.get_blob_properties, timeout=self.READ_TIMEOUT)
+        return int(props.size), zlib.crc32(str(props.etag).encode())
+
+    def read_text(self, name: str) -> str | None:
+        blob = self.client.get_blob_client(self._key(name))
+        try:
+            data = self._call(self.locate(name), lambda: blob.download_blob(timeout=self.READ_TIMEOUT).readall())
+        except FileNotFoundError:
+            return None
+        return bytes(data).decode("utf-8")
+
+    def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
+        """Ranged GETs of READ_CHUNK each: bounded memory, and every request under a timeout."""
+        blob = self.client.get_blob_client(self._key(name))
+        end = offset + length
+        while offset < end:
+            n = min(READ_CHUNK, end - offset)
+
+            def get(start: int = offset, count: int = n) -> bytes:
+                return bytes(blob.download_blob(offset=start, length=count, timeout=self.READ_TIMEOUT).readall())
+
+            chunk = self._call(self.locate(name), get)
             if len(chunk) != n:
                 raise StorageError(f"{self.locate(name)}: the object ended {end - offset - len(chunk):,} bytes early")
             offset += n

@@ -1,0 +1,183 @@
+"""`matrix`: one checkpoint against every deployment profile nemoverify knows.
+
+Each vLLM release row, with streamer 0.16 behaviour (views into reused buffers) and 0.17 behaviour
+(owned tensors), non-distributed and distributed, as deployed and under stress. The reference pass
+runs once; the non-distributed candidates stream in this process, the distributed ones in one launch
+of ranks that streams once per profile. The answer a team needs before an upgrade or a rollback:
+which of our deployments is exposed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.compare import Delivered, find_differences
+from nemoverify.loaders.reference import Progress, hash_checkpoint
+from nemoverify.model.routing import COMPONENTS
+from nemoverify.options import CheckOptions
+from nemoverify.profiles import VLLM_RELEASES, Profile, StreamerRelease, VllmRelease, streamer_release
+from nemoverify.report import Observation
+from nemoverify.verify import candidate_pass, routed_as
+
+MATRIX_VERSION = 1
+MATRIX_STREAMERS = ("0.16", "0.17")  # 0.15 behaves as 0.16 (no `owned`: views into reused buffers)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One deployment's outcome: a vLLM release, a streamer release, distributed or not, one mode."""
+
+    vllm: VllmRelease
+    streamer: StreamerRelease
+    distributed: bool
+    stress: bool
+    supported: bool  # False: this vLLM release does not route the checkpoint's architecture here
+    corrupted: dict[str, int]  # component -> tensors that did not arrive intact (on any rank)
+    failed_ranks: tuple[int, ...] = ()
+    emulated: bool = False
+
+    @property
+    def safe(self) -> bool:
+        return self.supported and not self.corrupted
+
+    @property
+    def total(self) -> int:
+        return sum(self.corrupted.values())
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "vllm": self.vllm.name,
+            "streamer": self.streamer.name,
+            "distributed": self.distributed,
+            "mode": "stress" if self.stress else "deployed",
+            "supported": self.supported,
+            "safe": self.safe,
+            "corrupted": self.total,
+            "components": self.corrupted,
+            "failed_ranks": list(self.failed_ranks),
+            "emulated": self.emulated,
+        }
+
+
+@dataclass(frozen=True)
+class Matrix:
+    checkpoint: str
+    algorithm: str
+    nproc: int  # ranks of the distributed rows; 0 when they were not run
+    device: str
+    cells: tuple[Cell, ...]
+    tensors: int
+    elapsed_s: float
+
+    @property
+    def exposed(self) -> tuple[Cell, ...]:
+        """Deployments that corrupt tensors as deployed: the ones to act on."""
+        return tuple(c for c in self.cells if not c.stress and c.supported and c.corrupted)
+
+    @property
+    def ok(self) -> bool:
+        return not self.exposed
+
+    def to_dict(self) -> dict[str, object]:
+        from nemoverify import __version__
+
+        return {
+            "matrix_version": MATRIX_VERSION,
+            "tool": {"name": "nemoverify", "version": __version__},
+            "ok": self.ok,
+            "checkpoint": self.checkpoint,
+            "algorithm": self.algorithm,
+            "tensors": self.tensors,
+            "nproc": self.nproc,
+            "device": self.device,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "cells": [c.to_dict() for c in self.cells],
+            "exposed": [c.to_dict() for c in self.exposed],
+        }
+
+
+def matrix_profiles(base: CheckOptions) -> list[CheckOptions]:
+    """Every (vLLM release, streamer behaviour, mode) as the options of one check."""
+    installed = base.profile.installed_streamer
+    out = []
+    for release in VLLM_RELEASES:
+        for name in MATRIX_STREAMERS:
+            for stress in (False, True):
+                profile = Profile(release, streamer_release(name), stress, "matrix", installed)
+                out.append(replace(base, profile=profile))
+    return out
+
+
+def _supported(release: VllmRelease, checkpoint: Checkpoint) -> bool:
+    archs = checkpoint.config.architectures
+    return not archs or any(a in release.architectures for a in archs)
+
+
+def _cell(
+    options: CheckOptions,
+    checkpoint: Checkpoint,
+    reference: dict[str, Observation],
+    delivered: dict[int, Delivered] | None,
+    distributed: bool,
+) -> Cell:
+    profile = options.profile
+    supported = _supported(profile.vllm, checkpoint)
+    corrupted: dict[str, set[str]] = {}
+    failed_ranks: list[int] = []
+    for rank, got in sorted((delivered or {}).items()):
+        findings = find_differences(routed_as(reference, options, checkpoint), got, rank=rank)
+        if findings:
+            failed_ranks.append(rank)
+        for f in findings:
+            corrupted.setdefault(f.component, set()).add(f.name)
+    counts: dict[str, int] = {c: len(corrupted[c]) for c in COMPONENTS if c in corrupted}
+    return Cell(
+        profile.vllm,
+        profile.streamer,
+        distributed,
+        profile.stress,
+        supported,
+        counts,
+        tuple(failed_ranks) if distributed else (),
+        profile.emulated,
+    )
+
+
+def run_matrix(
+    checkpoint: Checkpoint,
+    base: CheckOptions,
+    nproc: int = 2,
+    progress: Progress | None = None,
+    distributed_runs: Callable[[list[CheckOptions]], list[dict[int, Delivered]]] | None = None,
+) -> Matrix:
+    """The checkpoint against every profile. `distributed_runs` streams a list of profiles across
+    ranks (None: the distributed rows are not run)."""
+    started = time.monotonic()
+    checkpoint.require_valid(base.strict)
+    progress = progress or (lambda phase, n: None)
+    reference = hash_checkpoint(checkpoint, base.algorithm, progress, phase="reference").observations
+    runs = matrix_profiles(base)
+    cells: list[Cell] = []
+    for options in runs:
+        if not _supported(options.profile.vllm, checkpoint):
+            cells.append(_cell(options, checkpoint, reference, None, False))
+            continue
+        got = candidate_pass(checkpoint, options, progress)
+        cells.append(_cell(options, checkpoint, reference, {0: got}, False))
+    if distributed_runs is not None:
+        streamed = [o for o in runs if _supported(o.profile.vllm, checkpoint)]
+        results = dict(zip(streamed, distributed_runs(streamed), strict=True)) if streamed else {}
+        for options in runs:
+            cells.append(_cell(options, checkpoint, reference, results.get(options), True))
+    return Matrix(
+        checkpoint.root,
+        base.algorithm,
+        nproc if distributed_runs is not None else 0,
+        base.device,
+        tuple(cells),
+        checkpoint.tensor_count,
+        time.monotonic() - started,
+    )

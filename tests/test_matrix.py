@@ -1,0 +1,61 @@
+"""`matrix`: every profile against the shipped examples, through the real streamer (and real gloo ranks)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.streamer
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def test_matrix_of_the_omni_example_shows_which_deployments_are_exposed(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "m.json"
+    result = cli("matrix", os.path.join(EXAMPLES, "nano-omni-tiny"), "--json", str(out))
+    assert result.exit_code == 0, result.output  # nothing corrupts the tiny example as deployed
+    matrix = json.loads(out.read_text())
+    cells = matrix["cells"]
+    assert len(cells) == 6 * 2 * 2 * 2  # vLLM releases x streamer behaviours x modes x one process / ranks
+    assert matrix["nproc"] == 2 and matrix["exposed"] == []
+
+    def cell(vllm: str, streamer: str, distributed: bool, mode: str) -> dict:  # type: ignore[type-arg]
+        [c] = [
+            c
+            for c in cells
+            if (c["vllm"], c["streamer"], c["distributed"], c["mode"]) == (vllm, streamer, distributed, mode)
+        ]
+        return c
+
+    for distributed in (False, True):
+        for streamer in ("0.16", "0.17"):
+            stressed = cell("0.20", streamer, distributed, "stress")
+            assert not stressed["safe"]  # the pre-fix lists under maximum buffer reuse
+            assert set(stressed["components"]) == {"language_model", "vision", "sound"}
+            for vllm in ("0.22-0.30", "0.31", "0.32", "0.33"):  # the iterator clones: safe even so
+                assert cell(vllm, streamer, distributed, "stress")["safe"]
+    text = " ".join(cli("matrix", os.path.join(EXAMPLES, "nano-omni-tiny"), "--nproc", "1").stdout.split())
+    assert "No deployment corrupts this checkpoint as deployed; under stress some would" in text
+
+
+def test_matrix_fails_when_a_deployment_is_exposed_as_deployed(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from safetensors.torch import save_file
+
+    root = copy_of(vl_checkpoint)
+    save_file({"mlp1.1.weight": torch.zeros(3)}, os.path.join(root, "stale.safetensors"))  # loaded by every release
+    result = cli("matrix", root, "--nproc", "1", "--format", "json")
+    assert result.exit_code == 1
+    matrix = json.loads(result.stdout)
+    assert all(not c["safe"] for c in matrix["cells"])
+    assert len(matrix["exposed"]) == 6 * 2
+
+
+def test_matrix_of_the_vl_example_in_one_process(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("matrix", os.path.join(EXAMPLES, "nano-12b-v2-vl-tiny"), "--nproc", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    matrix = json.loads(result.stdout)
+    assert matrix["nproc"] == 0 and len(matrix["cells"]) == 24
+    assert {c["vllm"] for c in matrix["cells"] if not c["safe"]} == {"0.20", "0.21"}

@@ -1,0 +1,307 @@
+"""Deployment profiles: each row of the vLLM and streamer release facts, checked against what the
+real streamer and the replayed load path then do to a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from nemoverify.checkpoint.layout import open_checkpoint
+from nemoverify.errors import UsageError
+from nemoverify.options import resolve_check
+from nemoverify.profiles import NEWEST_VLLM, installed_version, resolve_profile, streamer_release, vllm_release
+from nemoverify.verify import check
+
+pytestmark = pytest.mark.streamer
+
+INSTALLED_STREAMER = installed_version("runai-model-streamer") or ""
+
+
+def run(path: str, **options: object):  # type: ignore[no-untyped-def]
+    return check(open_checkpoint(path), resolve_check(**options))  # type: ignore[arg-type]
+
+
+# --- the release tables themselves -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "row", "load_path", "text_only_skip", "clones", "final_layernorm"),
+    [
+        ("0.20.1", "0.20", "legacy", False, False, False),  # issue 41749's release
+        ("0.21.0", "0.21", "legacy", True, False, False),
+        ("0.22.0", "0.22-0.30", "fixed", True, True, False),  # PR 42244 and PR 43464
+        ("0.27.3rc1", "0.22-0.30", "fixed", True, True, False),
+        ("0.31.0", "0.31", "fixed", True, True, False),
+        ("0.32.0", "0.32", "fixed", True, True, True),
+        ("0.33", "0.33", "fixed", True, True, True),
+    ],
+)
+def test_each_vllm_release_has_its_load_path_text_only_rule_iterator_and_routing(
+    version: str, row: str, load_path: str, text_only_skip: bool, clones: bool, final_layernorm: bool
+) -> None:
+    release = vllm_release(version)
+    assert (release.name, release.load_path, release.text_only_skip) == (row, load_path, text_only_skip)
+    assert (release.iterator_clones, release.final_layernorm) == (clones, final_layernorm)
+
+
+def test_architecture_names_follow_the_release() -> None:
+    for version in ("0.20", "0.30"):
+        archs = vllm_release(version).architectures
+        assert {"NemotronH_Nano_VL_V2", "NemotronH_Nano_Omni_Reasoning_V3", "NemotronH_Super_Omni_Reasoning_V3"} <= archs
+        assert "NemotronH_Omni_Reasoning_V3" not in archs
+    assert "NemotronH_Omni_Reasoning_V3" in vllm_release("0.31").architectures
+
+
+def test_only_vllm_033_rejects_unknown_loader_config_keys() -> None:
+    assert vllm_release("0.33").rejects_unknown_extra_config
+    assert not vllm_release("0.32").rejects_unknown_extra_config
+    with pytest.raises(UsageError, match="rejects unknown keys bogus"):
+        resolve_check(vllm="0.33", extra_config='{"bogus": 1}')
+    options = resolve_check(vllm="0.32", extra_config='{"bogus": 1, "concurrency": 4}')
+    assert options.concurrency == 4
+    assert any("ignores model_loader_extra_config keys bogus" in n for n in options.profile.notes)
+
+
+@pytest.mark.parametrize("version", ["0.19.1", "0.34.0", "1.0", "latest"])
+def test_a_release_nemoverify_does_not_know_is_a_usage_error_not_a_guess(version: str) -> None:
+    with pytest.raises(UsageError):
+        vllm_release(version)
+
+
+def test_streamer_016_and_earlier_lend_views_and_017_gives_owned_tensors() -> None:
+    assert not streamer_release("0.15.7").owns_tensors
+    assert not streamer_release("0.16.1").owns_tensors
+    assert streamer_release("0.17.0").owns_tensors
+    with pytest.raises(UsageError):
+        streamer_release("0.18")
+
+
+def _fake_distribution(site: str, name: str, version: str) -> None:
+    info = os.path.join(site, f"{name}-{version}.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def test_auto_takes_the_installed_vllm_from_its_metadata(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert resolve_profile("auto").vllm == NEWEST_VLLM or installed_version("vllm")  # no vLLM here: the newest
+    _fake_distribution(str(tmp_path), "vllm", "0.20.1")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    profile = resolve_profile("auto")
+    assert profile.vllm.name == "0.20" and profile.vllm_source == "installed vllm 0.20.1"
+    assert "vllm" not in sys.modules  # read from metadata, never imported
+
+
+def test_the_default_streamer_is_the_installed_one_and_another_is_emulated() -> None:
+    installed = streamer_release(INSTALLED_STREAMER)
+    profile = resolve_profile("0.33")
+    assert profile.streamer == installed and not profile.emulated
+    other = "0.16" if installed.owns_tensors else "0.17"
+    emulated = resolve_profile("0.33", other)
+    assert emulated.emulated and "emulated on" in emulated.describe()
+
+
+# --- what each row does to a checkpoint, through the real streamer ---------------------------------
+
+
+def test_vllm_020_with_streamer_016_views_corrupts_under_stress(omni_checkpoint: str) -> None:
+    report = run(omni_checkpoint, vllm="0.20.1", streamer="0.16", stress=True)
+    assert not report.ok
+    failed = {f.component for f in report.mismatches}
+    assert failed == {"language_model", "vision", "sound"}  # mlp1 is copied inline even before the fix
+    assert report.profile is not None and report.profile.borrowed and report.profile.load_path == "legacy"
+
+
+def test_vllm_020_with_streamer_017_is_safe_as_deployed_because_it_owns_its_tensors(omni_checkpoint: str) -> None:
+    report = run(omni_checkpoint, vllm="0.20", streamer="0.17")
+    assert report.ok, report.mismatches[:3]
+    assert report.profile is not None and not report.profile.borrowed
+
+
+@pytest.mark.parametrize("vllm", ["0.22", "0.31", "0.33"])
+def test_an_iterator_that_clones_makes_even_the_legacy_path_safe_under_stress(omni_checkpoint: str, vllm: str) -> None:
+    report = run(omni_checkpoint, vllm=vllm, streamer="0.16", stress=True, strategy="legacy")
+    assert report.ok, report.mismatches[:3]
+    assert report.profile is not None and report.profile.overrides == ("--strategy legacy",)
+
+
+def test_vllm_020_loads_multimodal_weights_even_in_text_only_mode(omni_checkpoint: str) -> None:
+    skipped_021 = run(omni_checkpoint, vllm="0.21", text_only=True)
+    assert skipped_021.components["vision"].skipped == skipped_021.components["vision"].tensors
+    loaded_020 = run(omni_checkpoint, vllm="0.20", text_only=True)
+    assert loaded_020.components["vision"].matched > 0  # 0.20 has no text-only skip
+
+
+def test_the_installed_streamer_release_runs_as_the_candidate(vl_checkpoint: str) -> None:
+    """Whatever release is installed (CI runs this under 0.16 and 0.17), nemoverify streams through it
+    without passing a parameter it lacks, borrowed or owned as that release is."""
+    for stress in (False, True):
+        report = run(vl_checkpoint, stress=stress)
+        assert report.ok, report.mismatches[:3]
+        assert report.profile is not None and not report.profile.emulated
+    assert not run(vl_checkpoint, vllm="0.20", stress=True).ok
+
+
+def test_a_017_profile_on_an_older_streamer_and_a_016_profile_on_017_are_emulated(vl_checkpoint: str) -> None:
+    owned = run(vl_checkpoint, vllm="0.20", streamer="0.17")
+    views = run(vl_checkpoint, vllm="0.20", streamer="0.16", memory_limit=0)
+    assert owned.ok
+    assert not views.ok  # 0.16's views, a ring of one tensor, the pre-fix lists: stale
+    emulated = owned if not streamer_release(INSTALLED_STREAMER).owns_tensors else views
+    assert emulated.profile is not None and emulated.profile.emulated
+
+
+# --- the file set vLLM's Run:ai loader streams ------------------------------------------------------
+
+
+def _stray(root: str, name: str, tensors: dict[str, object]) -> str:
+    from safetensors.torch import save_file
+
+    path = os.path.join(root, name)
+    save_file(tensors, path)  # type: ignore[arg-type]
+    return path
+
+
+def test_a_stray_file_beside_the_checkpoint_is_streamed_and_its_copy_is_what_the_model_holds(
+    cli, vl_checkpoint: str, copy_of, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    name = "language_model.backbone.embeddings.weight"
+    shape = open_checkpoint(root).shards[0].header.tensors[0].shape  # any shape will do
+    stray = _stray(root, "zz-old-consolidated.safetensors", {name: torch.zeros(shape, dtype=torch.bfloat16)})
+    out = tmp_path / "r.json"
+    result = cli("check", root, "--json", str(out), "--show", "0")
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stdout.split())
+    assert "zz-old-consolidated.safetensors" in text and name in text
+    report = json.loads(out.read_text())
+    [finding] = report["mismatches"]
+    assert (finding["name"], finding["kind"]) == (name, "duplicate")
+    assert "delivered 2 times (from " in finding["message"] and "zz-old-consolidated.safetensors" in finding["message"]
+    # The streamer delivers in completion order: whichever copy came last is the one the model holds,
+    # and the finding is located in that file.
+    if finding["file"] == stray:
+        assert "holding the copy from zz-old-consolidated.safetensors, whose bytes differ" in finding["message"]
+    else:
+        assert "holding the indexed copy" in finding["message"]
+    assert any(w["rule"] == "shard-not-indexed" and "streams every" in w["message"] for w in report["warnings"])
+
+
+def test_a_duplicate_with_the_same_bytes_still_fails_and_says_so(vl_checkpoint: str, copy_of) -> None:
+    from safetensors import safe_open
+
+    root = copy_of(vl_checkpoint)
+    first = open_checkpoint(root).shards[0]
+    name = first.header.tensors[-1].name
+    with safe_open(first.location, framework="pt") as f:
+        same = f.get_tensor(name)
+    _stray(root, "copy.safetensors", {name: same})
+    report = run(root)
+    [finding] = report.mismatches
+    assert finding.kind == "duplicate" and finding.detail is not None
+    assert "bytes equal the indexed copy" in finding.detail or "holding the indexed copy" in finding.detail
+
+
+def test_a_stray_file_with_names_vllm_drops_verifies_with_a_warning(vl_checkpoint: str, copy_of) -> None:
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    _stray(root, "leftover.safetensors", {"optimizer.step": torch.zeros(1)})
+    report = run(root)
+    assert report.ok
+    assert any(w.rule == "shard-not-indexed" for w in report.warnings)
+
+
+def test_a_malformed_stray_file_fails_the_load_as_it_would_fail_vllm(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    with open(os.path.join(root, "broken.safetensors"), "wb") as f:
+        f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    result = cli("check", root)
+    assert result.exit_code == 3
+    assert "broken.safetensors" in result.stderr
+
+
+def test_the_candidate_streams_files_in_glob_order(vl_checkpoint: str, copy_of) -> None:
+    import glob
+
+    root = copy_of(vl_checkpoint)
+    checkpoint = open_checkpoint(root)
+    expected = [os.path.basename(p) for p in glob.glob(os.path.join(root, "*.safetensors"))]
+    assert [s.name for s in checkpoint.streamed] == expected
+
+
+# --- routing and names of each release --------------------------------------------------------------
+
+
+def test_vllm_032_loads_the_vision_final_layernorm_when_the_model_has_mtp_layers(
+    make_checkpoint: Callable[..., str],
+) -> None:
+    path = make_checkpoint(mtp_layers=1, seed=3)
+    new = run(path, vllm="0.32", fail_on_unclaimed=True)
+    assert new.ok, new.mismatches[:3]
+    assert "unclaimed" not in new.components
+    assert new.components["mlp1"].matched == 5  # mlp1's three weights and the layernorm's two
+    old = run(path, vllm="0.31", fail_on_unclaimed=True)
+    assert not old.ok and old.components["unclaimed"].tensors == 2  # dropped silently before 0.32
+
+
+def test_without_mtp_layers_vllm_033_still_drops_the_final_layernorm(make_checkpoint: Callable[..., str], copy_of) -> None:
+    root = copy_of(make_checkpoint(mtp_layers=1, seed=3))
+    config = os.path.join(root, "config.json")
+    with open(config) as f:
+        data = json.load(f)
+    data["text_config"].pop("num_nextn_predict_layers")
+    with open(config, "w") as f:
+        json.dump(data, f)
+    report = run(root, vllm="0.33")
+    assert report.components["unclaimed"].tensors == 2
+
+
+@pytest.mark.parametrize(
+    "architecture", ["NemotronH_Nano_VL_V2", "NemotronH_Nano_Omni_Reasoning_V3", "NemotronH_Super_Omni_Reasoning_V3"]
+)
+def test_every_architecture_vllm_routes_here_is_known_to_every_release(
+    cli, make_checkpoint: Callable[..., str], architecture: str
+) -> None:  # type: ignore[no-untyped-def]
+    path = make_checkpoint(architecture_name=architecture, seed=4)
+    result = cli("check", path, "--vllm", "0.20", "--strict")
+    assert result.exit_code == 0, result.output
+
+
+def test_the_omni_architecture_is_routed_here_only_from_vllm_031(cli, make_checkpoint: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
+    path = make_checkpoint(architecture_name="NemotronH_Omni_Reasoning_V3", seed=4)
+    assert cli("check", path, "--vllm", "0.31", "--strict").exit_code == 0
+    old = cli("check", path, "--vllm", "0.30")
+    assert old.exit_code == 0  # the load itself is intact; the release would refuse the model: a warning
+    assert "vLLM 0.22-0.30 does not route NemotronH_Omni_Reasoning_V3" in " ".join(old.stdout.split())
+
+
+def test_an_unknown_parakeet_weight_is_a_load_failure_of_the_release(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(omni_checkpoint)
+    name = "sound_encoder.encoder.not_a_parakeet_weight"
+    _stray(root, "extra-sound.safetensors", {name: torch.ones(2)})
+    result = cli("check", root, "--format", "json")
+    assert result.exit_code == 1
+    [finding] = json.loads(result.stdout)["mismatches"]
+    assert (finding["name"], finding["kind"]) == (name, "load-error")
+    assert "raises ValueError" in finding["message"] and finding["file"].endswith("extra-sound.safetensors")
+
+
+def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The reference stays the indexed checkpoint, whatever else the directory holds."""
+    root = str(tmp_path / "c")
+    shutil.copytree(vl_checkpoint, root)
+    before = open_checkpoint(root)
+    _stray(root, "unrelated.safetensors", {"optimizer.step": __import__("torch").zeros(1)})
+    after = open_checkpoint(root)
+    assert [s.name for s in after.shards] == [s.name for s in before.shards]
+    assert len(after.streamed) == len(before.streamed) + 1
