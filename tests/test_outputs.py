@@ -157,3 +157,13 @@ def test_a_character_device_or_fifo_is_written_through_never_replaced(cli, vl_ch
     reader.join(timeout=30)
     assert json.loads(received[0])["version"] == "2.1.0"
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_cached_repo_id_guards_its_whole_cache_entry(cli, tmp_path, monkeypatch, no_work) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    blobs = tmp_path / "hub" / "models--nvidia--nano-vl" / "blobs"
+    blobs.mkdir(parents=True)
+    result = cli("check", "nvidia/nano-vl", "--json", str(blobs / "r.json"))
+    assert result.exit_code == 2, result.output
+    assert "inside the checkpoint nvidia/nano-vl" in " ".join(result.stderr.split())
+    assert os.listdir(blobs) == []
