@@ -236,7 +236,7 @@ def _leave_reports(error: BaseException) -> None:
     report = reports.without_verdict(error)
     for message in reports.write(report):
         _fail(message, ExitCode.INVALID)
-    if _PRINT_JSON.get():
+    if reports.format_json:
         from nemoverify.render.jsonout import report_json
 
         sys.stdout.write(report_json(report))
@@ -317,7 +317,6 @@ def _plan_outputs(
 # The report files of the running command, checked before it started (see _plan_reports); _run and
 # _emit write them. Reset by the app callback at the start of every invocation.
 _REPORTS: contextvars.ContextVar[Reports | None] = contextvars.ContextVar("reports", default=None)
-_PRINT_JSON = contextvars.ContextVar("print_json", default=False)  # --format json: the report on stdout too
 
 
 def _plan_reports(
@@ -337,7 +336,6 @@ def _plan_reports(
     stdout = "--format json" if output_format is Format.json and not quiet else None
     reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, against, manifest, stdout))
     _REPORTS.set(reports)
-    _PRINT_JSON.set(stdout is not None)
     return reports
 
 
@@ -354,7 +352,6 @@ def _main(
     ] = False,
 ) -> None:
     _REPORTS.set(None)
-    _PRINT_JSON.set(False)
 
 
 PathArg = Annotated[
@@ -403,7 +400,10 @@ StrictOpt = Annotated[
 ]
 
 
-@app.command(epilog=_epilog(*EXAMPLES["check"]), short_help="Load the checkpoint as production does and compare every tensor with its stored bytes.")
+@app.command(
+    epilog=_epilog(*EXAMPLES["check"]),
+    short_help="Load the checkpoint as production does and compare every tensor with its stored bytes.",
+)
 def check(
     path: PathArg,
     loader: Annotated[
@@ -674,7 +674,8 @@ def matrix(
     from nemoverify.options import resolve_check
     from nemoverify.outputs import STDOUT
 
-    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], "--format json" if output_format is Format.json and not quiet else None)
+    stdout = "--format json" if output_format is Format.json and not quiet else None
+    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     base = _run(
         lambda: resolve_check(
             algorithm=algorithm.value if algorithm else None,
@@ -716,7 +717,10 @@ def matrix(
     raise typer.Exit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
 
 
-@app.command(epilog=_epilog(*EXAMPLES["inspect"]), short_help="Show components, dtypes, shards and every structural problem, from the headers alone.")
+@app.command(
+    epilog=_epilog(*EXAMPLES["inspect"]),
+    short_help="Show components, dtypes, shards and every structural problem, from the headers alone.",
+)
 def inspect(
     path: PathArg,
     output_format: FormatOpt = Format.table,
@@ -749,7 +753,10 @@ def inspect(
     raise typer.Exit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
 
 
-@app.command(epilog=_epilog(*EXAMPLES["manifest"]), short_help="Record one digest per tensor, so that every copy can be verified later.")
+@app.command(
+    epilog=_epilog(*EXAMPLES["manifest"]),
+    short_help="Record one digest per tensor, so that every copy can be verified later.",
+)
 def manifest(
     path: PathArg,
     output: Annotated[
@@ -789,7 +796,10 @@ def manifest(
         )
 
 
-@app.command(epilog=_epilog(*EXAMPLES["verify"]), short_help="Check the stored bytes against a manifest, as fast as the disk allows.")
+@app.command(
+    epilog=_epilog(*EXAMPLES["verify"]),
+    short_help="Check the stored bytes against a manifest, as fast as the disk allows.",
+)
 def verify(
     path: PathArg,
     manifest: Annotated[str, typer.Option("--manifest", help="The manifest to check against.", metavar="FILE")],

@@ -151,6 +151,7 @@ class Reports:
     checkpoint: str = ""
     copy: str | None = None
     manifest: str | None = None
+    format_json: bool = False  # --format json: the report is printed on stdout too, verdict or not
 
     @property
     def to_stdout(self) -> bool:
@@ -223,4 +224,4 @@ def plan_reports(
     `manifest`) before it starts: nothing may land in any of the three."""
     guards = guarded(checkpoint, "the checkpoint") + guarded(copy, "the copy") + guarded(manifest, "the manifest")
     plan_outputs({"--json": json, "--junit-xml": junit, "--sarif": sarif}, guards, stdout_taken_by)
-    return Reports(json, junit, sarif, checkpoint, copy, manifest)
+    return Reports(json, junit, sarif, checkpoint, copy, manifest, stdout_taken_by == "--format json")
