@@ -14,6 +14,9 @@ PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.nemoverify-installed
+# The venv's commands first on PATH, as an activated venv would have them: the object-storage tests
+# start moto_server and gcp-storage-emulator by name.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup demo test lint validate clean
 

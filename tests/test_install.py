@@ -193,8 +193,13 @@ def test_the_sdist_carries_its_tests_and_they_collect(tmp_path) -> None:  # type
 
 def test_the_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
     def plan(target: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
         result = subprocess.run(
-            ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, env=os.environ | {"VENV": ".venv"}
+            ["make", "--no-print-directory", "-n", "-B", target],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env | {"VENV": ".venv"},
         )
         assert result.returncode == 0, result.stderr
         return result.stdout
