@@ -166,7 +166,7 @@ def measure(path: str, repeat: int, cold: bool, warm_target: float = 1.25, bulk:
         (stream, lambda: child(BARE_STREAM, path)),
         (reader, lambda: child(BARE_SAFETENSORS, path)),
         (check, lambda: child(NEMOVERIFY, path, "check", path, "-q")),
-        ("nemoverify check --reuse-buffers", lambda: child(NEMOVERIFY, path, "check", path, "-q", "--reuse-buffers")),
+        ("nemoverify check --stress", lambda: child(NEMOVERIFY, path, "check", path, "-q", "--stress")),
         (
             "nemoverify check --memory-limit 256MiB",
             lambda: child(NEMOVERIFY, path, "check", path, "-q", "--memory-limit", str(256 << 20)),

@@ -67,11 +67,11 @@ def main() -> None:
         f"ratio check / bare distributed stream: {statistics.median(times[names[1]]) / statistics.median(times[names[0]]):.2f}"
     )
     out = os.path.join(tempfile.gettempdir(), "legacy.json")
-    rc = subprocess.run([*check, "--strategy", "legacy", "--reuse-buffers", "--json", out]).returncode
+    rc = subprocess.run([*check, "--vllm", "0.20", "--stress", "--json", out]).returncode
     with open(out) as f:
         report = json.load(f)
     print(
-        f"legacy --reuse-buffers: exit {rc}; ranks {report['ranks']}; failed tensors {len({m['name'] for m in report['mismatches']})} of {report['tensors']}"
+        f"--vllm 0.20 --stress: exit {rc}; ranks {report['ranks']}; failed tensors {len({m['name'] for m in report['mismatches']})} of {report['tensors']}"
     )
 
 

@@ -151,6 +151,8 @@ def resolve_check(
         raise UsageError(f"--device {device!r}: use cpu, cuda or cuda:N")
     profile = resolve_profile(vllm, streamer, stress, strategy)
     extra, notes = parse_extra_config(extra_config, profile)
+    if text_only and not profile.vllm.text_only_skip:
+        notes.append(f"vLLM {profile.vllm.name} has no text-only skip: mlp1, vision and sound load regardless")
     if extra.get("distributed") and nproc == 1 and not distributed:
         raise UsageError('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun')
     concurrency = extra.get("concurrency", concurrency)

@@ -63,6 +63,7 @@ def test_distributed_flag_outside_torchrun_is_a_clear_error(cli, vl_checkpoint: 
     assert "torchrun" in result.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_started_ranks(omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "r.json"
     result = subprocess.run(
@@ -91,6 +92,7 @@ def test_torchrun_started_ranks(omni_checkpoint: str, tmp_path) -> None:  # type
     assert json.loads(out.read_text())["ranks"] == {"0": True, "1": True}
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_run_with_exit_3(make_checkpoint: Callable[..., str]) -> None:
     big = make_checkpoint(hidden=2048, ffn=8192, layers=16, vocab=32768, seed=7)
     proc = subprocess.Popen(

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.streamer
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
+@pytest.mark.slow
 def test_matrix_of_the_omni_example_shows_which_deployments_are_exposed(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "m.json"
     result = cli("matrix", os.path.join(EXAMPLES, "nano-omni-tiny"), "--json", str(out))

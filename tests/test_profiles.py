@@ -135,6 +135,7 @@ def test_vllm_020_loads_multimodal_weights_even_in_text_only_mode(omni_checkpoin
     assert skipped_021.components["vision"].skipped == skipped_021.components["vision"].tensors
     loaded_020 = run(omni_checkpoint, vllm="0.20", text_only=True)
     assert loaded_020.components["vision"].matched > 0  # 0.20 has no text-only skip
+    assert loaded_020.profile is not None and any("no text-only skip" in n for n in loaded_020.profile.notes)
 
 
 def test_the_installed_streamer_release_runs_as_the_candidate(vl_checkpoint: str) -> None:

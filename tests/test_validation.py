@@ -123,6 +123,7 @@ def test_check_never_writes_into_the_checkpoint(cli, omni_checkpoint: str, copy_
         os.chmod(root, 0o755)
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_check_within_a_second_with_130_and_no_partial_output(
     make_checkpoint: Callable[..., str], tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
