@@ -5,6 +5,10 @@ it. A symlink is followed: the file it leads to is replaced and the link kept. A
 (`/dev/null`, `/dev/stdout` and its links, a terminal) or a FIFO is written through, as a shell's `>`
 would; `-` is standard output. Anything else (a block device, a socket, a directory) is refused:
 nothing is ever renamed over a node that is not a regular file.
+
+The file gets the permissions a plain write would give it: an existing file keeps its mode, a new
+one gets what the umask allows (reports and manifests are read by CI uploaders and other users; the
+temporary file's private 0600 must not leak into the result).
 """
 
 from __future__ import annotations
@@ -19,6 +23,20 @@ import tempfile
 
 class NotWritable(OSError):
     """A destination that is neither a regular file, a character device, a FIFO nor `-`."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: str) -> int:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else 0o666 & ~_umask()
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
@@ -64,9 +82,11 @@ def _write_through(path: str, payload: bytes) -> None:
 
 def _replace(path: str, payload: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
+    permissions = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), permissions)
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())

@@ -7,6 +7,7 @@ Exit codes: 0 verified, 1 verification failed, 2 usage error, 3 invalid or unrea
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gc
 import os
 import sys
@@ -15,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,17 +27,59 @@ from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
 from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError, redact
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
 
+if TYPE_CHECKING:
+    from nemoverify.outputs import Reports
+
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
     "2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; 130 interrupted."
 )
 
+
+def _epilog(*examples: str, exit_codes: str = EXIT_CODES_HELP) -> str:
+    """An Examples section above the exit codes. Help is plain text (no rich markup mode): flags show
+    no type, and `\b` keeps each example on its own line."""
+    lines = "\n".join(f"  {e}" for e in examples)
+    return f"\b\nExamples:\n{lines}\n\n{exit_codes} Set NEMOVERIFY_DEBUG=1 to see the traceback of a crash."
+
+
+EXAMPLES = {
+    "check": (
+        "nemoverify check examples/nano-omni-tiny",
+        "nemoverify check /ckpt/nano-vl --manifest nano-vl.manifest.json --strict \\",
+        "    --json nemoverify.json --junit-xml nemoverify.xml --sarif nemoverify.sarif",
+        "nemoverify check /ckpt/nano-vl --against s3://models/nano-vl",
+        "nemoverify check nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16 --nproc 2 --memory-limit 5GB",
+        "nemoverify check examples/nano-omni-tiny --sarif - > nemoverify.sarif",
+    ),
+    "matrix": (
+        "nemoverify matrix examples/nano-omni-tiny",
+        "nemoverify matrix /ckpt/nano-vl --nproc 1 --json matrix.json",
+    ),
+    "inspect": ("nemoverify inspect examples/nano-omni-tiny", "nemoverify inspect gs://models/nano-vl --format json"),
+    "manifest": (
+        "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json",
+        "nemoverify manifest /ckpt/nano-vl -o - --algorithm sha256 | gzip > nano-vl.manifest.json.gz",
+    ),
+    "verify": (
+        "nemoverify verify /mnt/upload/nano-vl --manifest nano-vl.manifest.json",
+        "nemoverify verify s3://models/nano-vl --manifest nano-vl.manifest.json --junit-xml nemoverify.xml",
+    ),
+}
+
 app = typer.Typer(
     name="nemoverify",
     help="Verify that a Nemotron Nano VL checkpoint reaches the model intact when loaded the way "
-    "production loads it (Run:ai streamer + vLLM's load_weights). " + EXIT_CODES_HELP,
+    "production loads it (Run:ai streamer + vLLM's load_weights).",
+    epilog=_epilog(
+        "nemoverify check examples/nano-omni-tiny",
+        "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json",
+        "nemoverify verify /mnt/upload/nano-vl --manifest nano-vl.manifest.json",
+        "nemoverify check /mnt/upload/nano-vl --manifest nano-vl.manifest.json --sarif nemoverify.sarif",
+    ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
+    rich_markup_mode=None,  # plain help: no <bool> beside flags, readable in CI logs
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -61,9 +104,65 @@ class Algorithm(str, Enum):
     lin128 = "lin128"
 
 
+class ManifestAlgorithm(str, Enum):
+    """lin128 is not cryptographic: it compares loaders, it does not guard stored bytes."""
+
+    blake3 = "blake3"
+    sha256 = "sha256"
+    xxh3_128 = "xxh3-128"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def _choices(kind: type[E]) -> dict[str, Any]:
+    """Option settings for an enum: parsed here, so a wrong value reads "'yaml': choose one of
+    table, json" (not a validation library's "Value error, ..."), shown as table|json, completed."""
+    names = [str(m.value) for m in kind]
+
+    def parse(value: object) -> E:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r}: choose one of {', '.join(names)}") from None
+
+    return {"parser": parse, "metavar": "|".join(names), "autocompletion": lambda: names}
+
+
+def _whole(minimum: int, metavar: str = "N") -> dict[str, Any]:
+    """Option settings for a whole number of at least `minimum`, with a plain message."""
+
+    def parse(value: object) -> int:
+        if isinstance(value, int):
+            number = value
+        else:
+            try:
+                number = int(str(value))
+            except ValueError:
+                raise typer.BadParameter(f"{value!r} is not a whole number") from None
+        if number < minimum:
+            raise typer.BadParameter(f"{number} is below the least allowed, {minimum}")
+        return number
+
+    return {"parser": parse, "metavar": metavar}
+
+
+def _size(value: object) -> int:
+    from nemoverify.sizes import parse_size
+
+    if isinstance(value, int):
+        return value
+    try:
+        return parse_size(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _stdout() -> Console:
@@ -95,7 +194,8 @@ def _import_heavy_modules() -> None:
 
 
 def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
-    """The one place where exceptions become messages and exit codes."""
+    """The one place where exceptions become messages and exit codes. A run that ends without a
+    verdict (exit 3) still writes every report it was asked for; a usage error (2) writes none."""
     try:
         if needs_torch:
             _import_heavy_modules()
@@ -114,15 +214,33 @@ def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
         err.print(f"[bold red]error[/]: {escape(exc.root)}: invalid checkpoint ({len(exc.problems)} problem(s))")
         for p in exc.problems:
             err.print(f"  [{p.rule}] {redact(p.render())}", markup=False, soft_wrap=True)
+        _leave_reports(exc)
         raise typer.Exit(int(exc.exit_code)) from None
     except NemoverifyError as exc:
+        if exc.exit_code is not ExitCode.USAGE:
+            _leave_reports(exc)
         raise _fail(str(exc), exc.exit_code) from None
     except Exception as exc:  # a bug, or a failure we did not foresee: never a verified verdict
         if os.environ.get("NEMOVERIFY_DEBUG"):
             traceback.print_exc()
+        _leave_reports(exc)
         raise _fail(
             f"unexpected {type(exc).__name__}: {exc} (set NEMOVERIFY_DEBUG=1 for the traceback)", ExitCode.INVALID
         ) from None
+
+
+def _leave_reports(error: BaseException) -> None:
+    """The reports of a run that `error` ended before its verdict: CI's `if: always()` steps find them."""
+    reports = _REPORTS.get()
+    if reports is None:
+        return
+    report = reports.without_verdict(error)
+    for message in reports.write(report):
+        _fail(message, ExitCode.INVALID)
+    if reports.format_json:
+        from nemoverify.render.jsonout import report_json
+
+        sys.stdout.write(report_json(report))
 
 
 @contextlib.contextmanager
@@ -179,10 +297,10 @@ class _Batched:
 
 
 def _write_output(path: str, text: str) -> None:
-    from nemoverify.atomic import write_atomic
+    from nemoverify.outputs import write_output
 
     try:
-        write_atomic(path, text)
+        write_output(path, text)
     except OSError as exc:
         raise _fail(f"cannot write {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
 
@@ -199,6 +317,41 @@ def _bounded(work: Callable[[], T], seconds: float, *paths: str | None) -> Calla
     return run
 
 
+def _plan_outputs(
+    requested: dict[str, str | None], reads: list[tuple[str | None, str]], stdout_taken_by: str | None
+) -> None:
+    """Refuse (exit 2) outputs that cannot be written or would land in what the run reads, before any work."""
+    from nemoverify.outputs import guarded, plan_outputs
+
+    guards = [g for location, what in reads for g in guarded(location, what)]
+    _run(lambda: plan_outputs(requested, guards, stdout_taken_by))
+
+
+# The report files of the running command, checked before it started (see _plan_reports); _run and
+# _emit write them. Reset by the app callback at the start of every invocation.
+_REPORTS: contextvars.ContextVar[Reports | None] = contextvars.ContextVar("reports", default=None)
+
+
+def _plan_reports(
+    path: str,
+    json_file: str | None,
+    junit_xml: str | None,
+    sarif: str | None,
+    output_format: Format = Format.table,
+    quiet: bool = False,
+    against: str | None = None,
+    manifest: str | None = None,
+) -> Reports:
+    """Check every report path before the run starts: a bad one is a usage error (exit 2), found
+    before any work, never after a verdict that it would then lose."""
+    from nemoverify.outputs import plan_reports
+
+    stdout = "--format json" if output_format is Format.json and not quiet else None
+    reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, against, manifest, stdout))
+    _REPORTS.set(reports)
+    return reports
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"nemoverify {__version__}")
@@ -208,21 +361,27 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    pass
+    _REPORTS.set(None)
 
 
 PathArg = Annotated[
     str,
     typer.Argument(
-        help="Checkpoint directory (sharded with model.safetensors.index.json, or one model.safetensors), or a .safetensors file.",
+        help="The checkpoint: a directory (sharded with model.safetensors.index.json, or one model.safetensors), "
+        "a .safetensors file, s3://bucket/prefix, gs://bucket/prefix, or a Hugging Face repo id (org/name) "
+        "already in the local Hugging Face cache (never downloaded).",
+        metavar="PATH",
         show_default=False,
     ),
 ]
 JsonOpt = Annotated[
-    str | None, typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE")
+    str | None,
+    typer.Option(
+        "--json", help="Also write the whole JSON report to FILE (whole or not at all; - for stdout).", metavar="FILE"
+    ),
 ]
 ManifestOpt = Annotated[
     str | None,
@@ -234,13 +393,20 @@ ManifestOpt = Annotated[
 ]
 JunitOpt = Annotated[
     str | None,
-    typer.Option("--junit-xml", help="Write a JUnit XML report (one test case per component) to FILE.", metavar="FILE"),
+    typer.Option(
+        "--junit-xml",
+        help="Write a JUnit XML report (one test case per component) to FILE (- for stdout).",
+        metavar="FILE",
+    ),
 ]
 SarifOpt = Annotated[
     str | None,
-    typer.Option("--sarif", help="Write a SARIF 2.1.0 log (one result per failed tensor) to FILE.", metavar="FILE"),
+    typer.Option(
+        "--sarif", help="Write a SARIF 2.1.0 log (one result per failed tensor) to FILE (- for stdout).", metavar="FILE"
+    ),
 ]
-ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", min=0)]
+ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", **_whole(0))]
+FormatOpt = Annotated[Format, typer.Option("--format", help="What to print on stdout.", **_choices(Format))]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
@@ -263,13 +429,17 @@ MaxBytesOpt = Annotated[
 ]
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(
+    epilog=_epilog(*EXAMPLES["check"]),
+    short_help="Load the checkpoint as production does and compare every tensor with its stored bytes.",
+)
 def check(
     path: PathArg,
     loader: Annotated[
         Loader,
         typer.Option(
-            help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline."
+            help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
+            **_choices(Loader),
         ),
     ] = Loader.runai,
     vllm: Annotated[
@@ -302,17 +472,19 @@ def check(
         typer.Option(
             help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
             show_default=False,
+            **_choices(Strategy),
         ),
     ] = None,
     memory_limit: Annotated[
         int | None,
         typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT in bytes: -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
-            min=-1,
+            help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
+            parser=_size,
+            metavar="SIZE",
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", min=1)
+        int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
     ] = None,
     text_only: Annotated[
         bool,
@@ -325,9 +497,10 @@ def check(
         typer.Option(
             help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
             show_default=False,
+            **_choices(Algorithm),
         ),
     ] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
     fail_on_unclaimed: Annotated[
@@ -350,7 +523,7 @@ def check(
         int,
         typer.Option(
             help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
-            min=1,
+            **_whole(1),
         ),
     ] = 1,
     distributed: Annotated[
@@ -367,7 +540,11 @@ def check(
         ),
     ] = None,
     rank_timeout: Annotated[
-        int, typer.Option(help="Seconds a rank may wait on the others (process-group and broadcast timeout).", min=1)
+        int,
+        typer.Option(
+            help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
+            **_whole(1, "SECONDS"),
+        ),
     ] = 300,
     max_bytes: MaxBytesOpt = None,
     storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
@@ -381,6 +558,7 @@ def check(
     manifest, if given)."""
     from nemoverify.options import resolve_check
 
+    _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, against, manifest)
     recorded = _run(lambda: _load_manifest(manifest))
     options = _run(
         lambda: resolve_check(
@@ -466,27 +644,26 @@ def _emit(
     quiet: bool,
     show: int,
 ) -> None:  # type: ignore[no-untyped-def]
-    """Write the requested files (each atomically), print, and exit with the verdict."""
-    from nemoverify.render.jsonout import report_json
+    """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
+    be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
+    from nemoverify.outputs import Reports
 
-    if json_file:
-        _write_output(json_file, report_json(report))
-    if junit_xml:
-        from nemoverify.render.junit import report_junit
-
-        _write_output(junit_xml, report_junit(report))
-    if sarif:
-        from nemoverify.render.sarif import report_sarif
-
-        _write_output(sarif, report_sarif(report))
+    reports = _REPORTS.get() or Reports(json_file, junit_xml, sarif)
+    failed = reports.write(report)
+    for message in failed:
+        _fail(message, ExitCode.USAGE)
     if not quiet:
         if output_format is Format.json:
+            from nemoverify.render.jsonout import report_json
+
             sys.stdout.write(report_json(report))
         else:
             from nemoverify.render.table import render_report
 
-            render_report(report, _stdout(), show)
-    raise typer.Exit(int(ExitCode.VERIFIED if report.ok else ExitCode.FAILED))
+            # A report on standard output (`--json -`) keeps it clean: the table goes to stderr.
+            render_report(report, _stderr() if reports.to_stdout else _stdout(), show)
+    code = ExitCode.VERIFIED if report.ok else ExitCode.FAILED
+    raise typer.Exit(int(ExitCode.USAGE if failed and code is ExitCode.VERIFIED else code))
 
 
 MATRIX_EXIT_HELP = (
@@ -495,13 +672,17 @@ MATRIX_EXIT_HELP = (
 )
 
 
-@app.command(epilog=MATRIX_EXIT_HELP)
+@app.command(
+    epilog=_epilog(*EXAMPLES["matrix"], exit_codes=MATRIX_EXIT_HELP),
+    short_help="The checkpoint against every deployment profile: which of your deployments is exposed?",
+)
 def matrix(
     path: PathArg,
     nproc: Annotated[
         int,
         typer.Option(
-            help="Ranks for the distributed rows (gloo on the CPU, NCCL with --device cuda); 1 skips them.", min=1
+            help="Ranks for the distributed rows (gloo on the CPU, NCCL with --device cuda); 1 skips them.",
+            **_whole(1),
         ),
     ] = 2,
     device: Annotated[
@@ -513,12 +694,20 @@ def matrix(
     ] = None,
     algorithm: Annotated[
         Algorithm | None,
-        typer.Option(help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).", show_default=False),
+        typer.Option(
+            help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).",
+            show_default=False,
+            **_choices(Algorithm),
+        ),
     ] = None,
     rank_timeout: Annotated[
-        int, typer.Option(help="Seconds a rank may wait on the others (process-group and broadcast timeout).", min=1)
+        int,
+        typer.Option(
+            help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
+            **_whole(1, "SECONDS"),
+        ),
     ] = 300,
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
@@ -527,7 +716,10 @@ def matrix(
     0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
     deployments is exposed?"""
     from nemoverify.options import resolve_check
+    from nemoverify.outputs import STDOUT
 
+    stdout = "--format json" if output_format is Format.json and not quiet else None
+    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     base = _run(
         lambda: resolve_check(
             algorithm=algorithm.value if algorithm else None,
@@ -565,14 +757,17 @@ def matrix(
         else:
             from nemoverify.render.matrix import render_matrix
 
-            render_matrix(result, _stdout())
+            render_matrix(result, _stderr() if json_file == STDOUT else _stdout())
     raise typer.Exit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(
+    epilog=_epilog(*EXAMPLES["inspect"]),
+    short_help="Show components, dtypes, shards and every structural problem, from the headers alone.",
+)
 def inspect(
     path: PathArg,
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     json_file: Annotated[
         str | None, typer.Option("--json", help="Also write the inventory as JSON to FILE.", metavar="FILE")
     ] = None,
@@ -585,7 +780,10 @@ def inspect(
 
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.inventory import describe
+    from nemoverify.outputs import STDOUT
 
+    stdout = "--format json" if output_format is Format.json else None
+    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     inventory = _run(_bounded(lambda: describe(open_checkpoint(path)), storage_timeout, path))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
@@ -595,21 +793,28 @@ def inspect(
     else:
         from nemoverify.render.inventory import render_inventory
 
-        render_inventory(inventory, _stdout())
+        render_inventory(inventory, _stderr() if json_file == STDOUT else _stdout())
     bad = [p for p in inventory.problems if strict or p.severity == "error"]
     raise typer.Exit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(
+    epilog=_epilog(*EXAMPLES["manifest"]),
+    short_help="Record one digest per tensor, so that every copy can be verified later.",
+)
 def manifest(
     path: PathArg,
-    output: Annotated[str, typer.Option("--output", "-o", help="Manifest file to write (atomically).", metavar="FILE")],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"),
+    ],
     algorithm: Annotated[
-        Algorithm,
+        ManifestAlgorithm,
         typer.Option(
-            help="Digest algorithm: blake3 (cryptographic, fastest) or sha256 (recomputable with sha256sum-like tools)."
+            help="Digest algorithm: blake3 (cryptographic, fastest), sha256 (recomputable with sha256sum-like tools) or xxh3-128 (fast, not cryptographic: catches accidents, not tampering). lin128 is refused: it compares loaders, it does not guard bytes.",
+            **_choices(ManifestAlgorithm),
         ),
-    ] = Algorithm(DEFAULT_MANIFEST_ALGORITHM),
+    ] = ManifestAlgorithm(DEFAULT_MANIFEST_ALGORITHM),
     strict: StrictOpt = False,
     max_bytes: MaxBytesOpt = None,
     storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
@@ -618,6 +823,9 @@ def manifest(
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.manifest import build_manifest
+    from nemoverify.outputs import STDOUT
+
+    _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)
 
     def work():  # type: ignore[no-untyped-def]
         from nemoverify.loaders.reference import refuse_beyond
@@ -631,17 +839,21 @@ def manifest(
     recorded = _run(_bounded(work, storage_timeout, path))
     _write_output(output, recorded.to_json())
     if not quiet:
-        _stdout().print(
-            f"wrote {output}: {len(recorded.tensors)} tensors, {recorded.algorithm} root {recorded.root()}",
+        (_stderr() if output == STDOUT else _stdout()).print(
+            f"wrote {'the manifest to standard output' if output == STDOUT else output}: "
+            f"{len(recorded.tensors)} tensors, {recorded.algorithm} root {recorded.root()}",
             markup=False,
         )
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(
+    epilog=_epilog(*EXAMPLES["verify"]),
+    short_help="Check the stored bytes against a manifest, as fast as the disk allows.",
+)
 def verify(
     path: PathArg,
     manifest: Annotated[str, typer.Option("--manifest", help="The manifest to check against.", metavar="FILE")],
-    output_format: Annotated[Format, typer.Option("--format", help="What to print on stdout.")] = Format.table,
+    output_format: FormatOpt = Format.table,
     json_file: Annotated[
         str | None,
         typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
@@ -657,6 +869,8 @@ def verify(
     """Check only the stored bytes against a manifest, as fast as the disk allows (no loader replay)."""
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.verify import verify_manifest
+
+    _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, manifest=manifest)
 
     def work():  # type: ignore[no-untyped-def]
         from nemoverify.loaders.reference import refuse_beyond

@@ -200,8 +200,9 @@ def check(
     for read in {id(c): c for c in (checkpoint, streamed)}.values():  # both passes done: still the files read?
         ensure_checkpoint_unchanged(read)
     reference = routed_as(reference, options, checkpoint)
-    extra = manifest_findings(checkpoint, manifest, delivered) if manifest else []
-    report = build_report(checkpoint, options, reference, delivered, started, extra, manifest_path)
+    # The manifest is checked against what was streamed: with --against, the copy.
+    extra = manifest_findings(streamed, manifest, delivered) if manifest else []
+    report = build_report(checkpoint, options, reference, delivered, started, extra, manifest_path, copy=against)
     return _explain_duplicates(report, streamed, reference, options.algorithm)
 
 
@@ -318,8 +319,11 @@ def build_report(
     against: str = "reference",
     algorithm: str | None = None,
     strict: bool = False,
+    copy: Checkpoint | None = None,
 ) -> Report:
-    """`options` is None for `verify`, which replays no load path."""
+    """`options` is None for `verify`, which replays no load path. `copy`: the checkpoint that was
+    streamed, where it is not `checkpoint` (--against); every finding names the file it was found
+    in, the streamed one's."""
     algorithm = algorithm or (options.algorithm if options else "")
     multi = len(delivered) > 1
     findings: list[Finding] = []
@@ -327,16 +331,21 @@ def build_report(
         findings.extend(find_differences(reference, got, against, rank=rank if multi else None))
     findings.extend(extra_findings or [])
     ranks = {rank: not any(f.rank == rank for f in findings) for rank in delivered}
-    shard_of = {info.name: shard.location for shard in checkpoint.streamed[::-1] for info in shard.header.tensors}
-    shard_of.update({info.name: shard.location for shard, info in checkpoint.tensors()})  # the indexed copy first
-    findings = [replace(f, file=shard_of.get(f.name)) if f.file is None else f for f in findings]
+    streamed = copy or checkpoint
+    shard_of = {info.name: shard.location for shard in streamed.streamed[::-1] for info in shard.header.tensors}
+    shard_of.update({info.name: shard.location for shard, info in streamed.tensors()})  # the indexed copy first
+    shard_files = {shard.name: shard.location for shard in streamed.streamed}
+    findings = [
+        replace(f, file=(shard_files if f.component == "shard" else shard_of).get(f.name)) if f.file is None else f
+        for f in findings
+    ]
     order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
     findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
     components, skipped = summarize(algorithm, reference, delivered, findings)
     unclaimed = components.get("unclaimed")
     fail_on_unclaimed = options is not None and options.fail_on_unclaimed
     ok = not findings and not (fail_on_unclaimed and unclaimed is not None and unclaimed.tensors > 0)
-    warnings = [p for p in checkpoint.problems if p.severity == "warning"]
+    warnings = [p for p in checkpoint.problems + (copy.problems if copy else ()) if p.severity == "warning"]
     profile = None
     if options is not None and options.loader == "runai":
         warnings += _release_warnings(checkpoint, options)
@@ -359,6 +368,7 @@ def build_report(
         manifest=manifest,
         elapsed_s=time.monotonic() - started,
         profile=profile,
+        copy=copy.root if copy else None,
     )
 
 

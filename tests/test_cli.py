@@ -59,7 +59,7 @@ def test_usage_errors_exit_2(cli, vl_checkpoint: str) -> None:  # type: ignore[n
 def test_missing_path_exits_3_with_a_message_not_a_traceback(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", str(tmp_path / "nope"))
     assert result.exit_code == 3
-    assert "does not exist" in result.stderr
+    assert "no such file or directory" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -69,8 +69,9 @@ def test_lin128_fed_in_pieces_equals_the_whole(data: bytes, cuts: list[int]) -> 
     assert h.hexdigest() == lin128(whole)
 
 
-def test_a_lin128_manifest_verifies(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_lin128_manifest_is_refused_it_compares_loaders_it_does_not_guard_bytes(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     manifest = tmp_path / "m.json"
-    assert cli("manifest", vl_checkpoint, "-o", str(manifest), "--algorithm", "lin128", "-q").exit_code == 0
-    assert cli("verify", vl_checkpoint, "--manifest", str(manifest)).exit_code == 0
-    assert cli("check", vl_checkpoint, "--manifest", str(manifest)).exit_code == 0
+    result = cli("manifest", vl_checkpoint, "-o", str(manifest), "--algorithm", "lin128", "-q")
+    assert result.exit_code == 2
+    assert "choose one of blake3, sha256, xxh3-128" in result.stderr
+    assert not manifest.exists()

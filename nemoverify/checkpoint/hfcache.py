@@ -13,7 +13,11 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def looks_like_repo_id(path: str) -> bool:
-    return not os.path.exists(path) and bool(REPO_ID.match(path)) and ".." not in path
+    """`org/name` that is not a local path. `./x`, `/x`, `~/x` and `examples/typo` (where `examples`
+    is a local directory) are paths: a typo in one gets "no such file or directory"."""
+    if os.path.exists(path) or not REPO_ID.match(path) or ".." in path:
+        return False
+    return not os.path.isdir(path.partition("/")[0])
 
 
 def hub_cache() -> str:
@@ -23,28 +27,33 @@ def hub_cache() -> str:
     return os.path.join(home, "hub")
 
 
+def repo_dir(repo_id: str) -> str:
+    """The repo's directory in the cache: its snapshots, and the blobs their links point into."""
+    return os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
+
+
 def resolve(repo_id: str, revision: str = "main") -> tuple[str, str]:
     """(snapshot directory, the repo's cache directory that its links may point into)."""
-    repo_dir = os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
-    ref = os.path.join(repo_dir, "refs", revision)
+    cached = repo_dir(repo_id)
+    ref = os.path.join(cached, "refs", revision)
     snapshot = None
     if os.path.isfile(ref):  # a commit hash: a regular file of a few bytes, read as one
         try:
             revision_id = read_bounded(ref, 4096).decode("utf-8", "replace").strip()
         except OSError as exc:
             raise InvalidCheckpoint(repo_id, [Problem("unreadable", ref, f"cannot be read: {exc}")]) from None
-        snapshot = os.path.join(repo_dir, "snapshots", revision_id)
-    elif os.path.isdir(os.path.join(repo_dir, "snapshots", revision)):
-        snapshot = os.path.join(repo_dir, "snapshots", revision)
+        snapshot = os.path.join(cached, "snapshots", revision_id)
+    elif os.path.isdir(os.path.join(cached, "snapshots", revision)):
+        snapshot = os.path.join(cached, "snapshots", revision)
     if snapshot is None or not os.path.isdir(snapshot):
         raise InvalidCheckpoint(
             repo_id,
             [
                 Problem(
                     "hf-not-cached",
-                    repo_dir,
-                    f"'{repo_id}' is not in the local Hugging Face cache ({hub_cache()}); nemoverify never downloads: fetch it first (hf download {repo_id})",
+                    cached,
+                    f"'{repo_id}' is no local path (no such file or directory) and not in the local Hugging Face cache ({hub_cache()}); nemoverify never downloads: fetch it first (hf download {repo_id})",
                 )
             ],
         )
-    return snapshot, repo_dir
+    return snapshot, cached

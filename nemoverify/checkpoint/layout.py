@@ -92,7 +92,7 @@ def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
         snapshot, repo_dir = hfcache.resolve(path)
         return open_checkpoint(snapshot, contain_within=repo_dir)
     if not os.path.exists(path):
-        return _broken(path, Problem("path-missing", path, "does not exist"))
+        return _broken(path, Problem("path-missing", path, "no such file or directory"))
     if os.path.isfile(path):
         if not path.endswith(".safetensors"):
             return _broken(

@@ -26,11 +26,15 @@ def _count(n: int, style: str) -> Text:
 
 
 def render_report(report: Report, console: Console, show: int = 20) -> None:
-    console.print(
-        f"[bold]{escape(redact(report.checkpoint))}[/]  candidate: {report.candidate}"
-        f"  reference: {report.reference}  hash: {report.algorithm}"
-        + (f"  manifest: {report.manifest}" if report.manifest else "")
-    )
+    name = f"[bold]{escape(redact(report.checkpoint))}[/]"
+    if not report.replays_load_path:  # verify: the stored bytes against a manifest, nothing replayed
+        console.print(f"{name}  stored bytes against the manifest {escape(str(report.manifest))}  hash: {report.algorithm}")
+    else:
+        copy = f"  copy: [bold]{escape(redact(report.copy))}[/] (streamed; findings name its files)" if report.copy else ""
+        console.print(
+            f"{name}{copy}  candidate: {report.candidate}  reference: {report.reference}  hash: {report.algorithm}"
+            + (f"  manifest: {escape(report.manifest)}" if report.manifest else "")
+        )
     if report.profile is not None:
         console.print(f"profile: {escape(report.profile.describe())}", soft_wrap=False)
         for note in report.profile.notes:
@@ -62,38 +66,43 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
             f"ranks: {len(report.ranks)}; "
             + (f"[bold red]ranks with failed tensors: {', '.join(bad)}[/]" if bad else "[green]all agree[/]")
         )
-    if report.mismatches:
-        listed = report.mismatches[:show] if show > 0 else report.mismatches
-        failures = Table(
+    failures = report.failures  # one per tensor (or shard file), whatever ranks and sources found it
+    if failures:
+        listed = failures[:show] if show > 0 else failures
+        tensors, shards = len(report.failed_tensors), len(report.failed_shards)
+        table_of = Table(
             box=box.SIMPLE_HEAD,
             show_edge=False,
-            title=f"Failed tensors ({len(report.mismatches)})",
+            title=f"Failed tensors ({tensors})" + (f" and shard files ({shards})" if shards else ""),
             header_style="bold",
             title_justify="left",
         )
-        failures.add_column("Tensor", overflow="fold", ratio=3)
-        failures.add_column("Component", no_wrap=True)
-        failures.add_column("Problem", overflow="fold", ratio=2)
+        table_of.add_column("Tensor", overflow="fold", ratio=3)
+        table_of.add_column("Component", no_wrap=True)
+        table_of.add_column("Problem", overflow="fold", ratio=2)
         for f in listed:
-            failures.add_row(f.name, f.component, f.short_message)
-        console.print(failures)
-        if len(listed) < len(report.mismatches):
-            console.print(f"... and {len(report.mismatches) - len(listed)} more (every one is in --json)")
-    unclaimed = report.components.get("unclaimed")
-    if unclaimed is not None and unclaimed.tensors:
-        names = ", ".join(s.name for s in report.skipped if s.component == "unclaimed")
-        console.print(f"[yellow]unclaimed[/]: vLLM drops {unclaimed.tensors} tensor(s) silently: {escape(names)}")
+            table_of.add_row(f.name, f.component, f.short_message)
+        console.print(table_of)
+        if len(listed) < len(failures):
+            console.print(f"... and {len(failures) - len(listed)} more (every one is in --json)")
+    unclaimed = [s.name for s in report.skipped if s.component == "unclaimed"]  # none where nothing was replayed
+    if unclaimed:
+        console.print(
+            f"[yellow]unclaimed[/]: vLLM drops {len(unclaimed)} tensor(s) silently: {escape(', '.join(unclaimed))}"
+        )
     for w in report.warnings:
         console.print(f"[yellow]warning[/]: {escape(w.render())}")
+    for what in report.not_checked:
+        console.print(f"[yellow]not checked[/]: {escape(what)}")
     if report.ok:
         console.print(
             f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"
         )
     else:
-        failed = len({f.name for f in report.mismatches})
-        why = (
-            f"{failed} of {report.tensors} tensors failed"
-            if failed
-            else "unclaimed tensors present (--fail-on-unclaimed)"
-        )
-        console.print(f"[bold red]FAILED[/]: {why}")
+        tensors, shards = len(report.failed_tensors), len(report.failed_shards)
+        why = [f"{tensors} of {report.tensors} tensors failed"] if tensors or not shards else []
+        if shards:
+            why.append(f"{shards} shard file(s) differ from the manifest")
+        if not tensors and not shards:
+            why = ["unclaimed tensors present (--fail-on-unclaimed)"]
+        console.print(f"[bold red]FAILED[/]: {'; '.join(why)}")

@@ -1,0 +1,227 @@
+"""Where reports and manifests go: checked before any work, written without touching what is verified.
+
+`plan_outputs` runs before anything is read. It refuses, as a usage error (exit 2), an output that
+lands inside a checkpoint or file the run reads (links resolved), a directory, a directory that does
+not exist or cannot be written, and two outputs with one path. `-` means standard output.
+
+`write_output` writes a regular file whole or not at all (a temporary file beside it, renamed over
+it) with the permissions a plain write would give (the umask's, or the existing file's); a character
+device or a FIFO is written through, never replaced; `-` goes to standard output.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from nemoverify.errors import UsageError
+
+if TYPE_CHECKING:
+    from nemoverify.checkpoint.problems import Problem
+    from nemoverify.report import Report
+
+STDOUT = "-"
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """A location the run reads, so nothing may be written there (or beneath it, for a tree)."""
+
+    path: str  # resolved: every link followed
+    tree: bool
+    what: str  # as the user named it, for messages
+
+
+def guarded(location: str | None, what: str) -> list[Guarded]:
+    """What a run reading `location` (a checkpoint PATH, a --against COPY, a --manifest FILE) must
+    not write into. Object storage holds nothing local; a cached repo id guards its whole cache entry
+    (the snapshot's links point into its blobs)."""
+    if not location or "://" in location:
+        return []
+    from nemoverify.checkpoint import hfcache
+
+    if hfcache.looks_like_repo_id(location):
+        return [Guarded(os.path.realpath(hfcache.repo_dir(location)), True, f"{what} {location}")]
+    real = os.path.realpath(location)
+    return [Guarded(real, not os.path.isfile(real), f"{what} {location}")]
+
+
+def _inside(target: str, guard: Guarded) -> bool:
+    if target == guard.path:
+        return True
+    return guard.tree and target.startswith(guard.path.rstrip(os.sep) + os.sep)
+
+
+def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
+    """The resolved file `option` will write, or a UsageError saying why it cannot be written."""
+    if path == STDOUT:
+        return STDOUT
+    if not path:
+        raise UsageError(f"{option}: an empty path; give a file name, or - for standard output")
+    target = os.path.realpath(path)
+    for guard in guards:
+        if _inside(target, guard):
+            shown = path if target == os.path.abspath(path) else f"{path} (a link to {target})"
+            raise UsageError(
+                f"{option} {shown} is inside {guard.what}, which this run reads: nemoverify never writes "
+                "into what it verifies; choose a path outside it"
+            )
+    try:
+        st: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option} {path} is a directory; give a file name inside it")
+    if st is not None and not stat.S_ISREG(st.st_mode):  # a device, a FIFO: written through
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{option} {path}: cannot be written (permission denied)")
+        return target
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: no such directory {parent}; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: cannot write in {parent} (permission denied)")
+    return target
+
+
+def plan_outputs(
+    requested: Mapping[str, str | None],
+    guards: Iterable[Guarded] = (),
+    stdout_taken_by: str | None = None,
+) -> dict[str, str]:
+    """Check every output asked for ({option: path or None}) before the run starts; return
+    {option: path} for those given. `stdout_taken_by` names what else prints data on standard output
+    (`--format json`), which a `-` output would interleave with."""
+    guards = list(guards)
+    planned: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    if stdout_taken_by:
+        seen[STDOUT] = stdout_taken_by
+    for option, path in requested.items():
+        if path is None:
+            continue
+        target = check_output(option, path, guards)
+        if target in seen:
+            where = "standard output" if target == STDOUT else path
+            raise UsageError(f"{seen[target]} and {option} both write to {where}; give each its own file")
+        seen[target] = option
+        planned[option] = path
+    return planned
+
+
+def _write_through(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_output(path: str, text: str) -> None:
+    """Write `text` to `path`: `-` is standard output; a regular file (or a new one) is replaced
+    whole; a character device or FIFO is written through. A link is followed, never replaced."""
+    if path == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from nemoverify.atomic import write_atomic
+
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        _write_through(target, text)
+    else:
+        write_atomic(target, text)
+
+
+@dataclass(frozen=True)
+class Reports:
+    """The report files one `check` or `verify` asks for, each at a path already checked, and what
+    the run reads, for the report of a run that ends without a verdict."""
+
+    json: str | None = None
+    junit: str | None = None
+    sarif: str | None = None
+    checkpoint: str = ""
+    copy: str | None = None
+    manifest: str | None = None
+    format_json: bool = False  # --format json: the report is printed on stdout too, verdict or not
+
+    @property
+    def to_stdout(self) -> bool:
+        """A report goes to standard output, so the table goes to standard error instead."""
+        return STDOUT in (self.json, self.junit, self.sarif)
+
+    def write(self, report: Report) -> list[str]:
+        """Write every report asked for, each whole; return a message per file that could not be."""
+        from nemoverify.render.jsonout import report_json
+        from nemoverify.render.junit import report_junit
+        from nemoverify.render.sarif import report_sarif
+
+        failed = []
+        for path, render in ((self.json, report_json), (self.junit, report_junit), (self.sarif, report_sarif)):
+            if path is None:
+                continue
+            try:
+                write_output(path, render(report))
+            except OSError as exc:
+                failed.append(f"cannot write {path}: {exc.strerror or exc}")
+        return failed
+
+    def without_verdict(self, error: BaseException) -> Report:
+        """The report of a run that `error` ended before a verdict (exit 3)."""
+        from nemoverify.report import Report
+
+        status, problems = problems_of(error, self.checkpoint, self.manifest)
+        return Report.without_verdict(self.checkpoint, status, problems, self.manifest, self.copy)
+
+
+# The rule id a failure without a verdict is reported under, by the error that ended the run.
+ERROR_RULES = {
+    "StorageError": "storage-error",
+    "DistributedError": "rank-failed",
+    "ManifestError": "manifest-unreadable",
+    "LoaderError": "loader-error",
+}
+
+
+def problems_of(
+    error: BaseException, checkpoint: str, manifest: str | None = None
+) -> tuple[Literal["invalid", "error"], tuple[Problem, ...]]:
+    """An invalid checkpoint's structural problems, or the one problem that stopped the run."""
+    from nemoverify.checkpoint.problems import Problem
+    from nemoverify.errors import InvalidCheckpoint, ManifestError, NemoverifyError, redact
+
+    if isinstance(error, InvalidCheckpoint) and error.problems:
+        return "invalid", tuple(error.problems)
+    if isinstance(error, NemoverifyError):
+        rule = ERROR_RULES.get(type(error).__name__, "error")
+        message = str(error)
+    else:
+        rule, message = "internal-error", f"unexpected {type(error).__name__}: {error}"
+    where = manifest if isinstance(error, ManifestError) and manifest else checkpoint
+    prefix = f"{where}: "
+    message = redact(message.removeprefix(prefix))
+    return "error", (Problem(rule, where, message),)
+
+
+def plan_reports(
+    checkpoint: str,
+    json: str | None = None,
+    junit: str | None = None,
+    sarif: str | None = None,
+    copy: str | None = None,
+    manifest: str | None = None,
+    stdout_taken_by: str | None = None,
+) -> Reports:
+    """Check the report paths of a run over `checkpoint` (streaming `copy`, checking against
+    `manifest`) before it starts: nothing may land in any of the three."""
+    guards = guarded(checkpoint, "the checkpoint") + guarded(copy, "the copy") + guarded(manifest, "the manifest")
+    plan_outputs({"--json": json, "--junit-xml": junit, "--sarif": sarif}, guards, stdout_taken_by)
+    return Reports(json, junit, sarif, checkpoint, copy, manifest, stdout_taken_by == "--format json")

@@ -1,0 +1,169 @@
+"""Where reports and manifests go: never into what is verified, checked before the run, `-` for
+standard output, and the permissions a plain write would give."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+SHARD1 = "model-00001-of-00003.safetensors"
+
+
+def _snapshot(root: str) -> dict[str, tuple[int, int, bytes]]:
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns, f.read())
+    return out
+
+
+@pytest.fixture
+def no_work(monkeypatch):  # type: ignore[no-untyped-def]
+    """Fail the test if the run gets as far as opening the checkpoint."""
+    import nemoverify.checkpoint.layout as layout
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the checkpoint was opened: the output should have been refused first")
+
+    monkeypatch.setattr(layout, "open_checkpoint", refuse)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "{root}", "--junit-xml", "{root}/" + SHARD1],
+        ["manifest", "{root}", "-o", "{root}/config.json"],
+        ["check", "{root}", "--json", "{root}/report.json"],
+        ["verify", "{root}", "--manifest", "{manifest}", "--sarif", "{root}/sub/../report.sarif"],
+        ["check", "{root}", "--json", "{link}"],
+        ["inspect", "{root}", "--json", "{root}/inventory.json"],
+        ["check", "{root}", "--manifest", "{manifest}", "--json", "{manifest}"],
+    ],
+    ids=[
+        "junit-on-a-shard",
+        "manifest-on-config",
+        "json-into-the-dir",
+        "sarif-via-dotdot",
+        "via-a-link",
+        "inspect",
+        "over-the-manifest",
+    ],
+)
+def test_nothing_is_ever_written_into_the_checkpoint_it_reads(
+    cli, omni_checkpoint: str, copy_of, tmp_path, no_work, args: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    os.makedirs(os.path.join(root, "sub"))
+    manifest = tmp_path / "m.json"
+    manifest.write_text("{}")
+    link = tmp_path / "innocent.json"
+    os.symlink(os.path.join(root, "config.json"), link)
+    before, manifest_before = _snapshot(root), manifest.read_bytes()
+    result = cli(*[a.format(root=root, manifest=manifest, link=link) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "nemoverify never writes into what it verifies" in " ".join(result.stderr.split())
+    assert _snapshot(root) == before
+    assert manifest.read_bytes() == manifest_before
+
+
+def test_two_outputs_with_one_path_are_refused(cli, vl_checkpoint: str, tmp_path, no_work) -> None:  # type: ignore[no-untyped-def]
+    out = str(tmp_path / "r")
+    result = cli("check", vl_checkpoint, "--json", out, "--sarif", os.path.join(str(tmp_path), ".", "r"))
+    assert result.exit_code == 2
+    assert "--json and --sarif both write to" in result.stderr
+    result = cli("check", vl_checkpoint, "--junit-xml", "-", "--sarif", "-")
+    assert result.exit_code == 2 and "both write to standard output" in result.stderr
+    result = cli("check", vl_checkpoint, "--format", "json", "--json", "-")
+    assert result.exit_code == 2 and "--format json and --json both write to standard output" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [("missing/dir/r.json", "no such directory"), (".", "is a directory"), ("", "an empty path")],
+)
+def test_a_bad_output_path_is_found_before_the_run(
+    cli, vl_checkpoint: str, tmp_path, no_work, where: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    path = os.path.join(str(tmp_path), where) if where else ""
+    for command in (["check", vl_checkpoint], ["verify", vl_checkpoint, "--manifest", "m.json"]):
+        result = cli(*command, "--json", path)
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr
+
+
+def test_dash_means_standard_output_for_every_report(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", vl_checkpoint, "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True
+    assert "VERIFIED" in result.stderr  # the table moves out of the way
+    result = cli("check", vl_checkpoint, "--junit-xml", "-", "-q")
+    assert ET.fromstring(result.stdout.split("\n", 1)[1]).tag == "testsuites"
+    result = cli("check", vl_checkpoint, "--sarif", "-", "-q")
+    assert json.loads(result.stdout)["version"] == "2.1.0"
+    result = cli("manifest", vl_checkpoint, "-o", "-")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["format"] == "nemoverify.manifest/v1"
+    assert "wrote the manifest to standard output" in result.stderr
+    assert not os.path.exists("-")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_reports_and_manifests_get_the_permissions_the_umask_gives(
+    cli, vl_checkpoint: str, tmp_path, umask: int
+) -> None:  # type: ignore[no-untyped-def]
+    previous = os.umask(umask)
+    try:
+        report, manifest = tmp_path / "r.json", tmp_path / "m.json"
+        assert cli("check", vl_checkpoint, "--json", str(report), "-q").exit_code == 0
+        assert cli("manifest", vl_checkpoint, "-o", str(manifest), "-q").exit_code == 0
+    finally:
+        os.umask(previous)
+    for path in (report, manifest):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask, oct(os.stat(path).st_mode)
+
+
+def test_an_existing_report_keeps_its_mode_and_a_link_stays_a_link(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.json"
+    os.symlink(target, link)
+    assert cli("check", vl_checkpoint, "--json", str(link), "-q").exit_code == 0
+    assert os.path.islink(link)
+    assert json.loads(target.read_text())["ok"] is True
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+
+
+def test_a_character_device_or_fifo_is_written_through_never_replaced(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    assert cli("check", vl_checkpoint, "--json", "/dev/null", "-q").exit_code == 0
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(Path(fifo).read_text(encoding="utf-8")))
+    reader.start()
+    assert cli("check", vl_checkpoint, "--sarif", fifo, "-q").exit_code == 0
+    reader.join(timeout=30)
+    assert json.loads(received[0])["version"] == "2.1.0"
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_cached_repo_id_guards_its_whole_cache_entry(cli, tmp_path, monkeypatch, no_work) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    blobs = tmp_path / "hub" / "models--nvidia--nano-vl" / "blobs"
+    blobs.mkdir(parents=True)
+    result = cli("check", "nvidia/nano-vl", "--json", str(blobs / "r.json"))
+    assert result.exit_code == 2, result.output
+    assert "inside the checkpoint nvidia/nano-vl" in " ".join(result.stderr.split())
+    assert os.listdir(blobs) == []
