@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
-    "2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; 130 interrupted."
+    "2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; "
+    "4 internal error (a bug: please report it); 130 interrupted."
 )
 
 
@@ -196,6 +197,30 @@ def _import_heavy_modules() -> None:
 def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
     """The one place where exceptions become messages and exit codes. A run that ends without a
     verdict (exit 3) still writes every report it was asked for; a usage error (2) writes none."""
+    with _interruptible():
+        return _run_interruptible(fn, needs_torch)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Inside a run, Ctrl-C raises KeyboardInterrupt (the passes stop, partial files go); outside it,
+    the entry point's handler ends the process at once with 130."""
+    import signal
+
+    from nemoverify.errors import interrupted_at_once
+
+    outside = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT)
+    if outside is not interrupted_at_once:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, interrupted_at_once)
+
+
+def _run_interruptible(fn: Callable[[], T], needs_torch: bool) -> T:
     try:
         if needs_torch:
             _import_heavy_modules()
@@ -220,12 +245,14 @@ def _run(fn: Callable[[], T], needs_torch: bool = False) -> T:
         if exc.exit_code is not ExitCode.USAGE:
             _leave_reports(exc)
         raise _fail(str(exc), exc.exit_code) from None
-    except Exception as exc:  # a bug, or a failure we did not foresee: never a verified verdict
+    except Exception as exc:  # a bug, or a failure we did not foresee: never a verdict, never "invalid"
         if os.environ.get("NEMOVERIFY_DEBUG"):
             traceback.print_exc()
         _leave_reports(exc)
         raise _fail(
-            f"unexpected {type(exc).__name__}: {exc} (set NEMOVERIFY_DEBUG=1 for the traceback)", ExitCode.INVALID
+            f"internal error, unexpected {type(exc).__name__}: {exc} (a bug in nemoverify, not a verdict on the "
+            "checkpoint; set NEMOVERIFY_DEBUG=1 for the traceback and report it)",
+            ExitCode.CRASH,
         ) from None
 
 
@@ -668,7 +695,8 @@ def _emit(
 
 MATRIX_EXIT_HELP = (
     "Exit codes: 0 no deployment corrupts the checkpoint as deployed; 1 at least one does (stress-only failures "
-    "do not fail); 2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; 130 interrupted."
+    "do not fail); 2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; "
+    "4 internal error; 130 interrupted."
 )
 
 

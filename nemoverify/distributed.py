@@ -10,14 +10,18 @@ broadcasts (RUNAI_STREAMER_DIST_TIMEOUT).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
+import signal
 import socket
+import sys
 import uuid
 import warnings
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from nemoverify.compare import Delivered
 from nemoverify.errors import DistributedError
@@ -49,16 +53,75 @@ def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     return candidate_pass(checkpoint, options, distributed=True)
 
 
-def _rank_main(path: str, runs: list[CheckOptions], timeout_s: int) -> list[Delivered]:
+SHUTDOWN_GRACE_S = 2  # how long the launcher waits for a rank to stop before killing it (torch's default: 30)
+
+
+def _die_with(parent: int) -> None:
+    """A rank never outlives the nemoverify process that launched it: killed with it (SIGKILL from a CI
+    timeout or the OOM killer included) by the kernel's parent-death signal. Ctrl-C is the parent's
+    to handle: a terminal sends it to the whole process group, and the parent stops the ranks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _rank_main(path: str, runs: list[CheckOptions], timeout_s: int, parent: int) -> list[Delivered]:
     """One rank: stream the checkpoint once per run (one per profile, for the matrix), in one group."""
+    _die_with(parent)
     import torch.distributed as dist
 
     device = _rank_device(runs[0].device)
-    _init_group(device, timeout_s)
     try:
-        return [_stream_on_this_rank(path, replace(options, device=device)) for options in runs]
-    finally:
-        dist.destroy_process_group()
+        _init_group(device, timeout_s)
+        delivered = [_stream_on_this_rank(path, replace(options, device=device)) for options in runs]
+    except BaseException as exc:  # noqa: BLE001 - every failure of a rank ends the run, promptly
+        _end_the_run(parent, exc)
+    dist.destroy_process_group()
+    return delivered
+
+
+def _end_the_run(parent: int, exc: BaseException) -> NoReturn:
+    """A rank that failed (a crash, or a broadcast that timed out because a peer hung or was stopped)
+    ends the run now. The launcher would send the other ranks SIGTERM and wait 30 s for them (its
+    default, whatever its shutdown_timeout), and a stopped or hung rank never answers SIGTERM; so the
+    failing rank kills its siblings itself, records why for the launcher, and exits without the
+    teardown that could block on them."""
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    for pid in _sibling_ranks(parent):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        ErrorHandler().record_exception(exc)  # type: ignore[arg-type]
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _sibling_ranks(parent: int) -> list[int]:
+    """The other rank processes the launcher started (children of `parent` running spawn_main)."""
+    me, found = os.getpid(), []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    spawned = b"spawn_main" in f.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == parent and spawned:
+                found.append(int(entry))
+    return found
 
 
 def _init_group(device: str, timeout_s: int) -> None:
@@ -93,6 +156,7 @@ def run_ranks_for_each(
 ) -> list[dict[int, Delivered]]:
     """Launch `nproc` local ranks once; every rank streams once per entry of `runs`, in order.
     Returns, per run, what each rank delivered."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -113,11 +177,20 @@ def run_ranks_for_each(
         monitor_interval=0.1,
         start_method="spawn",
     )
+    if "shutdown_timeout" in {f.name for f in dataclasses.fields(LaunchConfig)}:  # torch 2.13 has it
+        # A rank stopped or hung in native code ignores SIGTERM: the bound after --rank-timeout is this.
+        config.shutdown_timeout = SHUTDOWN_GRACE_S
     try:
         with environment(_rank_environment(timeout_s)):  # inherited by the spawned ranks
-            results = elastic_launch(config, _rank_main)(path, runs, timeout_s)
+            results = elastic_launch(config, _rank_main)(path, runs, timeout_s, os.getpid())
+    except SignalException as exc:  # Ctrl-C (or SIGTERM) reached the launcher, which stopped the ranks
+        if exc.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise DistributedError(f"{path}: stopped by {exc.sigval.name}") from None
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        # The rank that failed first kills its siblings (SIGKILL, no message): report the one that says why.
+        explained = [(r, f) for r, f in exc.failures.items() if f.error_file and os.path.exists(f.error_file)]
+        rank, failure = min(explained, key=lambda rf: rf[1].timestamp) if explained else exc.get_first_failure()
         why = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
         raise DistributedError(
             f"{path}: rank {rank} of {nproc} failed (exit code {failure.exitcode}): {str(why).strip().splitlines()[-1] if why else 'no message'}"

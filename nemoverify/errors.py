@@ -17,7 +17,18 @@ class ExitCode(IntEnum):
     FAILED = 1  # a mismatch, a missing or corrupted tensor, a manifest disagreement
     USAGE = 2
     INVALID = 3  # the checkpoint (or its storage, or a rank) could not be read or trusted
+    CRASH = 4  # a bug in nemoverify, or a failure it did not foresee: no verdict, not the checkpoint's fault
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+def interrupted_at_once(signum: int, frame: object) -> None:
+    """SIGINT outside a run (while the CLI imports, parses, or prints): nothing to cancel or clean up,
+    so the process ends with the documented 130 and one line, never a traceback or click's 'Aborted!'."""
+    import os
+    import sys
+
+    sys.stderr.write("interrupted\n")
+    os._exit(int(ExitCode.INTERRUPTED))
 
 
 class NemoverifyError(Exception):

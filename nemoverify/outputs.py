@@ -4,16 +4,15 @@
 lands inside a checkpoint or file the run reads (links resolved), a directory, a directory that does
 not exist or cannot be written, and two outputs with one path. `-` means standard output.
 
-`write_output` writes a regular file whole or not at all (a temporary file beside it, renamed over
-it) with the permissions a plain write would give (the umask's, or the existing file's); a character
-device or a FIFO is written through, never replaced; `-` goes to standard output.
+`write_output` writes through `atomic.write_atomic`: a regular file whole or not at all, with the
+permissions a plain write would give; a character device or a FIFO written through, never replaced;
+`-` to standard output.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -107,6 +106,9 @@ def plan_outputs(
         if path is None:
             continue
         target = check_output(option, path, guards)
+        if target != STDOUT and _is_character_device(target):
+            planned[option] = path  # /dev/null takes any number of reports
+            continue
         if target in seen:
             where = "standard output" if target == STDOUT else path
             raise UsageError(f"{seen[target]} and {option} both write to {where}; give each its own file")
@@ -115,29 +117,20 @@ def plan_outputs(
     return planned
 
 
-def _write_through(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+def _is_character_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def write_output(path: str, text: str) -> None:
-    """Write `text` to `path`: `-` is standard output; a regular file (or a new one) is replaced
-    whole; a character device or FIFO is written through. A link is followed, never replaced."""
-    if path == STDOUT:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
+    """Write `text` to `path` as `atomic.write_atomic` does: `-` is standard output, a regular file is
+    replaced whole, a character device or a FIFO is written through (a FIFO nobody reads is an error,
+    not a wait), a link is followed, anything else is refused."""
     from nemoverify.atomic import write_atomic
 
-    target = os.path.realpath(path)
-    try:
-        mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):
-        _write_through(target, text)
-    else:
-        write_atomic(target, text)
+    write_atomic(path, text)
 
 
 @dataclass(frozen=True)
@@ -175,7 +168,7 @@ class Reports:
         return failed
 
     def without_verdict(self, error: BaseException) -> Report:
-        """The report of a run that `error` ended before a verdict (exit 3)."""
+        """The report of a run that `error` ended before a verdict (exit 3, or 4 for a crash)."""
         from nemoverify.report import Report
 
         status, problems = problems_of(error, self.checkpoint, self.manifest)

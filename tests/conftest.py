@@ -66,3 +66,24 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+def wait_until_reading(pid: int, directory: str, timeout: float = 60.0) -> None:
+    """Wait until process `pid` (or one of its children) holds a .safetensors file of `directory` open."""
+    import time
+
+    import psutil
+
+    root = os.path.realpath(directory)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+            for proc in procs:
+                for f in proc.open_files():
+                    if f.path.startswith(root) and f.path.endswith(".safetensors"):
+                        return
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} never opened a shard of {directory}")

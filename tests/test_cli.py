@@ -122,3 +122,21 @@ def test_a_terminal_sees_a_progress_bar_with_throughput(make_checkpoint) -> None
     assert "reference" in text and "candidate" in text
     assert re.search(r"\d+(\.\d+)? [kMG]?i?B/s", text), text[-2000:]  # throughput, from bytes actually read
     assert "VERIFIED" in text
+
+
+def test_a_crash_is_exit_4_never_the_invalid_checkpoint_code(cli, vl_checkpoint: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A bug must not look like a broken upload: the tests that expect exit 3 can tell the two apart."""
+    import json
+
+    import nemoverify.verify
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug")  # the one thing this test cannot make happen for real
+
+    monkeypatch.setattr(nemoverify.verify, "check", bug)
+    out = tmp_path / "r.json"
+    result = cli("check", vl_checkpoint, "--json", str(out))
+    assert result.exit_code == 4
+    assert "internal error" in result.stderr and "NEMOVERIFY_DEBUG=1" in result.stderr
+    report = json.loads(out.read_text())
+    assert report["status"] == "error" and report["problems"][0]["rule"] == "internal-error"

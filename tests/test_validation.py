@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from conftest import wait_until_reading
 from malformed import CASES, SHARD2, Case, append, edit_index, truncate
 
 from nemoverify.checkpoint.layout import open_checkpoint
@@ -150,7 +151,10 @@ def test_ctrl_c_ends_the_check_within_a_second_with_130_and_no_partial_output(
         # an ignored SIGINT ignored: give the child the default disposition a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(1.3)  # torch imported (an earlier SIGINT is held until then), streaming under way
+    # Interrupt the check itself: once it holds a shard open, torch is imported (a SIGINT during the
+    # import is held until it is done) and reading has begun, however busy the machine is.
+    wait_until_reading(proc.pid, big)
+    time.sleep(0.2)
     assert proc.poll() is None, "the check finished before it could be interrupted; make the checkpoint bigger"
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)

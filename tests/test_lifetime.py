@@ -1,0 +1,116 @@
+"""A gate never hangs and never leaves processes behind: a killed parent, Ctrl-C from a terminal, a
+stopped rank, an interrupt while the CLI is still importing. Real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+from conftest import wait_until_reading
+
+pytestmark = [pytest.mark.streamer, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def big(make_checkpoint: Callable[..., str]) -> str:
+    return make_checkpoint(hidden=2048, ffn=8192, layers=16, vocab=32768, seed=7)  # ~900 MB: seconds to stream
+
+
+def _start(*args: str, new_session: bool = False) -> subprocess.Popen[str]:
+    def child() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal leaves it, not as a background job
+        if new_session:
+            os.setsid()
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "nemoverify", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=child,
+    )
+
+
+def _ranks(pid: int, n: int, timeout: float = 90) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ranks = [p for p in psutil.Process(pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        if len(ranks) >= n:
+            return ranks
+        time.sleep(0.05)
+    raise AssertionError("the ranks never started")
+
+
+def _gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:  # never leave them to the next test
+        p.kill()
+    return alive
+
+
+def test_ranks_die_with_a_parent_killed_by_sigkill(big: str) -> None:
+    proc = _start("check", big, "--nproc", "2", "-q")
+    _ranks(proc.pid, 2)
+    wait_until_reading(proc.pid, big)
+    everything = psutil.Process(proc.pid).children(recursive=True)  # ranks and the resource tracker
+    proc.kill()  # a CI timeout or the OOM killer
+    proc.wait()
+    assert _gone(everything, timeout=10) == []
+
+
+def test_ctrl_c_during_a_distributed_check_exits_130_silently(big: str) -> None:
+    proc = _start("check", big, "--nproc", "2", new_session=True)
+    ranks = _ranks(proc.pid, 2)
+    wait_until_reading(proc.pid, big)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground process group
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "got signal" not in stderr, stderr[-2000:]
+    assert _gone(ranks, timeout=10) == []
+
+
+def test_a_stopped_rank_ends_the_run_within_the_rank_timeout(big: str) -> None:
+    proc = _start("check", big, "--nproc", "2", "--rank-timeout", "5", "-q")
+    ranks = _ranks(proc.pid, 2)
+    for rank in ranks:  # both in the stream (past the rendezvous), not merely started
+        wait_until_reading(rank.pid, big)
+    ranks[-1].suspend()  # SIGSTOP: alive, silent, deaf to SIGTERM
+    stopped_at = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - stopped_at
+    assert proc.returncode == 3, stderr[-2000:]
+    assert "Traceback" not in stderr
+    # --rank-timeout, then the launcher's grace for a rank that ignores SIGTERM, then the report.
+    assert elapsed < 5 + 8, elapsed
+    assert _gone(ranks, timeout=10) == []
+
+
+def _loaded(pid: int, library: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/maps") as f:
+            if library in f.read():
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"{library} never loaded")
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1])
+def test_ctrl_c_while_the_cli_imports_exits_130_without_a_traceback(vl_checkpoint: str, delay: float) -> None:
+    proc = _start("check", vl_checkpoint)
+    # Past the interpreter's own start-up (a SIGINT there is Python's to report, before any code of
+    # ours runs): the CLI's imports have begun once ctypes' extension is mapped (nemoverify.hashing).
+    _loaded(proc.pid, "_ctypes")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    if proc.returncode == 0:
+        pytest.skip("the check finished before the interrupt arrived")
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
