@@ -23,7 +23,7 @@ from collections.abc import Callable
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from nemoverify.synthetic import Spec, tensor_specs, write_checkpoint  # noqa: E402
+from nemoverify.testing.synthetic import Spec, tensor_specs, write_checkpoint  # noqa: E402
 
 # Each child prints one JSON line: {"seconds": wall time of the work, "rss": peak RSS in bytes}.
 CHILD_PREFIX = """
@@ -56,7 +56,7 @@ for p in paths:
 """
 NEMOVERIFY = """
 import torch, runai_model_streamer, safetensors  # imported before the clock, as the bare loads do
-import nemoverify.verify
+import nemoverify.checking
 from nemoverify.cli import app
 try:
     import typer._adapters  # typer 0.29 imports pydantic on its first parse (0.05 s): an import too
@@ -228,7 +228,7 @@ def memory_scaling(base: str, sizes: list[float], ring: int = 256 << 20) -> None
     from nemoverify.model.routing import MULTIMODAL, route
 
     baseline = child(
-        "import torch, runai_model_streamer, safetensors, nemoverify.verify, nemoverify.cli\nt0 = time.perf_counter()\n",
+        "import torch, runai_model_streamer, safetensors, nemoverify.checking, nemoverify.cli\nt0 = time.perf_counter()\n",
         base,
     )["rss"]
     print(f"\npeak RSS of check --memory-limit {ring >> 20}MiB; baseline (the imports alone) {gb(baseline)}")

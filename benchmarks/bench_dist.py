@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 
 from bench_check import spec_for  # noqa: E402
 
-from nemoverify.synthetic import write_checkpoint  # noqa: E402
+from nemoverify.testing.synthetic import write_checkpoint  # noqa: E402
 
 
 def wall(cmd: list[str]) -> tuple[float, int]:

@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from nemoverify.synthetic import Spec, tensor_specs, write_checkpoint  # noqa: E402
+from nemoverify.testing.synthetic import Spec, tensor_specs, write_checkpoint  # noqa: E402
 
 GIB = 1 << 30
 

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from nemoverify.synthetic import Spec, write_checkpoint  # noqa: E402
+from nemoverify.testing.synthetic import Spec, write_checkpoint  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = {

@@ -1,10 +1,94 @@
 """nemoverify: does a Nemotron Nano VL checkpoint reach the model intact when loaded as production loads it?
 
 `checkpoint` reads safetensors headers, the shard index and config.json strictly; `loaders` read the
-tensors (the stored bytes as the reference, the Run:ai Model Streamer as the candidate);
-`model` replays vLLM's `load_weights` and hashes each tensor the moment the model would copy it.
-`verify` runs both passes and `compare`s them into a frozen `report.Report`, which `render` turns
-into a table, JSON or CI formats; `cli` only parses, calls, renders and picks the exit code.
+tensors (the stored bytes as the reference, the Run:ai Model Streamer as the candidate); `profiles`
+say what each vLLM and streamer release does, and `model` replays that release's `load_weights`,
+hashing each tensor the moment the model would copy it. `checking` runs both passes and `compare`s
+them into a frozen `report.Report`, which `render` turns into a table, JSON or CI formats. `api`
+holds the verbs; `cli` only parses, calls them, renders and picks the exit code.
+
+    import nemoverify
+    report = nemoverify.check("path/to/checkpoint", vllm="0.20", streamer="0.16")
+    print(report.ok, [f.name for f in report.failures])
+
+Names are imported on first use, so `import nemoverify` (and `nemoverify --help`) stays light.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "check": "nemoverify.api",
+    "verify": "nemoverify.api",
+    "manifest": "nemoverify.api",
+    "inspect": "nemoverify.api",
+    "matrix": "nemoverify.api",
+    "CheckOptions": "nemoverify.options",
+    "resolve_check": "nemoverify.options",
+    "Profile": "nemoverify.profiles",
+    "resolve_profile": "nemoverify.profiles",
+    "VLLM_RELEASES": "nemoverify.profiles",
+    "STREAMER_RELEASES": "nemoverify.profiles",
+    "Report": "nemoverify.report",
+    "Finding": "nemoverify.report",
+    "Observation": "nemoverify.report",
+    "ComponentSummary": "nemoverify.report",
+    "Manifest": "nemoverify.manifests",
+    "Inventory": "nemoverify.inventory",
+    "Matrix": "nemoverify.profile_matrix",
+    "Problem": "nemoverify.checkpoint.problems",
+    "ExitCode": "nemoverify.errors",
+    "NemoverifyError": "nemoverify.errors",
+    "InvalidCheckpoint": "nemoverify.errors",
+    "UsageError": "nemoverify.errors",
+}
+__all__ = [
+    "__version__",
+    "check",
+    "verify",
+    "manifest",
+    "inspect",
+    "matrix",
+    "CheckOptions",
+    "resolve_check",
+    "Profile",
+    "resolve_profile",
+    "VLLM_RELEASES",
+    "STREAMER_RELEASES",
+    "Report",
+    "Finding",
+    "Observation",
+    "ComponentSummary",
+    "Manifest",
+    "Inventory",
+    "Matrix",
+    "Problem",
+    "ExitCode",
+    "NemoverifyError",
+    "InvalidCheckpoint",
+    "UsageError",
+]
+
+if TYPE_CHECKING:
+    from nemoverify.api import check, inspect, manifest, matrix, verify
+    from nemoverify.checkpoint.problems import Problem
+    from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError
+    from nemoverify.inventory import Inventory
+    from nemoverify.manifests import Manifest
+    from nemoverify.options import CheckOptions, resolve_check
+    from nemoverify.profile_matrix import Matrix
+    from nemoverify.profiles import STREAMER_RELEASES, VLLM_RELEASES, Profile, resolve_profile
+    from nemoverify.report import ComponentSummary, Finding, Observation, Report
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nemoverify' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value

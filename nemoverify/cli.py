@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from nemoverify import __version__
 from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
-from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError, redact
+from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, redact
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
 
 if TYPE_CHECKING:
@@ -583,83 +583,39 @@ def check(
     """Load the checkpoint with the reference reader and through the candidate loader + the load path of
     the deployment profile (--vllm, --streamer); compare every tensor, per component (and against a
     manifest, if given)."""
-    from nemoverify.options import resolve_check
+    from nemoverify import api
 
     _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, against, manifest)
-    recorded = _run(lambda: _load_manifest(manifest))
-    options = _run(
-        lambda: resolve_check(
-            loader=loader.value,  # type: ignore[arg-type]
+
+    def work():  # type: ignore[no-untyped-def]
+        return api.check(
+            path,
+            manifest=manifest,
+            against=against,
             vllm=vllm,
             streamer=streamer,
             stress=stress,
             strategy=strategy.value if strategy else None,  # type: ignore[arg-type]
+            loader=loader.value,  # type: ignore[arg-type]
             memory_limit=memory_limit,
             concurrency=concurrency,
             text_only=text_only,
             algorithm=algorithm.value if algorithm else None,
-            manifest_algorithm=recorded.algorithm if recorded else None,
             strict=strict,
             fail_on_unclaimed=fail_on_unclaimed,
             device=device,
-            extra_config=model_loader_extra_config,
+            model_loader_extra_config=model_loader_extra_config,
             nproc=nproc,
             distributed=distributed,
+            rank_timeout=rank_timeout,
+            max_bytes=max_bytes,
+            watch=lambda phases: _progress(not quiet, phases),
         )
-    )
 
-    def work():  # type: ignore[no-untyped-def]
-        from nemoverify import distributed as dist_run
-        from nemoverify.checkpoint.layout import open_checkpoint
-        from nemoverify.loaders.reference import refuse_beyond
-        from nemoverify.verify import check as run_check
-
-        if max_bytes is not None:  # before any rank or pass starts
-            refuse_beyond(open_checkpoint(path), max_bytes)
-        if device.startswith("cuda"):
-            import torch
-
-            wanted = int(device.partition(":")[2] or 0) + 1 if nproc == 1 else nproc
-            if not torch.cuda.is_available() or torch.cuda.device_count() < wanted:
-                raise UsageError(
-                    f"--device {device}: needs {wanted} CUDA device(s), this machine has {torch.cuda.device_count()}"
-                )
-
-        ranks = None
-        streamed_path = against or path
-        if distributed:
-            rank, _, gathered = dist_run.run_under_torchrun(streamed_path, options, rank_timeout)
-            if gathered is None:
-                raise typer.Exit(0)  # rank 0 carries the verdict
-            ranks = lambda: gathered  # noqa: E731
-        elif nproc > 1:
-            ranks = lambda: dist_run.run_ranks(streamed_path, options, nproc, rank_timeout)  # noqa: E731
-        checkpoint = open_checkpoint(path)
-        if recorded is None:
-            checkpoint.require_valid(strict)
-        copy = open_checkpoint(against) if against else None
-        total = checkpoint.total_bytes
-        phases = {"reference": total, "candidate": total} | ({"manifest": total} if recorded else {})
-        with _progress(not quiet, phases) as progress:
-            return run_check(checkpoint, options, progress, recorded, manifest, ranks, copy)
-
-    _emit(
-        _run(_bounded(work, storage_timeout, path, against), needs_torch=True),
-        output_format,
-        json_file,
-        junit_xml,
-        sarif,
-        quiet,
-        show,
-    )
-
-
-def _load_manifest(path: str | None):  # type: ignore[no-untyped-def]
-    if path is None:
-        return None
-    from nemoverify.manifest import load_manifest
-
-    return load_manifest(path)
+    report = _run(_bounded(work, storage_timeout, path, against), needs_torch=True)
+    if report is None:
+        raise typer.Exit(0)  # a rank other than 0 under torchrun: rank 0 carries the verdict
+    _emit(report, output_format, json_file, junit_xml, sarif, quiet, show)
 
 
 def _emit(
@@ -743,6 +699,7 @@ def matrix(
     """The checkpoint against every deployment profile nemoverify knows: each vLLM release x streamer
     0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
     deployments is exposed?"""
+    from nemoverify import api
     from nemoverify.options import resolve_check
     from nemoverify.outputs import STDOUT
 
@@ -759,19 +716,8 @@ def matrix(
     )
 
     def work():  # type: ignore[no-untyped-def]
-        from nemoverify import distributed as dist_run
-        from nemoverify.checkpoint.layout import open_checkpoint
-        from nemoverify.matrix import matrix_profiles, run_matrix
+        return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
 
-        checkpoint = open_checkpoint(path)
-        checkpoint.require_valid(strict)
-        runs = None
-        if nproc > 1:
-            runs = lambda todo: dist_run.run_ranks_for_each(path, todo, nproc, rank_timeout)  # noqa: E731
-        total = checkpoint.total_bytes
-        phases = {"reference": total, "candidate": total * len(matrix_profiles(base))}
-        with _progress(not quiet, phases) as progress:
-            return run_matrix(checkpoint, base, nproc, progress, runs)
 
     result = _run(work, needs_torch=True)
     import json
@@ -783,7 +729,7 @@ def matrix(
         if output_format is Format.json:
             sys.stdout.write(text)
         else:
-            from nemoverify.render.matrix import render_matrix
+            from nemoverify.render.profile_matrix import render_matrix
 
             render_matrix(result, _stderr() if json_file == STDOUT else _stdout())
     raise typer.Exit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
@@ -806,13 +752,12 @@ def inspect(
     structural problem, without reading a tensor. Exit 3 if any problem is an error."""
     import json
 
-    from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.inventory import describe
+    from nemoverify import api
     from nemoverify.outputs import STDOUT
 
     stdout = "--format json" if output_format is Format.json else None
     _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
-    inventory = _run(_bounded(lambda: describe(open_checkpoint(path)), storage_timeout, path))
+    inventory = _run(_bounded(lambda: api.inspect(path), storage_timeout, path))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)
@@ -849,20 +794,19 @@ def manifest(
     quiet: QuietOpt = False,
 ) -> None:
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
-    from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.manifest import build_manifest
+    from nemoverify import api
     from nemoverify.outputs import STDOUT
 
     _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)
 
     def work():  # type: ignore[no-untyped-def]
-        from nemoverify.loaders.reference import refuse_beyond
-
-        checkpoint = open_checkpoint(path)
-        checkpoint.require_valid(strict)
-        refuse_beyond(checkpoint, max_bytes)
-        with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
-            return build_manifest(checkpoint, algorithm.value, progress)
+        return api.manifest(
+            path,
+            algorithm=algorithm.value,
+            strict=strict,
+            max_bytes=max_bytes,
+            watch=lambda phases: _progress(not quiet, phases),
+        )
 
     recorded = _run(_bounded(work, storage_timeout, path))
     _write_output(output, recorded.to_json())
@@ -895,19 +839,14 @@ def verify(
     quiet: QuietOpt = False,
 ) -> None:
     """Check only the stored bytes against a manifest, as fast as the disk allows (no loader replay)."""
-    from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.verify import verify_manifest
+    from nemoverify import api
 
     _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, manifest=manifest)
 
     def work():  # type: ignore[no-untyped-def]
-        from nemoverify.loaders.reference import refuse_beyond
-
-        recorded = _load_manifest(manifest)
-        checkpoint = open_checkpoint(path)
-        refuse_beyond(checkpoint, max_bytes)
-        with _progress(not quiet, {"manifest": checkpoint.total_bytes}) as progress:
-            return verify_manifest(checkpoint, recorded, manifest, progress, strict)
+        return api.verify(
+            path, manifest, strict=strict, max_bytes=max_bytes, watch=lambda phases: _progress(not quiet, phases)
+        )
 
     _emit(_run(_bounded(work, storage_timeout, path)), output_format, json_file, junit_xml, sarif, quiet, show)
 

@@ -45,8 +45,8 @@ def _rank_device(device: str) -> str:
 
 def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     """The body of every rank: open the checkpoint, stream distributed, replay, hash."""
+    from nemoverify.checking import candidate_pass
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.verify import candidate_pass
 
     checkpoint = open_checkpoint(path)
     checkpoint.require_valid(options.strict)

@@ -149,7 +149,7 @@ def root_digest(algorithm: str, entries: Iterable[Entry]) -> str:
 
 
 def root_digest_v1(algorithm: str, entries: Iterable[Entry]) -> str:
-    """The root of `nemoverify.manifest/v1`: one line `name\\tdtype\\t[d0,d1]\\tdigest\\n` per tensor,
+    """The root of `nemoverify.manifests/v1`: one line `name\\tdtype\\t[d0,d1]\\tdigest\\n` per tensor,
     sorted by name. Ambiguous when a name holds a tab or a newline (one name can then imitate a
     whole other entry), so it is only used to check v1 manifests whose names hold no control
     character, where each line splits back into its fields one way only."""

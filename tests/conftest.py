@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nemoverify.cli import app
-from nemoverify.synthetic import Spec, write_checkpoint
+from nemoverify.testing.synthetic import Spec, write_checkpoint
 
 CLI_ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
 

@@ -92,4 +92,4 @@ def test_a_block_device_or_a_directory_is_refused(cli, vl_checkpoint: str, tmp_p
 def test_dash_writes_to_standard_output(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
     result = cli("manifest", vl_checkpoint, "-o", "-", "-q")
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["format"] == "nemoverify.manifest/v2"
+    assert json.loads(result.stdout)["format"] == "nemoverify.manifests/v2"

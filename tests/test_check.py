@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
+from nemoverify.checking import check
 from nemoverify.checkpoint.layout import open_checkpoint
 from nemoverify.options import resolve_check
-from nemoverify.verify import check
 
 pytestmark = pytest.mark.streamer
 

@@ -128,12 +128,12 @@ def test_a_crash_is_exit_4_never_the_invalid_checkpoint_code(cli, vl_checkpoint:
     """A bug must not look like a broken upload: the tests that expect exit 3 can tell the two apart."""
     import json
 
-    import nemoverify.verify
+    import nemoverify.checking
 
     def bug(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")  # the one thing this test cannot make happen for real
 
-    monkeypatch.setattr(nemoverify.verify, "check", bug)
+    monkeypatch.setattr(nemoverify.checking, "check", bug)
     out = tmp_path / "r.json"
     result = cli("check", vl_checkpoint, "--json", str(out))
     assert result.exit_code == 4

@@ -254,7 +254,7 @@ def test_junit_and_sarif_are_valid_against_their_schemas(
 
 
 def test_an_interrupted_manifest_exits_130_and_leaves_no_file(cli, omni_checkpoint: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import nemoverify.loaders.reference as reader
+    import nemoverify.loaders.stored_bytes as reader
 
     real, calls = reader.one_shot, []
 
@@ -305,7 +305,7 @@ def test_zero_byte_tensors_anywhere_in_a_shard_get_their_own_digest(tmp_path) ->
     import hashlib
 
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.loaders.reference import hash_checkpoint
+    from nemoverify.loaders.stored_bytes import hash_checkpoint
 
     entries = {
         "z0": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
@@ -321,10 +321,10 @@ def test_zero_byte_tensors_anywhere_in_a_shard_get_their_own_digest(tmp_path) ->
 
 
 def test_a_shard_that_changes_while_verified_is_refused(omni_checkpoint: str, recorded: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.checking import verify_manifest
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.errors import InvalidCheckpoint
-    from nemoverify.manifest import load_manifest
-    from nemoverify.verify import verify_manifest
+    from nemoverify.manifests import load_manifest
 
     root = copy_of(omni_checkpoint)
     checkpoint = open_checkpoint(root)  # headers read; now a writer appends to a shard
@@ -370,7 +370,7 @@ def test_a_name_imitating_another_entry_cannot_forge_the_root(cli, tmp_path) -> 
 
 
 def _as_v1(manifest: dict) -> dict:  # type: ignore[type-arg]
-    """The manifest as nemoverify.manifest/v1 wrote it: roots over tab-separated lines."""
+    """The manifest as nemoverify.manifests/v1 wrote it: roots over tab-separated lines."""
     import blake3
 
     def root(entries: list[dict]) -> str:  # type: ignore[type-arg]
@@ -382,14 +382,14 @@ def _as_v1(manifest: dict) -> dict:  # type: ignore[type-arg]
 
     resources = manifest["resources"]
     components = {c: root([r for r in resources if r["component"] == c]) for c in manifest["components"]}
-    return manifest | {"format": "nemoverify.manifest/v1", "root": root(resources), "components": components}
+    return manifest | {"format": "nemoverify.manifests/v1", "root": root(resources), "components": components}
 
 
 def test_a_v1_manifest_verifies_under_its_own_root_definition(
     cli, omni_checkpoint: str, recorded: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     v2 = read_json(recorded)
-    assert v2["format"] == "nemoverify.manifest/v2"
+    assert v2["format"] == "nemoverify.manifests/v2"
     old = tmp_path / "v1.json"
     old.write_text(json.dumps(_as_v1(v2)))
     for command in ("verify", "check"):
@@ -397,10 +397,10 @@ def test_a_v1_manifest_verifies_under_its_own_root_definition(
         assert result.exit_code == 0, result.output
 
     relabelled = tmp_path / "relabelled.json"  # a v2 root under a v1 label is never reinterpreted
-    relabelled.write_text(json.dumps(v2 | {"format": "nemoverify.manifest/v1"}))
+    relabelled.write_text(json.dumps(v2 | {"format": "nemoverify.manifests/v1"}))
     result = cli("verify", omni_checkpoint, "--manifest", str(relabelled))
     assert result.exit_code == 3
-    assert "does not match its entries (under the nemoverify.manifest/v1 definition)" in result.stderr
+    assert "does not match its entries (under the nemoverify.manifests/v1 definition)" in result.stderr
 
 
 def test_a_v1_manifest_with_a_control_character_in_a_name_is_refused(
@@ -417,10 +417,10 @@ def test_a_v1_manifest_with_a_control_character_in_a_name_is_refused(
 
 def test_a_manifest_of_a_newer_format_is_refused_by_name(cli, omni_checkpoint: str, recorded: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     newer = tmp_path / "v9.json"
-    newer.write_text(json.dumps(read_json(recorded) | {"format": "nemoverify.manifest/v9"}))
+    newer.write_text(json.dumps(read_json(recorded) | {"format": "nemoverify.manifests/v9"}))
     result = cli("verify", omni_checkpoint, "--manifest", str(newer))
     assert result.exit_code == 3
-    assert "'nemoverify.manifest/v9' is not one this nemoverify reads" in " ".join(result.stderr.split())
+    assert "'nemoverify.manifests/v9' is not one this nemoverify reads" in " ".join(result.stderr.split())
 
 
 def test_the_readme_recipe_recomputes_every_root(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -488,10 +488,10 @@ def swap_in(target: str, blob: bytes, how: str) -> None:
 def test_a_shard_swapped_while_it_is_read_is_never_verified(
     cli, omni_checkpoint: str, recorded: str, copy_of, how: str, command: str
 ) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.checking import CheckOptions, check, verify_manifest
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.errors import InvalidCheckpoint
-    from nemoverify.manifest import load_manifest
-    from nemoverify.verify import CheckOptions, check, verify_manifest
+    from nemoverify.manifests import load_manifest
 
     root = copy_of(omni_checkpoint)
     target = os.path.join(root, SHARD3)
@@ -556,7 +556,7 @@ def test_a_malformed_manifest_is_invalid_input_naming_the_file(
 
 
 def test_a_manifest_beyond_its_bound_is_refused_unread(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.manifest import MAX_MANIFEST_BYTES
+    from nemoverify.manifests import MAX_MANIFEST_BYTES
 
     big = tmp_path / "big.json"
     with open(big, "wb") as f:

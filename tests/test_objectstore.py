@@ -364,13 +364,13 @@ def test_reports_redact_urls_in_every_format(cli, vl_checkpoint: str, tmp_path) 
 
     from rich.console import Console
 
+    from nemoverify.checking import CheckOptions, check
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.checkpoint.problems import Problem
     from nemoverify.render.jsonout import report_json
     from nemoverify.render.junit import report_junit
     from nemoverify.render.sarif import report_sarif
     from nemoverify.render.table import render_report
-    from nemoverify.verify import CheckOptions, check
 
     report = check(open_checkpoint(vl_checkpoint), CheckOptions(loader="safetensors"))
     leaky = "https://user:hunter2@host.example/m?token=T0KEN&x=1"

@@ -111,7 +111,7 @@ def test_dash_means_standard_output_for_every_report(cli, vl_checkpoint: str, tm
     assert json.loads(result.stdout)["version"] == "2.1.0"
     result = cli("manifest", vl_checkpoint, "-o", "-")
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["format"] == "nemoverify.manifest/v2"
+    assert json.loads(result.stdout)["format"] == "nemoverify.manifests/v2"
     assert "wrote the manifest to standard output" in result.stderr
     assert not os.path.exists("-")
 

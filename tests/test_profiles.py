@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
+from nemoverify.checking import check
 from nemoverify.checkpoint.layout import open_checkpoint
 from nemoverify.errors import UsageError
 from nemoverify.options import resolve_check
 from nemoverify.profiles import NEWEST_VLLM, installed_version, resolve_profile, streamer_release, vllm_release
-from nemoverify.verify import check
 
 pytestmark = pytest.mark.streamer
 

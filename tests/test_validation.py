@@ -13,9 +13,9 @@ import pytest
 from conftest import wait_until_reading
 from malformed import CASES, SHARD2, Case, append, edit_index, truncate
 
+from nemoverify.checking import CheckOptions, check
 from nemoverify.checkpoint.layout import open_checkpoint
 from nemoverify.errors import InvalidCheckpoint
-from nemoverify.verify import CheckOptions, check
 
 
 def test_the_corpus_is_large_and_covers_each_rule() -> None:

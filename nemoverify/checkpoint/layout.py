@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
-from nemoverify.checkpoint.header import Header, TensorInfo, read_header
+from nemoverify.checkpoint.header import Header, TensorInfo, header_fingerprint, read_header
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName, sparse_shards
 from nemoverify.errors import InvalidCheckpoint
@@ -333,3 +333,57 @@ def _check_sound(checkpoint: Checkpoint, at) -> Checkpoint:  # type: ignore[no-u
     if not extra:
         return checkpoint
     return replace(checkpoint, problems=checkpoint.problems + tuple(extra))
+
+
+CHANGED = "the shard changed while it was verified"
+
+
+def ensure_unchanged(checkpoint: Checkpoint, shard: Shard) -> None:
+    """A shard rewritten or replaced while we read it gives a verdict about neither version: refuse
+    it. Checked at the end of a run: the name still leads to the file that was read (device and
+    inode), whose size, mtime and ctime are unchanged (ctime cannot be set back), and whose header
+    bytes, read again, are the ones parsed (a rewrite within the clock's tick is still seen)."""
+    storage = checkpoint.storage
+    try:
+        why = storage.changed(shard.name, shard.fingerprint)
+        if why is None:
+            header = shard.header
+            again = storage.read_at(shard.name, 0, header.data_start)
+            if header_fingerprint(again) != header.fingerprint:
+                why = "its header bytes differ from the ones parsed"
+    except (OSError, UnsafeName) as exc:
+        why = f"it can no longer be read ({exc})"
+    if why is not None:
+        raise InvalidCheckpoint(
+            checkpoint.root,
+            [
+                Problem(
+                    "file-changed", shard.location, f"{CHANGED}: {why}; verify a checkpoint that is not being written"
+                )
+            ],
+        )
+
+
+def ensure_checkpoint_unchanged(checkpoint: Checkpoint) -> None:
+    """Every file either pass read: the indexed shards, and the unindexed ones the candidate streams."""
+    for shard in {s.name: s for s in (*checkpoint.shards, *checkpoint.extra_streamed)}.values():
+        ensure_unchanged(checkpoint, shard)
+
+
+def refuse_beyond(checkpoint: Checkpoint, max_bytes: int | None) -> None:
+    """`--max-bytes`: a checkpoint declaring more tensor data than the caller will read is refused
+    from its headers alone, before a byte of data is read."""
+    declared = sum(
+        s.header.data_len for s in {s.name: s for s in (*checkpoint.shards, *checkpoint.extra_streamed)}.values()
+    )
+    if max_bytes is not None and declared > max_bytes:
+        raise InvalidCheckpoint(
+            checkpoint.root,
+            [
+                Problem(
+                    "max-bytes",
+                    checkpoint.root,
+                    f"declares {declared:,} bytes of tensor data, beyond --max-bytes {max_bytes:,}; refused before reading",
+                )
+            ],
+        )

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.checkpoint.layout import Checkpoint, ensure_unchanged
 from nemoverify.errors import DistributedError, LoaderError, redact
-from nemoverify.loaders.reference import ensure_unchanged
 
 if TYPE_CHECKING:
     import torch

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.checkpoint.layout import Checkpoint, ensure_unchanged
 from nemoverify.errors import LoaderError
-from nemoverify.loaders.reference import ensure_unchanged
 
 if TYPE_CHECKING:
     import torch

@@ -13,78 +13,21 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from nemoverify.checkpoint.header import TensorInfo, header_fingerprint
-from nemoverify.checkpoint.layout import Checkpoint, Shard
+from nemoverify.checkpoint.header import TensorInfo
+from nemoverify.checkpoint.layout import CHANGED, Checkpoint, Shard, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.checkpoint.storage import UnsafeName
 from nemoverify.compare import Delivered
 from nemoverify.errors import InvalidCheckpoint
 from nemoverify.hashing import new_hasher, one_shot
 from nemoverify.model.routing import route
+from nemoverify.progress import Progress
 from nemoverify.report import Observation
-
-Progress = Callable[[str, int], None]
-"""progress(phase, bytes_done_since_last_call); phase is 'reference', 'candidate' or 'manifest'."""
 
 READ_CHUNK = 4 << 20  # hashed while still in the CPU caches: 4 MiB measured best here (16 MiB: +11%)
 RUN_BYTES = 64 << 20  # work items of at least 64 MiB of consecutive tensors: balanced across cores
-
-
-CHANGED = "the shard changed while it was verified"
-
-
-def ensure_unchanged(checkpoint: Checkpoint, shard: Shard) -> None:
-    """A shard rewritten or replaced while we read it gives a verdict about neither version: refuse
-    it. Checked at the end of a run: the name still leads to the file that was read (device and
-    inode), whose size, mtime and ctime are unchanged (ctime cannot be set back), and whose header
-    bytes, read again, are the ones parsed (a rewrite within the clock's tick is still seen)."""
-    storage = checkpoint.storage
-    try:
-        why = storage.changed(shard.name, shard.fingerprint)
-        if why is None:
-            header = shard.header
-            again = storage.read_at(shard.name, 0, header.data_start)
-            if header_fingerprint(again) != header.fingerprint:
-                why = "its header bytes differ from the ones parsed"
-    except (OSError, UnsafeName) as exc:
-        why = f"it can no longer be read ({exc})"
-    if why is not None:
-        raise InvalidCheckpoint(
-            checkpoint.root,
-            [
-                Problem(
-                    "file-changed", shard.location, f"{CHANGED}: {why}; verify a checkpoint that is not being written"
-                )
-            ],
-        )
-
-
-def ensure_checkpoint_unchanged(checkpoint: Checkpoint) -> None:
-    """Every file either pass read: the indexed shards, and the unindexed ones the candidate streams."""
-    for shard in {s.name: s for s in (*checkpoint.shards, *checkpoint.extra_streamed)}.values():
-        ensure_unchanged(checkpoint, shard)
-
-
-def refuse_beyond(checkpoint: Checkpoint, max_bytes: int | None) -> None:
-    """`--max-bytes`: a checkpoint declaring more tensor data than the caller will read is refused
-    from its headers alone, before a byte of data is read."""
-    declared = sum(
-        s.header.data_len for s in {s.name: s for s in (*checkpoint.shards, *checkpoint.extra_streamed)}.values()
-    )
-    if max_bytes is not None and declared > max_bytes:
-        raise InvalidCheckpoint(
-            checkpoint.root,
-            [
-                Problem(
-                    "max-bytes",
-                    checkpoint.root,
-                    f"declares {declared:,} bytes of tensor data, beyond --max-bytes {max_bytes:,}; refused before reading",
-                )
-            ],
-        )
 
 
 def _runs(shard: Shard) -> list[tuple[TensorInfo, ...]]:

@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from nemoverify.checking import candidate_pass, routed_as
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.compare import Delivered, find_differences
-from nemoverify.loaders.reference import Progress, hash_checkpoint
+from nemoverify.loaders.stored_bytes import hash_checkpoint
 from nemoverify.model.routing import COMPONENTS
 from nemoverify.options import CheckOptions
 from nemoverify.profiles import VLLM_RELEASES, Profile, StreamerRelease, VllmRelease, streamer_release
+from nemoverify.progress import Progress
 from nemoverify.report import Observation
-from nemoverify.verify import candidate_pass, routed_as
 
 MATRIX_VERSION = 1
 MATRIX_STREAMERS = ("0.16", "0.17")  # 0.15 behaves as 0.16 (no `owned`: views into reused buffers)

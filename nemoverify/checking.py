@@ -14,29 +14,26 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered, find_differences, summarize
 from nemoverify.dtypes import from_torch
 from nemoverify.hashing import tensor_digester
 from nemoverify.loaders import TensorSource
-from nemoverify.loaders.reference import Progress, ensure_checkpoint_unchanged, hash_checkpoint
 from nemoverify.loaders.runai import RunaiStreamer
 from nemoverify.loaders.safetensors_library import SafetensorsReader
-from nemoverify.manifest import Manifest, explained_by_manifest, shard_findings
+from nemoverify.loaders.stored_bytes import hash_checkpoint
+from nemoverify.manifests import Manifest, explained_by_manifest, shard_findings
 from nemoverify.model.replay import replay
 from nemoverify.model.routing import COMPONENTS, Component, route
 from nemoverify.options import CheckOptions
+from nemoverify.progress import Progress, no_progress
 from nemoverify.report import Finding, Observation, Report, Status
 
 if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
-
-
-def _no_progress(phase: str, nbytes: int) -> None:
-    return None
 
 
 class _Background(threading.Thread, Generic[T]):
@@ -73,7 +70,7 @@ class Recorder:
     Runs once per tensor, so it keeps to the fewest calls (25,000 small tensors make it show)."""
 
     def __init__(
-        self, algorithm: str, progress: Progress = _no_progress, cancel: threading.Event | None = None
+        self, algorithm: str, progress: Progress = no_progress, cancel: threading.Event | None = None
     ) -> None:
         self.algorithm = algorithm
         self.digest = tensor_digester(algorithm)
@@ -105,7 +102,7 @@ class Recorder:
 def reference_pass(
     checkpoint: Checkpoint,
     algorithm: str,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     cancel: threading.Event | None = None,
     small_runs_after: threading.Event | None = None,
 ) -> dict[str, Observation]:
@@ -131,7 +128,7 @@ def candidate_source(checkpoint: Checkpoint, options: CheckOptions, distributed:
 def candidate_pass(
     checkpoint: Checkpoint,
     options: CheckOptions,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     cancel: threading.Event | None = None,
     distributed: bool = False,
 ) -> Delivered:
@@ -152,7 +149,7 @@ def candidate_description(options: CheckOptions) -> str:
 def check(
     checkpoint: Checkpoint,
     options: CheckOptions | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     manifest: Manifest | None = None,
     manifest_path: str | None = None,
     ranks: Callable[[], dict[int, Delivered]] | None = None,
@@ -241,7 +238,7 @@ def _explain_duplicates(
                 stored[(shard.name, name)] = reference[name].digest
             continue
         single = replace(checkpoint, shards=(shard,), extra_streamed=(), stream_order=())
-        for name, obs in hash_checkpoint(single, algorithm, _no_progress).observations.items():
+        for name, obs in hash_checkpoint(single, algorithm, no_progress).observations.items():
             if name in wanted:
                 stored[(shard.name, name)] = obs.digest
     indexed = {info.name: shard.name for shard, info in checkpoint.tensors()}
@@ -280,7 +277,7 @@ def verify_manifest(
     checkpoint: Checkpoint,
     manifest: Manifest,
     manifest_path: str | None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     strict: bool = False,
 ) -> Report:
     """The manifest check alone: every tensor's stored bytes, read straight from the files."""

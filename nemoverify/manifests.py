@@ -19,11 +19,12 @@ from nemoverify.checkpoint.problems import CONTROL_CHARACTER
 from nemoverify.checkpoint.storage import read_bounded
 from nemoverify.errors import ManifestError
 from nemoverify.hashing import ALGORITHMS, root_digest, root_digest_v1
-from nemoverify.loaders.reference import Progress, hash_checkpoint
+from nemoverify.loaders.stored_bytes import hash_checkpoint
+from nemoverify.progress import Progress
 from nemoverify.report import Finding, Observation
 
-FORMAT = "nemoverify.manifest/v2"
-FORMAT_V1 = "nemoverify.manifest/v1"  # read, never written: its root is checked under its own definition
+FORMAT = "nemoverify.manifests/v2"
+FORMAT_V1 = "nemoverify.manifests/v1"  # read, never written: its root is checked under its own definition
 DIGEST_DEFINITION = (
     "digest: <algorithm> over the tensor's stored bytes, file[8 + header_len + begin : 8 + header_len + end]; "
     "root: <algorithm> over b'nemoverify.root/v2\\n' then, per tensor sorted by name: name, dtype, shape, "
@@ -96,7 +97,7 @@ def load_manifest(path: str) -> Manifest:
         raise ManifestError(f"{path}: cannot read the manifest: {exc}") from None
     fmt = data.get("format") if isinstance(data, dict) else None
     if fmt not in (FORMAT, FORMAT_V1):
-        if isinstance(fmt, str) and fmt.startswith("nemoverify.manifest/"):
+        if isinstance(fmt, str) and fmt.startswith("nemoverify.manifests/"):
             raise ManifestError(
                 f"{path}: manifest format {fmt!r} is not one this nemoverify reads ({FORMAT}, {FORMAT_V1})"
             )

@@ -1,0 +1,1 @@
+"""For tests and benchmarks: tiny real checkpoints shaped like Nemotron Nano VL (`synthetic`)."""

@@ -1,0 +1,51 @@
+"""The Python API: the README's example runs as written, and the verbs make the CLI's runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import nemoverify
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.streamer
+
+
+def test_the_readme_python_example_runs_as_written() -> None:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("## From Python") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    result = subprocess.run([sys.executable, "-c", code.group(1)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "['language_model', 'sound', 'vision']" in result.stdout
+
+
+def test_importing_the_package_imports_no_heavy_module() -> None:
+    probe = "import sys, nemoverify; print(sorted(m for m in ('torch', 'typer', 'runai_model_streamer') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_api_and_the_cli_resolve_the_same_run(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The CLI calls the API: a Python caller gets the bounded ring and the profile the CLI gets."""
+    import json
+
+    out = tmp_path / "r.json"
+    assert cli("check", vl_checkpoint, "--vllm", "0.21", "--json", str(out), "-q").exit_code == 0
+    from_cli = json.loads(out.read_text())
+    report = nemoverify.check(vl_checkpoint, vllm="0.21")
+    assert report is not None and report.ok
+    # Both take the bounded ring (a quarter of the memory available, which moves a little between runs).
+    assert abs(report.options["memory_limit"] - from_cli["options"]["memory_limit"]) < 1 << 30  # type: ignore[operator]
+    assert report.profile is not None and report.profile.to_dict()["vllm"] == from_cli["profile"]["vllm"] == "0.21"
+
+
+def test_every_export_resolves() -> None:
+    for name in nemoverify.__all__:
+        assert getattr(nemoverify, name) is not None, name
