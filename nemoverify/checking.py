@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
@@ -24,7 +24,7 @@ from nemoverify.loaders.runai import RunaiStreamer
 from nemoverify.loaders.safetensors_library import SafetensorsReader
 from nemoverify.loaders.stored_bytes import hash_checkpoint
 from nemoverify.manifests import Manifest, explained_by_manifest, shard_findings
-from nemoverify.model.replay import replay
+from nemoverify.model.replay import Snapshot, replay
 from nemoverify.model.routing import COMPONENTS, Component, route
 from nemoverify.options import CheckOptions
 from nemoverify.progress import Progress, no_progress
@@ -69,9 +69,7 @@ class Recorder:
     """The replay's LoadEvents: hashes each tensor at the moment the model would copy it.
     Runs once per tensor, so it keeps to the fewest calls (25,000 small tensors make it show)."""
 
-    def __init__(
-        self, algorithm: str, progress: Progress = no_progress, cancel: threading.Event | None = None
-    ) -> None:
+    def __init__(self, algorithm: str, progress: Progress = no_progress, cancel: threading.Event | None = None) -> None:
         self.algorithm = algorithm
         self.digest = tensor_digester(algorithm)
         self.progress = progress
@@ -84,10 +82,17 @@ class Recorder:
         if self.cancel.is_set():
             raise Cancelled()
         nbytes = tensor.nbytes
-        digest = self.digest(tensor)
+        digest = tensor.digest if type(tensor) is Snapshot else self.digest(tensor)
         dtype = from_torch(tensor.dtype)
         self.delivered.add(Observation(name, component, dtype, tuple(tensor.shape), nbytes, digest, status, reason))
         self.progress("candidate", nbytes)
+
+    def snapshot(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The 0.22+ iterator's clone, hashed as it is taken (`model.replay.Snapshot`)."""
+        if self.cancel.is_set():
+            raise Cancelled()
+        snap = Snapshot(tensor.dtype, tuple(tensor.shape), tensor.nbytes, self.digest(tensor))
+        return cast("torch.Tensor", snap)  # stands for the clone: only dtype, shape, nbytes are read
 
     def loaded(self, name: str, component: Component, tensor: torch.Tensor) -> None:
         self._record(name, component, tensor)
@@ -131,10 +136,14 @@ def candidate_pass(
     progress: Progress = no_progress,
     cancel: threading.Event | None = None,
     distributed: bool = False,
+    real_clone: bool = False,
 ) -> Delivered:
     recorder = Recorder(options.algorithm, progress, cancel)
+    # The iterator's clone is hashed as it is taken (`Snapshot`: equivalent, without the copy);
+    # real_clone makes the copy, for the test that proves the two equal.
+    snapshot = None if real_clone else recorder.snapshot
     with candidate_source(checkpoint, options, distributed) as source:
-        replay(source.tensors(), recorder, options.load_rules(checkpoint.config.mtp_layers))
+        replay(source.tensors(), recorder, options.load_rules(checkpoint.config.mtp_layers), snapshot)
     return recorder.delivered
 
 

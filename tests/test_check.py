@@ -194,3 +194,31 @@ def test_the_report_shows_the_ring_used_and_the_environment_wins(
     assert json.loads(out.read_text())["options"]["memory_limit"] is None  # the streamer reads the variable
     assert cli("check", vl_checkpoint, "--json", str(out), "-q", "--memory-limit", "1048576").exit_code == 0
     assert json.loads(out.read_text())["options"]["memory_limit"] == 1048576
+
+
+@pytest.mark.parametrize("strategy", ["fixed", "legacy"])
+@pytest.mark.parametrize("algorithm", ["xxh3-128", "sha256"])
+def test_hashing_the_iterator_clone_as_it_is_taken_equals_the_real_clone(
+    omni_checkpoint: str, strategy: str, algorithm: str
+) -> None:
+    """vLLM 0.22+'s iterator yields tensor.clone(); `check` hashes each tensor as that clone would be
+    taken instead of copying it (model.replay.Snapshot). Under --stress (borrowed views, a ring of the
+    largest tensor: every buffer reused at once) and on both load paths (legacy keeps references to
+    what the iterator yielded until after the drain), both ways give identical observations, and
+    the legacy path, stale without the clone, is safe with it either way."""
+    from nemoverify.checking import candidate_pass
+
+    checkpoint = open_checkpoint(omni_checkpoint)
+    options = resolve_check(vllm="0.33", stress=True, strategy=strategy, algorithm=algorithm)  # type: ignore[arg-type]
+    assert options.profile.borrowed and options.load_rules(checkpoint.config.mtp_layers).iterator_clones
+    real = candidate_pass(checkpoint, options, real_clone=True)
+    hashed = candidate_pass(checkpoint, options)
+    assert real.observations == hashed.observations
+    assert real.duplicates == hashed.duplicates
+    assert len(real.observations) == checkpoint.tensor_count
+    assert run(omni_checkpoint, vllm="0.33", stress=True, strategy=strategy, algorithm=algorithm).ok
+
+
+def test_without_the_iterator_clone_the_legacy_path_goes_stale(omni_checkpoint: str) -> None:
+    """The control for the test above: the same stress, the same legacy path, no clone (vLLM 0.21)."""
+    assert not run(omni_checkpoint, vllm="0.21", stress=True, strategy="legacy").ok

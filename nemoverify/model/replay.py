@@ -11,7 +11,7 @@ reported through `events.passed` as the iterator yields them; a name vLLM raises
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -42,18 +42,63 @@ class LoadRules:
     final_layernorm: bool = False  # vision_final_layernorm routed (0.32+ with MTP layers)
 
 
-def replay(weights: Weights, events: LoadEvents, rules: LoadRules = LoadRules()) -> None:
-    """Feed `weights` to the release's load_weights as its Run:ai weights iterator would."""
+def replay(
+    weights: Weights,
+    events: LoadEvents,
+    rules: LoadRules = LoadRules(),
+    snapshot: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Feed `weights` to the release's load_weights as its Run:ai weights iterator would.
+    `snapshot` takes the place of the 0.22+ iterator's clone (see `Snapshot`); None makes the
+    real copy."""
     if rules.iterator_clones:
-        weights = _cloned(weights)
+        weights = _cloned(weights, snapshot)
     router = partial(route, final_layernorm=rules.final_layernorm)
     REPLAYS[rules.load_path](weights, events, rules.text_only, router)
 
 
-def _cloned(weights: Weights) -> Iterator[tuple[str, torch.Tensor]]:
-    """vLLM 0.22+ (PR 43464): `runai_safetensors_weights_iterator` yields `tensor.clone()`."""
+def _cloned(
+    weights: Weights, snapshot: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """vLLM 0.22+ (PR 43464): `runai_safetensors_weights_iterator` yields `tensor.clone()`, taken
+    before it advances the streamer."""
+    take = snapshot or _clone
     for name, w in weights:
-        yield name, w.clone()
+        yield name, take(w)
+
+
+def _clone(w: torch.Tensor) -> torch.Tensor:
+    return w.clone()
+
+
+class Snapshot:
+    """The 0.22+ iterator's clone, held as what a check reads of it: dtype, shape and the digest of
+    its bytes, hashed when the clone would have been taken.
+
+    Equivalent, byte for byte, to the real clone: a clone taken at yield time holds the bytes the
+    yielded tensor has at that instant, and nothing writes to it afterwards (it is the iterator's
+    own fresh tensor; the model only reads it, through `param.copy_` or `detach().clone()`). So the
+    digest of the clone, whenever the model would copy it, is the digest of the yielded tensor's
+    bytes at yield time, which is what is computed here, at that instant (before the iterator
+    advances, so before the streamer may reuse the buffer under it). The real clone cost a copy
+    of every tensor (on 2 cores it was the largest cost of `check`: fresh pages for every tensor);
+    tests/test_check.py runs both ways under --stress with borrowed views, on both load paths, and
+    gets identical digests. `detach()` and `clone()` return the snapshot itself: copying an
+    immutable snapshot changes nothing."""
+
+    __slots__ = ("dtype", "shape", "nbytes", "digest")
+
+    def __init__(self, dtype: torch.dtype, shape: tuple[int, ...], nbytes: int, digest: str) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.nbytes = nbytes
+        self.digest = digest
+
+    def detach(self) -> Snapshot:
+        return self
+
+    def clone(self) -> Snapshot:
+        return self
 
 
 def _not_loaded(r: Route, text_only: bool) -> str | None:
