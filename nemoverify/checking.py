@@ -138,6 +138,7 @@ def candidate_pass(
     distributed: bool = False,
     real_clone: bool = False,
 ) -> Delivered:
+    options = options.fitted_to(checkpoint)
     recorder = Recorder(options.algorithm, progress, cancel)
     # The iterator's clone is hashed as it is taken (`Snapshot`: equivalent, without the copy);
     # real_clone makes the copy, for the test that proves the two equal.
@@ -167,7 +168,7 @@ def check(
     """Verify that the candidate loader, through the load path of the options' deployment profile,
     delivers the reference's bytes for every tensor (and, with a manifest, the recorded ones).
     Raises only when no trustworthy verdict is possible."""
-    options = options or CheckOptions()
+    options = (options or CheckOptions()).fitted_to(against or checkpoint)
     if manifest is not None and checkpoint.errors(options.strict):
         # A damaged shard the manifest explains (wrong size) is a failed verification, not a crash.
         return verify_manifest(checkpoint, manifest, manifest_path, progress, options.strict)

@@ -505,7 +505,7 @@ def check(
     memory_limit: Annotated[
         int | None,
         typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
+            help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else 256 MiB (measured fastest), raised to two of the largest tensor, within a quarter of available memory (a container's cgroup limit counts) (0 with --stress).",
             parser=_size,
             metavar="SIZE",
         ),

@@ -9,13 +9,16 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from nemoverify.errors import UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
-from nemoverify.loaders.runai import STREAMER_DEFAULT_RING, StreamerSettings, default_ring_bytes
+from nemoverify.loaders.runai import STREAMER_DEFAULT_RING, StreamerSettings, chosen_ring_bytes, fitted_ring
 from nemoverify.model.replay import LoadRules
 from nemoverify.profiles import LoadPath, Profile, resolve_profile
+
+if TYPE_CHECKING:
+    from nemoverify.checkpoint.layout import Checkpoint
 
 Loader = Literal["runai", "safetensors"]
 EXTRA_CONFIG_KEYS = {"distributed": bool, "concurrency": int, "memory_limit": int}
@@ -45,9 +48,18 @@ class CheckOptions:
         if self.memory_limit >= min(self.production_ring, streamed_bytes):
             return None
         return (
-            f"ring {self.memory_limit / 1e9:.1f} GB, not production's {self.production_ring / 1e9:.0f} GB "
-            "(nemoverify keeps to a quarter of available memory): more buffer reuse, a stricter check"
+            f"ring {self.memory_limit / 1e9:.2f} GB, not production's {self.production_ring / 1e9:.0f} GB "
+            "(nemoverify's default: --memory-limit sets it): more buffer reuse, a stricter check"
         )
+
+    def fitted_to(self, checkpoint: Checkpoint) -> CheckOptions:
+        """nemoverify's default ring raised, where needed, to hold two of the checkpoint's largest
+        streamed tensor (`loaders.runai.fitted_ring`); a ring the user set is left alone."""
+        if self.production_ring is None or self.memory_limit is None or self.profile.stress:
+            return self
+        largest = max((t.nbytes for shard in checkpoint.streamed for t in shard.header.tensors), default=0)
+        ring = fitted_ring(self.memory_limit, largest)
+        return self if ring == self.memory_limit else replace(self, memory_limit=ring)
 
     @property
     def strategy(self) -> LoadPath:
@@ -166,8 +178,10 @@ def resolve_check(
     production_ring = None
     if memory_limit is None and not stress and "RUNAI_STREAMER_MEMORY_LIMIT" not in os.environ:
         # Production's ring is the streamer's 40 GB default (0.15/0.16 distributed: no limit at all).
-        # nemoverify keeps to a quarter of the memory it has; a smaller ring only reuses buffers more.
-        memory_limit, production_ring = default_ring_bytes(), STREAMER_DEFAULT_RING
+        # nemoverify's ring is the one measured fastest here (CHOSEN_RING), within a quarter of the
+        # memory it has, fitted to the largest tensor at the stream; a smaller ring only reuses
+        # buffers more, a stricter check.
+        memory_limit, production_ring = chosen_ring_bytes(), STREAMER_DEFAULT_RING
     # On a GPU the default digest is lin128, computed where the tensor lands (no copy back to the host).
     default = "lin128" if device.startswith("cuda") and (nproc > 1 or distributed) else DEFAULT_CHECK_ALGORITHM
     chosen = algorithm or manifest_algorithm or default

@@ -183,12 +183,12 @@ def test_the_report_shows_the_ring_used_and_the_environment_wins(
 ) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from nemoverify.loaders.runai import default_ring_bytes
+    from nemoverify.loaders.runai import CHOSEN_RING, default_ring_bytes
 
     out = tmp_path / "r.json"
     assert cli("check", vl_checkpoint, "--json", str(out), "-q").exit_code == 0
     limit = json.loads(out.read_text())["options"]["memory_limit"]
-    assert 0 < limit <= 40_000_000_000 and abs(limit - default_ring_bytes()) < 1 << 30
+    assert 0 < limit <= 40_000_000_000 and limit == min(CHOSEN_RING, default_ring_bytes())
     monkeypatch.setenv("RUNAI_STREAMER_MEMORY_LIMIT", "12345678")
     assert cli("check", vl_checkpoint, "--json", str(out), "-q").exit_code == 0
     assert json.loads(out.read_text())["options"]["memory_limit"] is None  # the streamer reads the variable
@@ -222,3 +222,25 @@ def test_hashing_the_iterator_clone_as_it_is_taken_equals_the_real_clone(
 def test_without_the_iterator_clone_the_legacy_path_goes_stale(omni_checkpoint: str) -> None:
     """The control for the test above: the same stress, the same legacy path, no clone (vLLM 0.21)."""
     assert not run(omni_checkpoint, vllm="0.21", stress=True, strategy="legacy").ok
+
+
+def test_the_default_ring_holds_two_of_the_largest_tensor_and_a_users_ring_is_left_alone(
+    make_checkpoint: Callable[..., str], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.loaders import runai
+    from nemoverify.loaders.runai import fitted_ring
+
+    monkeypatch.setattr(runai, "default_ring_bytes", lambda: 10 << 30)
+    assert fitted_ring(256 << 20, 100 << 20) == 256 << 20
+    assert fitted_ring(256 << 20, 1 << 30) == 2 << 30  # two of the largest, within the memory bound
+    assert fitted_ring(256 << 20, 8 << 30) == 10 << 30  # the bound caps it ...
+    assert fitted_ring(256 << 20, 12 << 30) == 12 << 30  # ... but never below one tensor (the streamer's floor)
+    checkpoint = open_checkpoint(make_checkpoint())
+    largest = max(t.nbytes for s in checkpoint.streamed for t in s.header.tensors)
+    default = resolve_check()
+    tiny = resolve_check(memory_limit=largest)  # the user's: left alone
+    assert tiny.fitted_to(checkpoint).memory_limit == largest
+    monkeypatch.setattr(runai, "CHOSEN_RING", largest)
+    assert default.fitted_to(checkpoint) is default  # 256 MiB holds two of a small checkpoint's largest
+    small = resolve_check()
+    assert small.memory_limit == largest and small.fitted_to(checkpoint).memory_limit == 2 * largest
