@@ -19,8 +19,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from nemoverify import __version__
 from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
@@ -28,6 +26,8 @@ from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, reda
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from nemoverify.outputs import Reports
 
 EXIT_CODES_HELP = (
@@ -167,11 +167,21 @@ def _size(value: object) -> int:
 
 
 def _stdout() -> Console:
+    from rich.console import Console  # rich only where something is printed (import time: issue 17)
+
     return Console(highlight=False, soft_wrap=False)
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _fail(message: str, code: ExitCode) -> typer.Exit:
@@ -272,8 +282,8 @@ def _leave_reports(error: BaseException) -> None:
 
 @contextlib.contextmanager
 def _progress(enabled: bool, totals: dict[str, int]) -> Iterator[Callable[[str, int], None]]:
-    err = _stderr()
-    if not enabled or not err.is_terminal:
+    err = _stderr() if enabled else None
+    if err is None or not err.is_terminal:
         yield lambda phase, n: None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
