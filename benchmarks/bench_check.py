@@ -136,6 +136,18 @@ class Case:
         return max(r.rss for r in self.runs)
 
 
+def own_rss() -> int:
+    """This process's peak RSS: Linux carries it across fork and exec into a child's high-water mark,
+    so a child's figure at or below it is this process's, not the child's (shown as '-')."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def shown_rss(rss: int) -> str:
+    return gb(rss) if rss > own_rss() else "-"
+
+
 def peak_rss(argv: list[str]) -> int:
     """One child's own peak RSS: wait4 on it (not the largest child so far)."""
     proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -319,7 +331,7 @@ def measure(path: str, repeat: int, cold: bool, bulk: bool, rings: list[str]) ->
             continue
         lo, hi = case.span()
         m = case.median()
-        print(f"{case.name:52} {m:8.2f} {lo:5.2f}-{hi:<5.2f} {size / m / 1e9:6.2f} {gb(case.rss):>9}")
+        print(f"{case.name:52} {m:8.2f} {lo:5.2f}-{hi:<5.2f} {size / m / 1e9:6.2f} {shown_rss(case.rss):>9}")
     print(f"{'work only (imports before the clock)':52}")
     for case in cases:
         if case.prints_work:
