@@ -28,7 +28,7 @@ from nemoverify.model.replay import replay
 from nemoverify.model.routing import COMPONENTS, Component, route
 from nemoverify.options import CheckOptions
 from nemoverify.progress import Progress, no_progress
-from nemoverify.report import Finding, Observation, Report, Status
+from nemoverify.report import Finding, Observation, Report, Source, Status
 
 if TYPE_CHECKING:
     import torch
@@ -313,7 +313,7 @@ def build_report(
     manifest: str | None = None,
     reference_name: str = "stored bytes",
     candidate_name: str | None = None,
-    against: str = "reference",
+    against: Source = "reference",
     algorithm: str | None = None,
     strict: bool = False,
     copy: Checkpoint | None = None,

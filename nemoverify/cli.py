@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -25,10 +24,16 @@ from rich.markup import escape
 from nemoverify import __version__
 from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
 from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, redact
-from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
+from nemoverify.hashing import ALGORITHMS, DEFAULT_MANIFEST_ALGORITHM, MANIFEST_ALGORITHMS, Algorithm
+from nemoverify.options import LOADERS, Loader
+from nemoverify.outputs import OUTPUT_FORMATS, OutputFormat
+from nemoverify.profiles import LOAD_PATHS, LoadPath
 
 if TYPE_CHECKING:
+    from nemoverify.manifests import Manifest
     from nemoverify.outputs import Reports
+    from nemoverify.profile_matrix import Matrix
+    from nemoverify.report import Report
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
@@ -88,51 +93,20 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-class Loader(str, Enum):
-    runai = "runai"
-    safetensors = "safetensors"
+S = TypeVar("S", bound=str)
 
 
-class Strategy(str, Enum):
-    fixed = "fixed"
-    legacy = "legacy"
+def _choices(values: tuple[S, ...]) -> dict[str, Any]:
+    """Option settings for one of `values` (a Literal's members, defined where they are used): parsed
+    here, so a wrong value reads "'yaml': choose one of table, json" (not a validation library's
+    "Value error, ..."), shown as table|json, completed."""
+    names = list(values)
 
-
-class Algorithm(str, Enum):
-    xxh3_128 = "xxh3-128"
-    blake3 = "blake3"
-    sha256 = "sha256"
-    lin128 = "lin128"
-
-
-class ManifestAlgorithm(str, Enum):
-    """lin128 is not cryptographic: it compares loaders, it does not guard stored bytes."""
-
-    blake3 = "blake3"
-    sha256 = "sha256"
-    xxh3_128 = "xxh3-128"
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-
-
-E = TypeVar("E", bound=Enum)
-
-
-def _choices(kind: type[E]) -> dict[str, Any]:
-    """Option settings for an enum: parsed here, so a wrong value reads "'yaml': choose one of
-    table, json" (not a validation library's "Value error, ..."), shown as table|json, completed."""
-    names = [str(m.value) for m in kind]
-
-    def parse(value: object) -> E:
-        if isinstance(value, kind):
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            raise typer.BadParameter(f"{value!r}: choose one of {', '.join(names)}") from None
+    def parse(value: object) -> S:
+        for v in values:
+            if v == value:
+                return v
+        raise typer.BadParameter(f"{value!r}: choose one of {', '.join(names)}")
 
     return {"parser": parse, "metavar": "|".join(names), "autocompletion": lambda: names}
 
@@ -364,7 +338,7 @@ def _plan_reports(
     json_file: str | None,
     junit_xml: str | None,
     sarif: str | None,
-    output_format: Format = Format.table,
+    output_format: OutputFormat = "table",
     quiet: bool = False,
     against: str | None = None,
     manifest: str | None = None,
@@ -373,7 +347,7 @@ def _plan_reports(
     before any work, never after a verdict that it would then lose."""
     from nemoverify.outputs import plan_reports
 
-    stdout = "--format json" if output_format is Format.json and not quiet else None
+    stdout = "--format json" if output_format == "json" and not quiet else None
     reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, against, manifest, stdout))
     _REPORTS.set(reports)
     return reports
@@ -433,7 +407,7 @@ SarifOpt = Annotated[
     ),
 ]
 ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", **_whole(0))]
-FormatOpt = Annotated[Format, typer.Option("--format", help="What to print on stdout.", **_choices(Format))]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="What to print on stdout.", **_choices(OUTPUT_FORMATS))]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
@@ -466,9 +440,9 @@ def check(
         Loader,
         typer.Option(
             help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
-            **_choices(Loader),
+            **_choices(LOADERS),
         ),
-    ] = Loader.runai,
+    ] = "runai",
     vllm: Annotated[
         str,
         typer.Option(
@@ -495,11 +469,11 @@ def check(
         ),
     ] = False,
     strategy: Annotated[
-        Strategy | None,
+        LoadPath | None,
         typer.Option(
             help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
             show_default=False,
-            **_choices(Strategy),
+            **_choices(LOAD_PATHS),
         ),
     ] = None,
     memory_limit: Annotated[
@@ -524,10 +498,10 @@ def check(
         typer.Option(
             help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
             show_default=False,
-            **_choices(Algorithm),
+            **_choices(ALGORITHMS),
         ),
     ] = None,
-    output_format: FormatOpt = Format.table,
+    output_format: FormatOpt = "table",
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
     fail_on_unclaimed: Annotated[
@@ -587,7 +561,7 @@ def check(
 
     _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, against, manifest)
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Report | None:
         return api.check(
             path,
             manifest=manifest,
@@ -595,12 +569,12 @@ def check(
             vllm=vllm,
             streamer=streamer,
             stress=stress,
-            strategy=strategy.value if strategy else None,  # type: ignore[arg-type]
-            loader=loader.value,  # type: ignore[arg-type]
+            strategy=strategy,
+            loader=loader,
             memory_limit=memory_limit,
             concurrency=concurrency,
             text_only=text_only,
-            algorithm=algorithm.value if algorithm else None,
+            algorithm=algorithm,
             strict=strict,
             fail_on_unclaimed=fail_on_unclaimed,
             device=device,
@@ -619,14 +593,14 @@ def check(
 
 
 def _emit(
-    report,
-    output_format: Format,
+    report: Report,
+    output_format: OutputFormat,
     json_file: str | None,
     junit_xml: str | None,
     sarif: str | None,
     quiet: bool,
     show: int,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
     be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
     from nemoverify.outputs import Reports
@@ -636,7 +610,7 @@ def _emit(
     for message in failed:
         _fail(message, ExitCode.USAGE)
     if not quiet:
-        if output_format is Format.json:
+        if output_format == "json":
             from nemoverify.render.jsonout import report_json
 
             sys.stdout.write(report_json(report))
@@ -681,7 +655,7 @@ def matrix(
         typer.Option(
             help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).",
             show_default=False,
-            **_choices(Algorithm),
+            **_choices(ALGORITHMS),
         ),
     ] = None,
     rank_timeout: Annotated[
@@ -691,7 +665,7 @@ def matrix(
             **_whole(1, "SECONDS"),
         ),
     ] = 300,
-    output_format: FormatOpt = Format.table,
+    output_format: FormatOpt = "table",
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
@@ -703,11 +677,11 @@ def matrix(
     from nemoverify.options import resolve_check
     from nemoverify.outputs import STDOUT
 
-    stdout = "--format json" if output_format is Format.json and not quiet else None
+    stdout = "--format json" if output_format == "json" and not quiet else None
     _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     base = _run(
         lambda: resolve_check(
-            algorithm=algorithm.value if algorithm else None,
+            algorithm=algorithm,
             strict=strict,
             device=device,
             extra_config=model_loader_extra_config,
@@ -715,7 +689,7 @@ def matrix(
         )
     )
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Matrix:
         return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
 
 
@@ -726,7 +700,7 @@ def matrix(
     if json_file:
         _write_output(json_file, text)
     if not quiet:
-        if output_format is Format.json:
+        if output_format == "json":
             sys.stdout.write(text)
         else:
             from nemoverify.render.profile_matrix import render_matrix
@@ -741,7 +715,7 @@ def matrix(
 )
 def inspect(
     path: PathArg,
-    output_format: FormatOpt = Format.table,
+    output_format: FormatOpt = "table",
     json_file: Annotated[
         str | None, typer.Option("--json", help="Also write the inventory as JSON to FILE.", metavar="FILE")
     ] = None,
@@ -755,13 +729,13 @@ def inspect(
     from nemoverify import api
     from nemoverify.outputs import STDOUT
 
-    stdout = "--format json" if output_format is Format.json else None
+    stdout = "--format json" if output_format == "json" else None
     _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     inventory = _run(_bounded(lambda: api.inspect(path), storage_timeout, path))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)
-    if output_format is Format.json:
+    if output_format == "json":
         sys.stdout.write(text)
     else:
         from nemoverify.render.inventory import render_inventory
@@ -782,12 +756,12 @@ def manifest(
         typer.Option("--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"),
     ],
     algorithm: Annotated[
-        ManifestAlgorithm,
+        Algorithm,
         typer.Option(
             help="Digest algorithm: blake3 (cryptographic, fastest), sha256 (recomputable with sha256sum-like tools) or xxh3-128 (fast, not cryptographic: catches accidents, not tampering). lin128 is refused: it compares loaders, it does not guard bytes.",
-            **_choices(ManifestAlgorithm),
+            **_choices(MANIFEST_ALGORITHMS),
         ),
-    ] = ManifestAlgorithm(DEFAULT_MANIFEST_ALGORITHM),
+    ] = DEFAULT_MANIFEST_ALGORITHM,
     strict: StrictOpt = False,
     max_bytes: MaxBytesOpt = None,
     storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
@@ -799,10 +773,10 @@ def manifest(
 
     _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Manifest:
         return api.manifest(
             path,
-            algorithm=algorithm.value,
+            algorithm=algorithm,
             strict=strict,
             max_bytes=max_bytes,
             watch=lambda phases: _progress(not quiet, phases),
@@ -825,7 +799,7 @@ def manifest(
 def verify(
     path: PathArg,
     manifest: Annotated[str, typer.Option("--manifest", help="The manifest to check against.", metavar="FILE")],
-    output_format: FormatOpt = Format.table,
+    output_format: FormatOpt = "table",
     json_file: Annotated[
         str | None,
         typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
@@ -843,7 +817,7 @@ def verify(
 
     _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, manifest=manifest)
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Report:
         return api.verify(
             path, manifest, strict=strict, max_bytes=max_bytes, watch=lambda phases: _progress(not quiet, phases)
         )

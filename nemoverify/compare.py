@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from nemoverify.hashing import root_digest
 from nemoverify.model.routing import COMPONENTS
-from nemoverify.report import ComponentSummary, Finding, Observation, Skipped
+from nemoverify.report import ComponentSummary, Finding, FindingKind, Observation, Skipped, Source
 
 
 @dataclass
@@ -31,14 +31,14 @@ def _shape(shape: Sequence[int]) -> str:
 def find_differences(
     expected: Mapping[str, Observation],
     delivered: Delivered,
-    against: str = "reference",
+    against: Source = "reference",
     rank: int | None = None,
 ) -> list[Finding]:
     """Every way `delivered` differs from `expected`, tensor by tensor."""
     findings: list[Finding] = []
 
-    def add(name: str, component: str, kind: str, exp: str | None, act: str | None, detail: str | None = None) -> None:
-        findings.append(Finding(name, component, kind, exp, act, against, rank, detail=detail))  # type: ignore[arg-type]
+    def add(name: str, component: str, kind: FindingKind, exp: str | None, act: str | None, detail: str | None = None) -> None:
+        findings.append(Finding(name, component, kind, exp, act, against, rank, detail=detail))
 
     got = delivered.observations
     duplicated = set(delivered.duplicates)

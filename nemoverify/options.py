@@ -9,7 +9,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
 from nemoverify.errors import UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
@@ -18,6 +18,7 @@ from nemoverify.model.replay import LoadRules
 from nemoverify.profiles import LoadPath, Profile, resolve_profile
 
 Loader = Literal["runai", "safetensors"]
+LOADERS: tuple[Loader, ...] = get_args(Loader)  # --loader's choices
 EXTRA_CONFIG_KEYS = {"distributed": bool, "concurrency": int, "memory_limit": int}
 
 

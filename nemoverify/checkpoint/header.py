@@ -318,6 +318,7 @@ def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> Tens
             bits = DTYPE_BITS.get(dtype) if type(dtype) is str else None
             if (
                 bits is not None
+                and isinstance(dtype, str)  # what `bits` already says, for the type checker
                 and type(begin) is int
                 and type(end) is int
                 and 0 <= begin <= end <= U64_MAX
@@ -325,7 +326,7 @@ def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> Tens
             ):
                 total = math.prod(shape) * bits
                 if 0 < total <= U64_MAX and total % 8 == 0 and end - begin == total // 8:
-                    return TensorInfo(name, dtype, tuple(shape), begin, end)  # type: ignore[arg-type]
+                    return TensorInfo(name, dtype, tuple(shape), begin, end)
     return _checked_tensor_info(name, entry, problem)
 
 
