@@ -407,7 +407,9 @@ SarifOpt = Annotated[
     ),
 ]
 ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", **_whole(0))]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="What to print on stdout.", **_choices(OUTPUT_FORMATS))]
+FormatOpt = Annotated[
+    OutputFormat, typer.Option("--format", help="What to print on stdout.", **_choices(OUTPUT_FORMATS))
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
@@ -430,123 +432,142 @@ MaxBytesOpt = Annotated[
 ]
 
 
+# The options of `check`, declared here so that its signature reads as the list of what it takes.
+LoaderOpt = Annotated[
+    Loader,
+    typer.Option(
+        help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
+        **_choices(LOADERS),
+    ),
+]
+VllmOpt = Annotated[
+    str,
+    typer.Option(
+        "--vllm",
+        help="The vLLM release the deployment runs (0.20.1, 0.33, ...): its load path, routing, text-only rule and iterator. 'auto': the installed vLLM, else the newest release nemoverify knows.",
+        metavar="VERSION",
+    ),
+]
+StreamerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--streamer",
+        help="The runai-model-streamer release the deployment runs (0.15, 0.16, 0.17): whether tensors are views into reused buffers. Default: the installed one; another release is emulated.",
+        metavar="VERSION",
+        show_default=False,
+    ),
+]
+StressOpt = Annotated[
+    bool,
+    typer.Option(
+        "--stress",
+        "--reuse-buffers",
+        help="Worst case instead of production's buffers: borrowed views, a ring of the largest tensor, staging buffers of the largest tensor. A pass means safe even then.",
+    ),
+]
+StrategyOpt = Annotated[
+    LoadPath | None,
+    typer.Option(
+        help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
+        show_default=False,
+        **_choices(LOAD_PATHS),
+    ),
+]
+MemoryLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
+        parser=_size,
+        metavar="SIZE",
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
+]
+TextOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--text-only", help="Replay text-only mode (every modality limit 0): mlp1, vision and sound are skipped."
+    ),
+]
+CheckAlgorithmOpt = Annotated[
+    Algorithm | None,
+    typer.Option(
+        help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
+        show_default=False,
+        **_choices(ALGORITHMS),
+    ),
+]
+FailOnUnclaimedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fail-on-unclaimed",
+        help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
+    ),
+]
+AgainstOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--against",
+        help="Stream this copy (s3:// or gs://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
+        metavar="COPY",
+    ),
+]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
+        **_whole(1),
+    ),
+]
+DistributedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--distributed", help="This process is one rank of a group started by torchrun; rank 0 prints the report."
+    ),
+]
+CheckDeviceOpt = Annotated[str, typer.Option(help="Where the streamer delivers tensors: cpu, cuda or cuda:N.")]
+CheckExtraConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="vLLM's --model-loader-extra-config JSON: distributed, concurrency, memory_limit.", metavar="JSON"
+    ),
+]
+RankTimeoutOpt = Annotated[
+    int,
+    typer.Option(
+        help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
+        **_whole(1, "SECONDS"),
+    ),
+]
+
+
 @app.command(
     epilog=_epilog(*EXAMPLES["check"]),
     short_help="Load the checkpoint as production does and compare every tensor with its stored bytes.",
 )
 def check(
     path: PathArg,
-    loader: Annotated[
-        Loader,
-        typer.Option(
-            help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
-            **_choices(LOADERS),
-        ),
-    ] = "runai",
-    vllm: Annotated[
-        str,
-        typer.Option(
-            "--vllm",
-            help="The vLLM release the deployment runs (0.20.1, 0.33, ...): its load path, routing, text-only rule and iterator. 'auto': the installed vLLM, else the newest release nemoverify knows.",
-            metavar="VERSION",
-        ),
-    ] = "auto",
-    streamer: Annotated[
-        str | None,
-        typer.Option(
-            "--streamer",
-            help="The runai-model-streamer release the deployment runs (0.15, 0.16, 0.17): whether tensors are views into reused buffers. Default: the installed one; another release is emulated.",
-            metavar="VERSION",
-            show_default=False,
-        ),
-    ] = None,
-    stress: Annotated[
-        bool,
-        typer.Option(
-            "--stress",
-            "--reuse-buffers",
-            help="Worst case instead of production's buffers: borrowed views, a ring of the largest tensor, staging buffers of the largest tensor. A pass means safe even then.",
-        ),
-    ] = False,
-    strategy: Annotated[
-        LoadPath | None,
-        typer.Option(
-            help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
-            show_default=False,
-            **_choices(LOAD_PATHS),
-        ),
-    ] = None,
-    memory_limit: Annotated[
-        int | None,
-        typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else the streamer's 40 GB or a quarter of available memory (a container's cgroup limit counts), whichever is less (0 with --stress).",
-            parser=_size,
-            metavar="SIZE",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
-    ] = None,
-    text_only: Annotated[
-        bool,
-        typer.Option(
-            "--text-only", help="Replay text-only mode (every modality limit 0): mlp1, vision and sound are skipped."
-        ),
-    ] = False,
-    algorithm: Annotated[
-        Algorithm | None,
-        typer.Option(
-            help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
-            show_default=False,
-            **_choices(ALGORITHMS),
-        ),
-    ] = None,
+    loader: LoaderOpt = "runai",
+    vllm: VllmOpt = "auto",
+    streamer: StreamerOpt = None,
+    stress: StressOpt = False,
+    strategy: StrategyOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    text_only: TextOnlyOpt = False,
+    algorithm: CheckAlgorithmOpt = None,
     output_format: FormatOpt = "table",
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
-    fail_on_unclaimed: Annotated[
-        bool,
-        typer.Option(
-            "--fail-on-unclaimed",
-            help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
-        ),
-    ] = False,
+    fail_on_unclaimed: FailOnUnclaimedOpt = False,
     manifest: ManifestOpt = None,
-    against: Annotated[
-        str | None,
-        typer.Option(
-            "--against",
-            help="Stream this copy (s3:// or gs://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
-            metavar="COPY",
-        ),
-    ] = None,
-    nproc: Annotated[
-        int,
-        typer.Option(
-            help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
-            **_whole(1),
-        ),
-    ] = 1,
-    distributed: Annotated[
-        bool,
-        typer.Option(
-            "--distributed", help="This process is one rank of a group started by torchrun; rank 0 prints the report."
-        ),
-    ] = False,
-    device: Annotated[str, typer.Option(help="Where the streamer delivers tensors: cpu, cuda or cuda:N.")] = "cpu",
-    model_loader_extra_config: Annotated[
-        str | None,
-        typer.Option(
-            help="vLLM's --model-loader-extra-config JSON: distributed, concurrency, memory_limit.", metavar="JSON"
-        ),
-    ] = None,
-    rank_timeout: Annotated[
-        int,
-        typer.Option(
-            help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
-            **_whole(1, "SECONDS"),
-        ),
-    ] = 300,
+    against: AgainstOpt = None,
+    nproc: NprocOpt = 1,
+    distributed: DistributedOpt = False,
+    device: CheckDeviceOpt = "cpu",
+    model_loader_extra_config: CheckExtraConfigOpt = None,
+    rank_timeout: RankTimeoutOpt = 300,
     max_bytes: MaxBytesOpt = None,
     storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
     junit_xml: JunitOpt = None,
@@ -692,7 +713,6 @@ def matrix(
     def work() -> Matrix:
         return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
 
-
     result = _run(work, needs_torch=True)
     import json
 
@@ -753,7 +773,9 @@ def manifest(
     path: PathArg,
     output: Annotated[
         str,
-        typer.Option("--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"),
+        typer.Option(
+            "--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"
+        ),
     ],
     algorithm: Annotated[
         Algorithm,
