@@ -19,7 +19,7 @@ from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered, find_differences, summarize
 from nemoverify.dtypes import from_torch
 from nemoverify.hashing import tensor_digester
-from nemoverify.loaders import TensorSource
+from nemoverify.loaders import TensorSource, require_loadable
 from nemoverify.loaders.runai import RunaiStreamer
 from nemoverify.loaders.safetensors_library import SafetensorsReader
 from nemoverify.loaders.stored_bytes import hash_checkpoint
@@ -132,6 +132,7 @@ def candidate_pass(
     cancel: threading.Event | None = None,
     distributed: bool = False,
 ) -> Delivered:
+    require_loadable(checkpoint, checkpoint.streamed if options.loader == "runai" else checkpoint.shards, options.loader)
     recorder = Recorder(options.algorithm, progress, cancel)
     with candidate_source(checkpoint, options, distributed) as source:
         replay(source.tensors(), recorder, options.load_rules(checkpoint.config.mtp_layers))
