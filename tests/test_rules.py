@@ -121,3 +121,8 @@ def test_inspect_says_how_to_fix_each_rule_broken_once(cli, vl_checkpoint: str, 
     text = " ".join(result.output.split())
     assert text.count("fix [file-truncated]:") == 1 and RULES["file-truncated"].fix in text
 
+
+
+def test_the_readme_lists_every_rule() -> None:
+    readme = (TESTS.parent / "README.md").read_text(encoding="utf-8")
+    assert not [r for r in RULES if f"`{r}`" not in readme]
