@@ -19,7 +19,7 @@ from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered, find_differences, summarize
 from nemoverify.dtypes import from_torch
 from nemoverify.hashing import tensor_digester
-from nemoverify.loaders import TensorSource
+from nemoverify.loaders import TensorSource, require_loadable
 from nemoverify.loaders.runai import RunaiStreamer
 from nemoverify.loaders.safetensors_library import SafetensorsReader
 from nemoverify.loaders.stored_bytes import hash_checkpoint
@@ -28,7 +28,7 @@ from nemoverify.model.replay import Snapshot, replay
 from nemoverify.model.routing import COMPONENTS, Component, route
 from nemoverify.options import CheckOptions
 from nemoverify.progress import Progress, no_progress
-from nemoverify.report import Finding, Observation, Report, Status
+from nemoverify.report import Finding, Observation, Report, Source, Status
 
 if TYPE_CHECKING:
     import torch
@@ -82,7 +82,8 @@ class Recorder:
         if self.cancel.is_set():
             raise Cancelled()
         nbytes = tensor.nbytes
-        digest = tensor.digest if type(tensor) is Snapshot else self.digest(tensor)
+        held: object = tensor  # a Snapshot stands for the 0.22+ iterator's clone (typed as a tensor)
+        digest = held.digest if type(held) is Snapshot else self.digest(tensor)
         dtype = from_torch(tensor.dtype)
         self.delivered.add(Observation(name, component, dtype, tuple(tensor.shape), nbytes, digest, status, reason))
         self.progress("candidate", nbytes)
@@ -138,6 +139,7 @@ def candidate_pass(
     distributed: bool = False,
     real_clone: bool = False,
 ) -> Delivered:
+    require_loadable(checkpoint, checkpoint.streamed if options.loader == "runai" else checkpoint.shards, options.loader)
     options = options.fitted_to(checkpoint)
     recorder = Recorder(options.algorithm, progress, cancel)
     # The iterator's clone is hashed as it is taken (`Snapshot`: equivalent, without the copy);
@@ -323,7 +325,7 @@ def build_report(
     manifest: str | None = None,
     reference_name: str = "stored bytes",
     candidate_name: str | None = None,
-    against: str = "reference",
+    against: Source = "reference",
     algorithm: str | None = None,
     strict: bool = False,
     copy: Checkpoint | None = None,

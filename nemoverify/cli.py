@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -23,12 +22,18 @@ import typer
 from nemoverify import __version__
 from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
 from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, redact
-from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
+from nemoverify.hashing import ALGORITHMS, DEFAULT_MANIFEST_ALGORITHM, MANIFEST_ALGORITHMS, Algorithm
+from nemoverify.options import LOADERS, Loader
+from nemoverify.outputs import OUTPUT_FORMATS, OutputFormat
+from nemoverify.profiles import LOAD_PATHS, LoadPath
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from nemoverify.manifests import Manifest
     from nemoverify.outputs import Reports
+    from nemoverify.profile_matrix import Matrix
+    from nemoverify.report import Report
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
@@ -88,51 +93,20 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-class Loader(str, Enum):
-    runai = "runai"
-    safetensors = "safetensors"
+S = TypeVar("S", bound=str)
 
 
-class Strategy(str, Enum):
-    fixed = "fixed"
-    legacy = "legacy"
+def _choices(values: tuple[S, ...]) -> dict[str, Any]:
+    """Option settings for one of `values` (a Literal's members, defined where they are used): parsed
+    here, so a wrong value reads "'yaml': choose one of table, json" (not a validation library's
+    "Value error, ..."), shown as table|json, completed."""
+    names = list(values)
 
-
-class Algorithm(str, Enum):
-    xxh3_128 = "xxh3-128"
-    blake3 = "blake3"
-    sha256 = "sha256"
-    lin128 = "lin128"
-
-
-class ManifestAlgorithm(str, Enum):
-    """lin128 is not cryptographic: it compares loaders, it does not guard stored bytes."""
-
-    blake3 = "blake3"
-    sha256 = "sha256"
-    xxh3_128 = "xxh3-128"
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-
-
-E = TypeVar("E", bound=Enum)
-
-
-def _choices(kind: type[E]) -> dict[str, Any]:
-    """Option settings for an enum: parsed here, so a wrong value reads "'yaml': choose one of
-    table, json" (not a validation library's "Value error, ..."), shown as table|json, completed."""
-    names = [str(m.value) for m in kind]
-
-    def parse(value: object) -> E:
-        if isinstance(value, kind):
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            raise typer.BadParameter(f"{value!r}: choose one of {', '.join(names)}") from None
+    def parse(value: object) -> S:
+        for v in values:
+            if v == value:
+                return v
+        raise typer.BadParameter(f"{value!r}: choose one of {', '.join(names)}")
 
     return {"parser": parse, "metavar": "|".join(names), "autocompletion": lambda: names}
 
@@ -374,7 +348,7 @@ def _plan_reports(
     json_file: str | None,
     junit_xml: str | None,
     sarif: str | None,
-    output_format: Format = Format.table,
+    output_format: OutputFormat = "table",
     quiet: bool = False,
     against: str | None = None,
     manifest: str | None = None,
@@ -383,7 +357,7 @@ def _plan_reports(
     before any work, never after a verdict that it would then lose."""
     from nemoverify.outputs import plan_reports
 
-    stdout = "--format json" if output_format is Format.json and not quiet else None
+    stdout = "--format json" if output_format == "json" and not quiet else None
     reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, against, manifest, stdout))
     _REPORTS.set(reports)
     return reports
@@ -443,7 +417,9 @@ SarifOpt = Annotated[
     ),
 ]
 ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", **_whole(0))]
-FormatOpt = Annotated[Format, typer.Option("--format", help="What to print on stdout.", **_choices(Format))]
+FormatOpt = Annotated[
+    OutputFormat, typer.Option("--format", help="What to print on stdout.", **_choices(OUTPUT_FORMATS))
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
@@ -466,123 +442,142 @@ MaxBytesOpt = Annotated[
 ]
 
 
+# The options of `check`, declared here so that its signature reads as the list of what it takes.
+LoaderOpt = Annotated[
+    Loader,
+    typer.Option(
+        help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
+        **_choices(LOADERS),
+    ),
+]
+VllmOpt = Annotated[
+    str,
+    typer.Option(
+        "--vllm",
+        help="The vLLM release the deployment runs (0.20.1, 0.33, ...): its load path, routing, text-only rule and iterator. 'auto': the installed vLLM, else the newest release nemoverify knows.",
+        metavar="VERSION",
+    ),
+]
+StreamerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--streamer",
+        help="The runai-model-streamer release the deployment runs (0.15, 0.16, 0.17): whether tensors are views into reused buffers. Default: the installed one; another release is emulated.",
+        metavar="VERSION",
+        show_default=False,
+    ),
+]
+StressOpt = Annotated[
+    bool,
+    typer.Option(
+        "--stress",
+        "--reuse-buffers",
+        help="Worst case instead of production's buffers: borrowed views, a ring of the largest tensor, staging buffers of the largest tensor. A pass means safe even then.",
+    ),
+]
+StrategyOpt = Annotated[
+    LoadPath | None,
+    typer.Option(
+        help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
+        show_default=False,
+        **_choices(LOAD_PATHS),
+    ),
+]
+MemoryLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else 256 MiB (measured fastest), raised to two of the largest tensor, within a quarter of available memory (a container's cgroup limit counts) (0 with --stress).",
+        parser=_size,
+        metavar="SIZE",
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
+]
+TextOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--text-only", help="Replay text-only mode (every modality limit 0): mlp1, vision and sound are skipped."
+    ),
+]
+CheckAlgorithmOpt = Annotated[
+    Algorithm | None,
+    typer.Option(
+        help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
+        show_default=False,
+        **_choices(ALGORITHMS),
+    ),
+]
+FailOnUnclaimedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fail-on-unclaimed",
+        help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
+    ),
+]
+AgainstOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--against",
+        help="Stream this copy (s3:// or gs://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
+        metavar="COPY",
+    ),
+]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
+        **_whole(1),
+    ),
+]
+DistributedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--distributed", help="This process is one rank of a group started by torchrun; rank 0 prints the report."
+    ),
+]
+CheckDeviceOpt = Annotated[str, typer.Option(help="Where the streamer delivers tensors: cpu, cuda or cuda:N.")]
+CheckExtraConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="vLLM's --model-loader-extra-config JSON: distributed, concurrency, memory_limit.", metavar="JSON"
+    ),
+]
+RankTimeoutOpt = Annotated[
+    int,
+    typer.Option(
+        help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
+        **_whole(1, "SECONDS"),
+    ),
+]
+
+
 @app.command(
     epilog=_epilog(*EXAMPLES["check"]),
     short_help="Load the checkpoint as production does and compare every tensor with its stored bytes.",
 )
 def check(
     path: PathArg,
-    loader: Annotated[
-        Loader,
-        typer.Option(
-            help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
-            **_choices(Loader),
-        ),
-    ] = Loader.runai,
-    vllm: Annotated[
-        str,
-        typer.Option(
-            "--vllm",
-            help="The vLLM release the deployment runs (0.20.1, 0.33, ...): its load path, routing, text-only rule and iterator. 'auto': the installed vLLM, else the newest release nemoverify knows.",
-            metavar="VERSION",
-        ),
-    ] = "auto",
-    streamer: Annotated[
-        str | None,
-        typer.Option(
-            "--streamer",
-            help="The runai-model-streamer release the deployment runs (0.15, 0.16, 0.17): whether tensors are views into reused buffers. Default: the installed one; another release is emulated.",
-            metavar="VERSION",
-            show_default=False,
-        ),
-    ] = None,
-    stress: Annotated[
-        bool,
-        typer.Option(
-            "--stress",
-            "--reuse-buffers",
-            help="Worst case instead of production's buffers: borrowed views, a ring of the largest tensor, staging buffers of the largest tensor. A pass means safe even then.",
-        ),
-    ] = False,
-    strategy: Annotated[
-        Strategy | None,
-        typer.Option(
-            help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
-            show_default=False,
-            **_choices(Strategy),
-        ),
-    ] = None,
-    memory_limit: Annotated[
-        int | None,
-        typer.Option(
-            help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else 256 MiB (measured fastest), raised to two of the largest tensor, within a quarter of available memory (a container's cgroup limit counts) (0 with --stress).",
-            parser=_size,
-            metavar="SIZE",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
-    ] = None,
-    text_only: Annotated[
-        bool,
-        typer.Option(
-            "--text-only", help="Replay text-only mode (every modality limit 0): mlp1, vision and sound are skipped."
-        ),
-    ] = False,
-    algorithm: Annotated[
-        Algorithm | None,
-        typer.Option(
-            help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
-            show_default=False,
-            **_choices(Algorithm),
-        ),
-    ] = None,
-    output_format: FormatOpt = Format.table,
+    loader: LoaderOpt = "runai",
+    vllm: VllmOpt = "auto",
+    streamer: StreamerOpt = None,
+    stress: StressOpt = False,
+    strategy: StrategyOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    text_only: TextOnlyOpt = False,
+    algorithm: CheckAlgorithmOpt = None,
+    output_format: FormatOpt = "table",
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
-    fail_on_unclaimed: Annotated[
-        bool,
-        typer.Option(
-            "--fail-on-unclaimed",
-            help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
-        ),
-    ] = False,
+    fail_on_unclaimed: FailOnUnclaimedOpt = False,
     manifest: ManifestOpt = None,
-    against: Annotated[
-        str | None,
-        typer.Option(
-            "--against",
-            help="Stream this copy (s3:// or gs://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
-            metavar="COPY",
-        ),
-    ] = None,
-    nproc: Annotated[
-        int,
-        typer.Option(
-            help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
-            **_whole(1),
-        ),
-    ] = 1,
-    distributed: Annotated[
-        bool,
-        typer.Option(
-            "--distributed", help="This process is one rank of a group started by torchrun; rank 0 prints the report."
-        ),
-    ] = False,
-    device: Annotated[str, typer.Option(help="Where the streamer delivers tensors: cpu, cuda or cuda:N.")] = "cpu",
-    model_loader_extra_config: Annotated[
-        str | None,
-        typer.Option(
-            help="vLLM's --model-loader-extra-config JSON: distributed, concurrency, memory_limit.", metavar="JSON"
-        ),
-    ] = None,
-    rank_timeout: Annotated[
-        int,
-        typer.Option(
-            help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
-            **_whole(1, "SECONDS"),
-        ),
-    ] = 300,
+    against: AgainstOpt = None,
+    nproc: NprocOpt = 1,
+    distributed: DistributedOpt = False,
+    device: CheckDeviceOpt = "cpu",
+    model_loader_extra_config: CheckExtraConfigOpt = None,
+    rank_timeout: RankTimeoutOpt = 300,
     max_bytes: MaxBytesOpt = None,
     storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
     junit_xml: JunitOpt = None,
@@ -597,7 +592,7 @@ def check(
 
     _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, against, manifest)
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Report | None:
         return api.check(
             path,
             manifest=manifest,
@@ -605,12 +600,12 @@ def check(
             vllm=vllm,
             streamer=streamer,
             stress=stress,
-            strategy=strategy.value if strategy else None,  # type: ignore[arg-type]
-            loader=loader.value,  # type: ignore[arg-type]
+            strategy=strategy,
+            loader=loader,
             memory_limit=memory_limit,
             concurrency=concurrency,
             text_only=text_only,
-            algorithm=algorithm.value if algorithm else None,
+            algorithm=algorithm,
             strict=strict,
             fail_on_unclaimed=fail_on_unclaimed,
             device=device,
@@ -629,14 +624,14 @@ def check(
 
 
 def _emit(
-    report,
-    output_format: Format,
+    report: Report,
+    output_format: OutputFormat,
     json_file: str | None,
     junit_xml: str | None,
     sarif: str | None,
     quiet: bool,
     show: int,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
     be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
     from nemoverify.outputs import Reports
@@ -646,7 +641,7 @@ def _emit(
     for message in failed:
         _fail(message, ExitCode.USAGE)
     if not quiet:
-        if output_format is Format.json:
+        if output_format == "json":
             from nemoverify.render.jsonout import report_json
 
             sys.stdout.write(report_json(report))
@@ -691,7 +686,7 @@ def matrix(
         typer.Option(
             help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).",
             show_default=False,
-            **_choices(Algorithm),
+            **_choices(ALGORITHMS),
         ),
     ] = None,
     rank_timeout: Annotated[
@@ -701,7 +696,7 @@ def matrix(
             **_whole(1, "SECONDS"),
         ),
     ] = 300,
-    output_format: FormatOpt = Format.table,
+    output_format: FormatOpt = "table",
     json_file: JsonOpt = None,
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
@@ -713,11 +708,11 @@ def matrix(
     from nemoverify.options import resolve_check
     from nemoverify.outputs import STDOUT
 
-    stdout = "--format json" if output_format is Format.json and not quiet else None
+    stdout = "--format json" if output_format == "json" and not quiet else None
     _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     base = _run(
         lambda: resolve_check(
-            algorithm=algorithm.value if algorithm else None,
+            algorithm=algorithm,
             strict=strict,
             device=device,
             extra_config=model_loader_extra_config,
@@ -725,9 +720,8 @@ def matrix(
         )
     )
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Matrix:
         return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
-
 
     result = _run(work, needs_torch=True)
     import json
@@ -736,7 +730,7 @@ def matrix(
     if json_file:
         _write_output(json_file, text)
     if not quiet:
-        if output_format is Format.json:
+        if output_format == "json":
             sys.stdout.write(text)
         else:
             from nemoverify.render.profile_matrix import render_matrix
@@ -751,7 +745,7 @@ def matrix(
 )
 def inspect(
     path: PathArg,
-    output_format: FormatOpt = Format.table,
+    output_format: FormatOpt = "table",
     json_file: Annotated[
         str | None, typer.Option("--json", help="Also write the inventory as JSON to FILE.", metavar="FILE")
     ] = None,
@@ -765,13 +759,13 @@ def inspect(
     from nemoverify import api
     from nemoverify.outputs import STDOUT
 
-    stdout = "--format json" if output_format is Format.json else None
+    stdout = "--format json" if output_format == "json" else None
     _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
     inventory = _run(_bounded(lambda: api.inspect(path), storage_timeout, path))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)
-    if output_format is Format.json:
+    if output_format == "json":
         sys.stdout.write(text)
     else:
         from nemoverify.render.inventory import render_inventory
@@ -789,15 +783,17 @@ def manifest(
     path: PathArg,
     output: Annotated[
         str,
-        typer.Option("--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"),
+        typer.Option(
+            "--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"
+        ),
     ],
     algorithm: Annotated[
-        ManifestAlgorithm,
+        Algorithm,
         typer.Option(
             help="Digest algorithm: blake3 (cryptographic, fastest), sha256 (recomputable with sha256sum-like tools) or xxh3-128 (fast, not cryptographic: catches accidents, not tampering). lin128 is refused: it compares loaders, it does not guard bytes.",
-            **_choices(ManifestAlgorithm),
+            **_choices(MANIFEST_ALGORITHMS),
         ),
-    ] = ManifestAlgorithm(DEFAULT_MANIFEST_ALGORITHM),
+    ] = DEFAULT_MANIFEST_ALGORITHM,
     strict: StrictOpt = False,
     max_bytes: MaxBytesOpt = None,
     storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
@@ -809,10 +805,10 @@ def manifest(
 
     _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Manifest:
         return api.manifest(
             path,
-            algorithm=algorithm.value,
+            algorithm=algorithm,
             strict=strict,
             max_bytes=max_bytes,
             watch=lambda phases: _progress(not quiet, phases),
@@ -835,7 +831,7 @@ def manifest(
 def verify(
     path: PathArg,
     manifest: Annotated[str, typer.Option("--manifest", help="The manifest to check against.", metavar="FILE")],
-    output_format: FormatOpt = Format.table,
+    output_format: FormatOpt = "table",
     json_file: Annotated[
         str | None,
         typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
@@ -853,7 +849,7 @@ def verify(
 
     _plan_reports(path, json_file, junit_xml, sarif, output_format, quiet, manifest=manifest)
 
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> Report:
         return api.verify(
             path, manifest, strict=strict, max_bytes=max_bytes, watch=lambda phases: _progress(not quiet, phases)
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nemoverify.hashing import root_digest
 from nemoverify.model.routing import COMPONENTS
-from nemoverify.report import ComponentSummary, Finding, Observation, Skipped
+from nemoverify.report import ComponentSummary, Finding, FindingKind, Observation, Skipped, Source
 
 
 @dataclass
@@ -31,14 +31,14 @@ def _shape(shape: Sequence[int]) -> str:
 def find_differences(
     expected: Mapping[str, Observation],
     delivered: Delivered,
-    against: str = "reference",
+    against: Source = "reference",
     rank: int | None = None,
 ) -> list[Finding]:
     """Every way `delivered` differs from `expected`, tensor by tensor."""
     findings: list[Finding] = []
 
-    def add(name: str, component: str, kind: str, exp: str | None, act: str | None, detail: str | None = None) -> None:
-        findings.append(Finding(name, component, kind, exp, act, against, rank, detail=detail))  # type: ignore[arg-type]
+    def add(name: str, component: str, kind: FindingKind, exp: str | None, act: str | None, detail: str | None = None) -> None:
+        findings.append(Finding(name, component, kind, exp, act, against, rank, detail=detail))
 
     got = delivered.observations
     duplicated = set(delivered.duplicates)
@@ -89,22 +89,12 @@ def summarize(
         (missing if f.kind == "missing" else failed).setdefault(f.component, set()).add(f.name)
     # Status (loaded or skipped) from any one rank: every rank routes the same names the same way.
     first = next(iter(delivered.values()), Delivered())
-    skipped = tuple(
-        Skipped(o.name, o.component, o.reason or "")
-        for o in sorted(first.observations.values(), key=lambda o: o.name)
-        if o.status in ("skipped", "unclaimed")
-    )
+    skipped = _skipped(first)
     skipped_names = {s.name for s in skipped}
-    refs_by: dict[str, list[Observation]] = {}
-    cands_by: dict[str, list[Observation]] = {}
-    for o in reference.values():  # grouped once: 25,000-tensor checkpoints are real
-        refs_by.setdefault(o.component, []).append(o)
-    for o in first.observations.values():
-        cands_by.setdefault(o.component, []).append(o)
+    refs_by, cands_by = _by_component(reference.values()), _by_component(first.observations.values())
     rows: dict[str, ComponentSummary] = {}
     for component in (c for c in COMPONENTS if c in refs_by or c in cands_by):
         refs = refs_by.get(component, [])
-        cands = cands_by.get(component, [])
         bad = failed.get(component, set())
         gone = missing.get(component, set()) - bad
         digest = root_digest(algorithm, refs)
@@ -119,6 +109,23 @@ def summarize(
             missing=len(gone),
             skipped=sum(1 for o in refs if o.name in skipped_names and o.name not in bad),
             digest=digest,
-            candidate_digest=digest if clean else root_digest(algorithm, cands),
+            candidate_digest=digest if clean else root_digest(algorithm, cands_by.get(component, [])),
         )
     return rows, skipped
+
+
+def _skipped(delivered: Delivered) -> tuple[Skipped, ...]:
+    """What the load path skipped on purpose or left unclaimed, by name."""
+    return tuple(
+        Skipped(o.name, o.component, o.reason or "")
+        for o in sorted(delivered.observations.values(), key=lambda o: o.name)
+        if o.status in ("skipped", "unclaimed")
+    )
+
+
+def _by_component(observations: Iterable[Observation]) -> dict[str, list[Observation]]:
+    """Grouped once: 25,000-tensor checkpoints are real."""
+    grouped: dict[str, list[Observation]] = {}
+    for o in observations:
+        grouped.setdefault(o.component, []).append(o)
+    return grouped

@@ -100,7 +100,7 @@ def _end_the_run(parent: int, exc: BaseException) -> NoReturn:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
-        ErrorHandler().record_exception(exc)  # type: ignore[arg-type]
+        ErrorHandler().record_exception(exc)
     sys.stderr.flush()
     os._exit(1)
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nemoverify.checkpoint.problems import Problem  # problems.py imports this module
 
 
 class ExitCode(IntEnum):
@@ -40,7 +44,7 @@ class NemoverifyError(Exception):
 class InvalidCheckpoint(NemoverifyError):
     """The checkpoint is malformed; `problems` lists everything found, not only the first."""
 
-    def __init__(self, root: str, problems: list) -> None:  # list[Problem]; no import cycle
+    def __init__(self, root: str, problems: list[Problem]) -> None:
         self.root = root
         self.problems = problems
         first = problems[0].render() if problems else "no readable checkpoint"

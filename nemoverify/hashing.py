@@ -15,16 +15,20 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable
 from operator import attrgetter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 if TYPE_CHECKING:
     import torch
 
 # xxh3-128: fast and non-cryptographic, right for comparing two loaders on one machine.
 # blake3 / sha256: cryptographic, for manifests that must resist a deliberate substitution.
-ALGORITHMS = ("xxh3-128", "blake3", "sha256", "lin128")
-DEFAULT_CHECK_ALGORITHM = "xxh3-128"
-DEFAULT_MANIFEST_ALGORITHM = "blake3"  # cryptographic, and 3.7x sha256 here (7.9 vs 2.1 GB/s a core)
+# The one definition of the algorithms: the CLI's choices, the manifest check and the docs read it.
+Algorithm = Literal["xxh3-128", "blake3", "sha256", "lin128"]
+ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
+# lin128 is not cryptographic and tensor arithmetic: it compares loaders, it does not guard stored bytes.
+MANIFEST_ALGORITHMS: tuple[Algorithm, ...] = ("blake3", "sha256", "xxh3-128")
+DEFAULT_CHECK_ALGORITHM: Algorithm = "xxh3-128"
+DEFAULT_MANIFEST_ALGORITHM: Algorithm = "blake3"  # cryptographic, and 3.7x sha256 here (7.9 vs 2.1 GB/s a core)
 
 
 class Hasher(Protocol):
@@ -40,7 +44,7 @@ def new_hasher(algorithm: str) -> Hasher:
     if algorithm == "blake3":
         import blake3
 
-        return blake3.blake3()  # type: ignore[no-any-return]
+        return blake3.blake3()
     if algorithm == "sha256":
         return hashlib.sha256()
     if algorithm == "lin128":
@@ -91,13 +95,13 @@ def one_shot(algorithm: str) -> Callable[[memoryview | bytes], str]:
     if algorithm == "xxh3-128":
         import xxhash
 
-        return xxhash.xxh3_128_hexdigest  # type: ignore[no-any-return]
+        return xxhash.xxh3_128_hexdigest
     if algorithm == "sha256":
         return lambda data: hashlib.sha256(data).hexdigest()
     if algorithm == "blake3":
         import blake3
 
-        return lambda data: blake3.blake3(data).hexdigest()  # type: ignore[no-any-return]
+        return lambda data: blake3.blake3(data).hexdigest()
     if algorithm == "lin128":
         return _lin128_of_buffer
     raise _unknown(algorithm)  # here, not at the first tensor

@@ -9,7 +9,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from nemoverify.errors import UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from nemoverify.checkpoint.layout import Checkpoint
 
 Loader = Literal["runai", "safetensors"]
+LOADERS: tuple[Loader, ...] = get_args(Loader)  # --loader's choices
 EXTRA_CONFIG_KEYS = {"distributed": bool, "concurrency": int, "memory_limit": int}
 
 

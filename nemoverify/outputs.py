@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from nemoverify.errors import UsageError
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from nemoverify.report import Report
 
 STDOUT = "-"
+OutputFormat = Literal["table", "json"]  # what a command prints on stdout (--format)
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Literal
+from typing import Literal, get_args
 
 from nemoverify.errors import UsageError
 
 LoadPath = Literal["fixed", "legacy"]
+LOAD_PATHS: tuple[LoadPath, ...] = get_args(LoadPath)  # --strategy's choices
 
 # Architectures vLLM's registry sends to NemotronH_Nano_VL_V2 (its `load_weights` is what we replay).
 _ARCHITECTURES = frozenset(

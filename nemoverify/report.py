@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from nemoverify.profiles import Profile
 
 Status = Literal["loaded", "skipped", "unclaimed", "raised"]  # raised: vLLM raises on it, the load fails
+Source = Literal["reference", "manifest"]  # what a finding was found against
 FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error"]
 # What a run concluded: "verified" (exit 0), "failed" (exit 1), or no verdict (exit 3): "invalid" (the
 # checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
@@ -52,7 +53,7 @@ class Finding:
     kind: FindingKind
     expected: str | None
     actual: str | None
-    against: Literal["reference", "manifest"] = "reference"
+    against: Source = "reference"
     rank: int | None = None
     file: str | None = None  # the shard that holds the tensor, where known
     detail: str | None = None  # what else a reader needs: which copy the model holds, why vLLM raised

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -453,5 +454,20 @@ CASES: list[Case] = [
         strict=True,
     ),
     Case("empty-directory", remove_contents, "no-safetensors", "holds no .safetensors files"),
+    Case("path-gone", lambda root: shutil.rmtree(root), "path-missing", "no such file or directory"),
+    Case(
+        "config-is-directory",
+        lambda root: (os.unlink(os.path.join(root, "config.json")), os.mkdir(os.path.join(root, "config.json"))),
+        "unreadable",
+        "cannot be read",
+    ),
+    Case("config-not-utf8", in_root("config.json", b'{"architectures": ["\xff"]}'), "unreadable", "cannot be read"),
+    Case(
+        "stray-shard-strict",
+        lambda root: shutil.copyfile(os.path.join(root, SHARD1), os.path.join(root, "extra.safetensors")),
+        "shard-not-indexed",
+        "vLLM's Run:ai loader streams every *.safetensors",
+        strict=True,
+    ),
     Case("combined-truncated-and-total", lambda root: truncate_and_misstate_total(root), "file-truncated", "truncated"),
 ]

@@ -56,3 +56,4 @@ def test_a_repo_id_not_in_the_cache_says_both(cli, tmp_path, monkeypatch) -> Non
     assert result.exit_code == 3
     text = " ".join(result.stderr.split())
     assert "no local path (no such file or directory)" in text and "not in the local Hugging Face cache" in text
+    assert "[hf-not-cached]" in text

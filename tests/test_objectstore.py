@@ -492,7 +492,41 @@ def test_a_server_that_never_answers_gets_two_attempts(s3_env) -> None:  # type:
             timeout=120,
         )
         assert proc.returncode == 3, proc.stderr
-        assert "s3://checkpoints/omni" in proc.stderr
+        message = " ".join(proc.stderr.split())
+        assert "s3://checkpoints/omni" in message
+        assert server.url in message and '"None"' not in message  # the server is named
         assert server.attempts == 2, server.attempts
     finally:
         server.close()
+
+
+def test_a_server_that_answers_200_with_garbage_is_named_as_not_s3(cli, s3_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A reply that is no S3 document gets a message naming the object, the server and what to check,
+    not botocore's bare status ("...: 500")."""
+    import http.server
+    import threading
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"garbage")
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        result = cli("inspect", "s3://checkpoints/omni")
+        assert result.exit_code == 3
+        message = " ".join(result.stderr.split())
+        assert "s3://checkpoints/omni" in message and f"the server at {url} did not answer as S3 does" in message
+        assert "check AWS_ENDPOINT_URL" in message
+    finally:
+        httpd.shutdown()

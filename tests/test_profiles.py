@@ -312,3 +312,37 @@ def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_pat
     after = open_checkpoint(root)
     assert [s.name for s in after.shards] == [s.name for s in before.shards]
     assert len(after.streamed) == len(before.streamed) + 1
+
+
+def _write_raw_safetensors(path: str, tensors: dict[str, tuple[str, list[int], bytes]]) -> None:
+    """A safetensors file written byte by byte: for dtypes no writer library takes (F4)."""
+    import struct
+
+    header, data = {}, b""
+    for name, (dtype, shape, payload) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(payload)]}
+        data += payload
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+
+
+@pytest.mark.parametrize("loader", ["runai", "safetensors"])
+def test_a_dtype_torch_cannot_hold_is_one_load_failure_whichever_the_loader(cli, tmp_path, loader: str) -> None:  # type: ignore[no-untyped-def]
+    """F4 is a valid safetensors dtype that no candidate can deliver as stored: the same story (exit 3,
+    naming file and tensor) from both loaders, never 'dtype differs' from one and a crash from the other."""
+    root = tmp_path / "f4"
+    root.mkdir()
+    _write_raw_safetensors(
+        str(root / "model.safetensors"),
+        {
+            "language_model.backbone.norm_f.weight": ("BF16", [4], bytes(8)),
+            "language_model.backbone.layers.0.mixer.in_proj.weight": ("F4", [2, 4], bytes(4)),
+        },
+    )
+    result = cli("check", str(root), "--loader", loader)
+    assert result.exit_code == 3, result.output
+    text = " ".join(result.stderr.split())
+    assert "language_model.backbone.layers.0.mixer.in_proj.weight" in text and "dtype F4" in text
+    assert "model.safetensors" in text

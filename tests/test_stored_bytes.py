@@ -31,11 +31,11 @@ def _shard(path: str, sizes: dict[str, int], seed: int) -> dict[str, bytes]:
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
 def test_every_tensor_gets_the_digest_of_its_own_bytes_however_reads_cut_them(tmp_path, monkeypatch, chunk) -> None:  # type: ignore[no-untyped-def]
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.loaders import stored_bytes as reference
+    from nemoverify.loaders import stored_bytes
 
     blobs = _shard(str(tmp_path / "model.safetensors"), {"a": 5, "z": 0, "b": 130, "c": 1, "d": 64, "e": 0}, seed=1)
-    monkeypatch.setattr(reference, "READ_CHUNK", chunk)
-    got = reference.hash_checkpoint(open_checkpoint(str(tmp_path)), "sha256", lambda phase, n: None)
+    monkeypatch.setattr(stored_bytes, "READ_CHUNK", chunk)
+    got = stored_bytes.hash_checkpoint(open_checkpoint(str(tmp_path)), "sha256", lambda phase, n: None)
     assert {n: o.digest for n, o in got.observations.items()} == {
         n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 from nemoverify.checkpoint.problems import Problem
@@ -61,14 +60,3 @@ def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]
     mtp = text_config.get("num_nextn_predict_layers") if isinstance(text_config, dict) else None
     mtp_layers = mtp if isinstance(mtp, int) and not isinstance(mtp, bool) and mtp > 0 else 0
     return ModelConfig(True, tuple(archs), declares_sound, mtp_layers), problems
-
-
-def read_local_config(root: str) -> tuple[ModelConfig, list[Problem]]:
-    path = os.path.join(root, CONFIG_NAME)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return read_config(f.read(), path)
-    except FileNotFoundError:
-        return read_config(None, path)
-    except (OSError, UnicodeDecodeError) as exc:
-        return ModelConfig(present=False), [Problem("config-unreadable", path, f"cannot be read: {exc}")]

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from nemoverify.checkpoint.problems import CONTROL_CHARACTER, Problem
 
@@ -190,61 +190,102 @@ def _depth(value: object) -> int:
     return deepest
 
 
+class _Say(Protocol):
+    """Records one problem of the file being read."""
+
+    def __call__(self, rule: str, message: str, tensor: str | None = None) -> None: ...
+
+
 def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | None, list[Problem]]:
-    """Read and check one file's header. Returns (header or None, problems found)."""
+    """Read and check one file's header. Returns (header or None, problems found).
+
+    In four steps, each stopping at what makes the next meaningless: the length prefix and the
+    header bytes, the bytes as a JSON object, the names and `__metadata__`, then every tensor entry
+    and how the entries lay out the data section against the file's size."""
     problems: list[Problem] = []
 
     def problem(rule: str, message: str, tensor: str | None = None) -> None:
         problems.append(Problem(rule, file, message, tensor))
 
+    read = _read_raw_header(file_size, read_at, problem)
+    if read is None:
+        return None, problems
+    prefix, raw = read
+    header_len = len(raw)
+    parsed = _parse_header(raw, problem)
+    if parsed is None:
+        return None, problems
+    _check_names(parsed, problem)
+    metadata = _metadata(parsed, problem)
+    infos = sorted(
+        (info for name, entry in parsed.items() if (info := _tensor_info(name, entry, problem)) is not None),
+        key=attrgetter("start", "end"),
+    )
+    _check_layout(infos, header_len, file_size, problem)
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    return Header(header_len, tuple(infos), metadata, header_fingerprint(prefix + raw)), problems
+
+
+def _read_raw_header(file_size: int, read_at: ReadAt, problem: _Say) -> tuple[bytes, bytes] | None:
+    """The 8-byte length prefix and the header bytes it announces, bounds checked before reading."""
     if file_size < 8:
         problem("header-length", f"file is {file_size} bytes, too short for the 8-byte header length")
-        return None, problems
+        return None
     prefix = read_at(0, 8)
     if len(prefix) != 8:
         problem("file-changed", f"read {len(prefix)} bytes of the 8-byte header length: the file changed while read")
-        return None, problems
+        return None
     (header_len,) = struct.unpack("<Q", prefix)
     if header_len > MAX_HEADER_BYTES:
         problem(
             "header-length",
             f"header length {header_len:,} exceeds the format's limit of {MAX_HEADER_BYTES:,} bytes",
         )
-        return None, problems
+        return None
     if 8 + header_len > file_size:
         problem(
             "header-length",
             f"header length {header_len:,} runs past the end of the file ({file_size:,} bytes): "
             "the file is truncated or not safetensors",
         )
-        return None, problems
+        return None
     raw = read_at(8, header_len)
     if len(raw) != header_len:
         problem("file-changed", f"read {len(raw)} header bytes of {header_len}: the file changed while read")
-        return None, problems
+        return None
+    return prefix, raw
+
+
+def _parse_header(raw: bytes, problem: _Say) -> _DuplicateKeys | None:
+    """The header bytes as the JSON object the safetensors crate would read: strict UTF-8, then JSON."""
     try:
         text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         problem("header-utf8", f"header is not valid UTF-8 (byte {exc.start})")
-        return None, problems
+        return None
     if not text.startswith("{"):
         problem("header-json", "header does not start with '{': not a safetensors JSON header")
-        return None, problems
+        return None
     try:
         parsed = _parse_json(text)
     except RecursionError:
         problem("header-json", f"header is not valid JSON: it nests more than {MAX_JSON_DEPTH} levels deep")
-        return None, problems
+        return None
     except _NotJson as exc:
         problem("header-json", f"header is not valid JSON: {exc}", _entry_holding_it(text))
-        return None, problems
+        return None
     except ValueError as exc:
         problem("header-json", f"header is not valid JSON: {exc}")
-        return None, problems
+        return None
     if not isinstance(parsed, _DuplicateKeys):
         problem("header-json", "header is not a JSON object")
-        return None, problems
+        return None
+    return parsed
 
+
+def _check_names(parsed: _DuplicateKeys, problem: _Say) -> None:
+    """No name twice (JSON would keep the last), no control character in a name (nemoverify's rule)."""
     for name in dict.fromkeys(parsed.duplicates):
         problem("duplicate-tensor", "appears more than once in the header (JSON keeps only the last)", name)
     if CONTROL_CHARACTER.search("".join(parsed)):  # one scan of every name; the loop only on a hit
@@ -257,23 +298,23 @@ def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | No
                     name,
                 )
 
-    metadata: dict[str, str] = {}
+
+def _metadata(parsed: _DuplicateKeys, problem: _Say) -> dict[str, str]:
+    """`__metadata__`, taken out of the entries: strings to strings, or a problem."""
     raw_metadata = parsed.pop("__metadata__", None)
-    if raw_metadata is not None:
-        if not isinstance(raw_metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in raw_metadata.items()
-        ):
-            problem("metadata-type", "__metadata__ must map strings to strings")
-        else:
-            metadata = dict(raw_metadata)
+    if raw_metadata is None:
+        return {}
+    if not isinstance(raw_metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw_metadata.items()
+    ):
+        problem("metadata-type", "__metadata__ must map strings to strings")
+        return {}
+    return dict(raw_metadata)
 
-    infos: list[TensorInfo] = []
-    for name, entry in parsed.items():
-        info = _tensor_info(name, entry, problem)
-        if info is not None:
-            infos.append(info)
-    infos.sort(key=attrgetter("start", "end"))
 
+def _check_layout(infos: list[TensorInfo], header_len: int, file_size: int, problem: _Say) -> None:
+    """The entries, sorted by offset, tile the data section without gap or overlap, and the file
+    ends exactly where the last one does."""
     expected = 0
     for info in infos:
         if info.start > expected:
@@ -295,10 +336,6 @@ def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | No
     elif file_size > file_end:
         problem("file-trailing-bytes", f"{file_size - file_end:,} bytes after the last tensor's data")
 
-    if any(p.severity == "error" for p in problems):
-        return None, problems
-    return Header(header_len, tuple(infos), metadata, header_fingerprint(prefix + raw)), problems
-
 
 def header_fingerprint(raw: bytes) -> bytes:
     """Of a file's first 8 + header_len bytes: a shard whose header was rewritten in place (offsets
@@ -306,7 +343,7 @@ def header_fingerprint(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 
-def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> TensorInfo | None:
+def _tensor_info(name: str, entry: object, problem: _Say) -> TensorInfo | None:
     # The well-formed entry, checked in few operations (a 25,000-tensor header is real); anything
     # else (zero-size tensors and extra fields included) takes the slow path below, which says what
     # is wrong. `type(x) is int` rules out bool. With no zero dimension the running product of the
@@ -318,6 +355,7 @@ def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> Tens
             bits = DTYPE_BITS.get(dtype) if type(dtype) is str else None
             if (
                 bits is not None
+                and isinstance(dtype, str)  # what `bits` already says, for the type checker
                 and type(begin) is int
                 and type(end) is int
                 and 0 <= begin <= end <= U64_MAX
@@ -325,11 +363,11 @@ def _tensor_info(name: str, entry: object, problem: Callable[..., None]) -> Tens
             ):
                 total = math.prod(shape) * bits
                 if 0 < total <= U64_MAX and total % 8 == 0 and end - begin == total // 8:
-                    return TensorInfo(name, dtype, tuple(shape), begin, end)  # type: ignore[arg-type]
+                    return TensorInfo(name, dtype, tuple(shape), begin, end)
     return _checked_tensor_info(name, entry, problem)
 
 
-def _checked_tensor_info(name: str, entry: object, problem: Callable[..., None]) -> TensorInfo | None:
+def _checked_tensor_info(name: str, entry: object, problem: _Say) -> TensorInfo | None:
     if not isinstance(entry, dict):
         problem("tensor-entry", "header entry is not an object", name)
         return None

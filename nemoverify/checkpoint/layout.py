@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
@@ -17,6 +17,8 @@ from nemoverify.checkpoint.problems import Problem
 from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName, sparse_shards
 from nemoverify.errors import InvalidCheckpoint
 from nemoverify.model.routing import route
+
+Locate = Callable[[str], str]  # a file's name -> where a problem says it is (a path or an object URL)
 
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -185,7 +187,7 @@ def _list(storage: Storage, problems: list[Problem], root: str) -> list[str]:
         return []
 
 
-def _read_text(storage: Storage, name: str, problems: list[Problem], at) -> str | None:  # type: ignore[no-untyped-def]
+def _read_text(storage: Storage, name: str, problems: list[Problem], at: Locate) -> str | None:
     try:
         return storage.read_text(name)
     except (OSError, UnsafeName, UnicodeDecodeError) as exc:
@@ -216,7 +218,7 @@ def _parse_index(text: str, file: str, problems: list[Problem]) -> tuple[dict[st
     return weight_map, total
 
 
-def _open_shard(storage: Storage, name: str, problems: list[Problem], at) -> Shard | None:  # type: ignore[no-untyped-def]
+def _open_shard(storage: Storage, name: str, problems: list[Problem], at: Locate) -> Shard | None:
     try:
         location = storage.locate(name)
         fingerprint = storage.fingerprint(name)
@@ -246,7 +248,7 @@ def _cross_check_index(
     shards: list[Shard],
     shard_names: list[str],
     problems: list[Problem],
-    at,  # type: ignore[no-untyped-def]
+    at: Locate,
 ) -> None:
     index = at(INDEX_NAME)
     held = {s.name: {t.name for t in s.header.tensors} for s in shards}
@@ -291,7 +293,7 @@ def _cross_check_index(
             )
 
 
-def _check_duplicates_across_shards(shards: list[Shard], problems: list[Problem], at) -> None:  # type: ignore[no-untyped-def]
+def _check_duplicates_across_shards(shards: list[Shard], problems: list[Problem], at: Locate) -> None:
     first: dict[str, str] = {}
     for shard in shards:
         for info in shard.header.tensors:
@@ -308,7 +310,7 @@ def _check_duplicates_across_shards(shards: list[Shard], problems: list[Problem]
                 first[info.name] = shard.name
 
 
-def _check_sound(checkpoint: Checkpoint, at) -> Checkpoint:  # type: ignore[no-untyped-def]
+def _check_sound(checkpoint: Checkpoint, at: Locate) -> Checkpoint:
     config = checkpoint.config
     if not config.present or not checkpoint.shards:
         return checkpoint

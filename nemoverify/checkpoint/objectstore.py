@@ -86,6 +86,7 @@ class _BucketPrefix:
 
 class S3Storage(_BucketPrefix):
     scheme = "s3://"
+    CONNECT_TIMEOUT, READ_TIMEOUT, ATTEMPTS = 5, 30, 2
 
     @property
     def client(self) -> Any:
@@ -96,13 +97,24 @@ class S3Storage(_BucketPrefix):
             except ImportError:
                 raise StorageError("reading s3:// needs the s3 extra: pip install 'nemoverify[s3]'") from None
             # Two attempts in all (botocore's `max_attempts` counts retries: 2 there made three).
-            config = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 2, "mode": "standard"})
+            config = Config(
+                connect_timeout=self.CONNECT_TIMEOUT,
+                read_timeout=self.READ_TIMEOUT,
+                retries={"total_max_attempts": self.ATTEMPTS, "mode": "standard"},
+            )
             self._client = boto3.client("s3", config=config)
         return self._client
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        """One S3 call, its failures turned into the exceptions the checkpoint reader understands."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        """One S3 call, its failures turned into the exceptions the checkpoint reader understands,
+        each message naming the object and the server (credentials redacted)."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
 
         try:
             return fn(Bucket=self.bucket, **kwargs)
@@ -114,9 +126,30 @@ class S3Storage(_BucketPrefix):
                 raise StorageError(f"{self.root}: no such bucket '{self.bucket}'") from None
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise StorageError(f"{what}: access denied ({code}); check the AWS credentials") from None
-            raise StorageError(redact(f"{what}: {code or exc}")) from None
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            said = exc.response.get("Error", {}).get("Message")
+            if not code or code.isdigit():  # no S3 error document: botocore names the HTTP status only
+                raise StorageError(
+                    redact(
+                        f"{what}: the server at {self._endpoint()} did not answer as S3 does (HTTP {status}"
+                        + (f", {said}" if said else "")
+                        + "); check AWS_ENDPOINT_URL"
+                    )
+                ) from None
+            raise StorageError(redact(f"{what}: {code}" + (f": {said}" if said else ""))) from None
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            kind = "no answer" if isinstance(exc, ReadTimeoutError) else "no connection"
+            limit = self.READ_TIMEOUT if isinstance(exc, ReadTimeoutError) else self.CONNECT_TIMEOUT
+            raise StorageError(
+                redact(f"{what}: {kind} from {self._endpoint()} within {limit} s, in each of {self.ATTEMPTS} attempts")
+            ) from None
+        except EndpointConnectionError:
+            raise StorageError(redact(f"{what}: cannot connect to {self._endpoint()}")) from None
         except BotoCoreError as exc:
             raise StorageError(redact(f"{what}: {exc}")) from None
+
+    def _endpoint(self) -> str:
+        return str(self.client.meta.endpoint_url)
 
     def list_safetensors(self) -> list[str]:
         names: list[str] = []

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from nemoverify.checkpoint.rules import rule
 from nemoverify.errors import redact
 
 Severity = Literal["error", "warning"]
@@ -23,8 +24,8 @@ def printable(text: str) -> str:
 class Problem:
     """One rule broken by one file (and tensor, where there is one).
 
-    `rule` is a stable identifier (tested, used as the SARIF rule id); `message` says what is wrong
-    and, where it helps, what to do.
+    `rule` is a stable identifier registered in `rules.RULES` (tested, used as the SARIF rule id),
+    which says what the rule means and how to fix what breaks it; `message` says what is wrong here.
     """
 
     rule: str
@@ -44,4 +45,5 @@ class Problem:
             "file": redact(self.file),
             "tensor": self.tensor,
             "message": redact(self.message),
+            "help": rule(self.rule).fix,
         }

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nemoverify.checkpoint.rules import rule
 from nemoverify.inventory import Inventory
 from nemoverify.render.table import human_bytes
 
@@ -41,6 +42,8 @@ def render_inventory(inv: Inventory, console: Console) -> None:
     for p in inv.problems:
         style = "bold red" if p.severity == "error" else "yellow"
         console.print(f"[{style}]{p.severity}[/] {escape(f'[{p.rule}]')} {escape(p.render())}")
+    for rule_id in dict.fromkeys(p.rule for p in inv.problems):  # how to fix each rule broken, once
+        console.print(f"  [dim]fix {escape(f'[{rule_id}]')}:[/] {escape(rule(rule_id).fix)}")
     if errors:
         console.print(f"[bold red]INVALID[/]: {len(errors)} problem(s)")
     else:

@@ -59,7 +59,8 @@ def render_matrix(matrix: Matrix, console: Console) -> None:
                     rows.append((release.name.split("-")[0], release.name.split("-")[-1], deployed, stress))
             for first, last, deployed, stress in rows:
                 name = first if first == last else f"{first}-{last}"
-                emulated = "*" if (deployed or stress) and (deployed or stress).emulated else ""  # type: ignore[union-attr]
+                shown = deployed or stress
+                emulated = "*" if shown is not None and shown.emulated else ""
                 table.add_row(
                     name,
                     streamer + emulated,

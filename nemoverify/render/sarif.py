@@ -10,27 +10,9 @@ from pathlib import Path
 
 from nemoverify import __version__
 from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.rules import rule
 from nemoverify.errors import redact
 from nemoverify.report import Report
-
-RULES = {
-    "bytes": "The tensor's bytes differ from what they should be.",
-    "missing": "A tensor that should be there was not delivered.",
-    "unexpected": "A tensor was delivered that should not exist.",
-    "dtype": "The tensor's dtype differs.",
-    "shape": "The tensor's shape differs.",
-    "duplicate": "The loader delivered the tensor more than once.",
-    "size": "A shard file's size differs from the manifest.",
-    "load-error": "vLLM raises on the tensor: the load fails.",
-}
-NO_VERDICT_RULES = {
-    "storage-error": "Object storage failed: no verdict was reached.",
-    "rank-failed": "A distributed rank crashed or hung: no verdict was reached.",
-    "manifest-unreadable": "The manifest could not be read or trusted: no verdict was reached.",
-    "loader-error": "A loader failed while reading a tensor: no verdict was reached.",
-    "internal-error": "nemoverify failed unexpectedly (NEMOVERIFY_DEBUG=1 shows the traceback): no verdict was reached.",
-    "error": "The run could not reach a verdict.",
-}
 
 
 class _Rules:
@@ -38,11 +20,21 @@ class _Rules:
         self.rules: list[dict[str, object]] = []
         self._index: dict[str, int] = {}
 
-    def index(self, rule_id: str, name: str, text: str) -> int:
-        if rule_id not in self._index:
-            self._index[rule_id] = len(self.rules)
-            self.rules.append({"id": rule_id, "name": name, "shortDescription": {"text": text}})
-        return self._index[rule_id]
+    def index(self, rule_id: str, name: str) -> int:
+        """The index of the registered rule `rule_id` in the `rules` array, adding it on first use."""
+        sarif_id = f"nemoverify/{rule_id}"
+        if sarif_id not in self._index:
+            registered = rule(rule_id)
+            self._index[sarif_id] = len(self.rules)
+            self.rules.append(
+                {
+                    "id": sarif_id,
+                    "name": name,
+                    "shortDescription": {"text": registered.meaning},
+                    "help": {"text": registered.fix},
+                }
+            )
+        return self._index[sarif_id]
 
 
 def report_sarif(report: Report) -> str:
@@ -62,7 +54,7 @@ def report_sarif(report: Report) -> str:
         results.append(
             {
                 "ruleId": f"nemoverify/{kind}",
-                "ruleIndex": rules.index(f"nemoverify/{kind}", f"tensor-{kind}", RULES[kind]),
+                "ruleIndex": rules.index(kind, f"tensor-{kind}"),
                 "level": "error",
                 "message": {"text": f"{f.name} ({f.component}): {f.message}"},
                 "locations": locations,
@@ -98,14 +90,12 @@ def report_sarif(report: Report) -> str:
 
 
 def _problem_result(p: Problem, rules: _Rules) -> dict[str, object]:
-    rule_id = f"nemoverify/{p.rule}"
-    text = NO_VERDICT_RULES.get(p.rule) or f"The checkpoint breaks the structural rule '{p.rule}'."
     location: dict[str, object] = {"physicalLocation": {"artifactLocation": artifact(p.file)}}
     if p.tensor:
         location["logicalLocations"] = [{"name": p.tensor, "kind": "member"}]
     return {
-        "ruleId": rule_id,
-        "ruleIndex": rules.index(rule_id, p.rule, text),
+        "ruleId": f"nemoverify/{p.rule}",
+        "ruleIndex": rules.index(p.rule, p.rule),
         "level": "error" if p.severity == "error" else "warning",
         "message": {"text": p.render()},
         "locations": [location],

@@ -26,6 +26,22 @@ def _count(n: int, style: str) -> Text:
 
 
 def render_report(report: Report, console: Console, show: int = 20) -> None:
+    """What was compared with what, one row per component, the failed tensors (the first `show`;
+    0: all), what a reader should know besides, and the verdict."""
+    _print_heading(report, console)
+    console.print(_components_table(report, wide=console.width >= 100))
+    if report.ranks:
+        bad = [str(r) for r, ok in report.ranks.items() if not ok]
+        console.print(
+            f"ranks: {len(report.ranks)}; "
+            + (f"[bold red]ranks with failed tensors: {', '.join(bad)}[/]" if bad else "[green]all agree[/]")
+        )
+    _print_failures(report, console, show)
+    _print_notes(report, console)
+    console.print(_verdict(report))
+
+
+def _print_heading(report: Report, console: Console) -> None:
     name = f"[bold]{escape(redact(report.checkpoint))}[/]"
     if not report.replays_load_path:  # verify: the stored bytes against a manifest, nothing replayed
         console.print(f"{name}  stored bytes against the manifest {escape(str(report.manifest))}  hash: {report.algorithm}")
@@ -39,11 +55,14 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
         console.print(f"profile: {escape(report.profile.describe())}", soft_wrap=False)
         for note in report.profile.notes:
             console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def _components_table(report: Report, wide: bool) -> Table:
+    """One row per component; the digest column only where it fits (it is the first to give up)."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False, header_style="bold")
     table.add_column("Component", no_wrap=True)
     for col in ("Tensors", "Bytes", "Matched", "Mismatch", "Missing", "Skipped"):  # fits 80 columns
         table.add_column(col, justify="right", no_wrap=True)
-    wide = console.width >= 100  # the digest is the first thing to give up on a narrow terminal
     if wide:
         table.add_column("Digest", no_wrap=True)
     table.add_column("", no_wrap=True)
@@ -59,32 +78,34 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
             _count(c.skipped, "yellow"),
         ]
         table.add_row(*cells, *([c.candidate_digest[:12]] if wide else []), status)
-    console.print(table)
-    if report.ranks:
-        bad = [str(r) for r, ok in report.ranks.items() if not ok]
-        console.print(
-            f"ranks: {len(report.ranks)}; "
-            + (f"[bold red]ranks with failed tensors: {', '.join(bad)}[/]" if bad else "[green]all agree[/]")
-        )
+    return table
+
+
+def _print_failures(report: Report, console: Console, show: int) -> None:
     failures = report.failures  # one per tensor (or shard file), whatever ranks and sources found it
-    if failures:
-        listed = failures[:show] if show > 0 else failures
-        tensors, shards = len(report.failed_tensors), len(report.failed_shards)
-        table_of = Table(
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            title=f"Failed tensors ({tensors})" + (f" and shard files ({shards})" if shards else ""),
-            header_style="bold",
-            title_justify="left",
-        )
-        table_of.add_column("Tensor", overflow="fold", ratio=3)
-        table_of.add_column("Component", no_wrap=True)
-        table_of.add_column("Problem", overflow="fold", ratio=2)
-        for f in listed:
-            table_of.add_row(f.name, f.component, f.short_message)
-        console.print(table_of)
-        if len(listed) < len(failures):
-            console.print(f"... and {len(failures) - len(listed)} more (every one is in --json)")
+    if not failures:
+        return
+    listed = failures[:show] if show > 0 else failures
+    tensors, shards = len(report.failed_tensors), len(report.failed_shards)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        title=f"Failed tensors ({tensors})" + (f" and shard files ({shards})" if shards else ""),
+        header_style="bold",
+        title_justify="left",
+    )
+    table.add_column("Tensor", overflow="fold", ratio=3)
+    table.add_column("Component", no_wrap=True)
+    table.add_column("Problem", overflow="fold", ratio=2)
+    for f in listed:
+        table.add_row(f.name, f.component, f.short_message)
+    console.print(table)
+    if len(listed) < len(failures):
+        console.print(f"... and {len(failures) - len(listed)} more (every one is in --json)")
+
+
+def _print_notes(report: Report, console: Console) -> None:
+    """Unclaimed tensors, warnings, and what the run did not check."""
     unclaimed = [s.name for s in report.skipped if s.component == "unclaimed"]  # none where nothing was replayed
     if unclaimed:
         console.print(
@@ -94,15 +115,15 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
         console.print(f"[yellow]warning[/]: {escape(w.render())}")
     for what in report.not_checked:
         console.print(f"[yellow]not checked[/]: {escape(what)}")
+
+
+def _verdict(report: Report) -> str:
     if report.ok:
-        console.print(
-            f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"
-        )
-    else:
-        tensors, shards = len(report.failed_tensors), len(report.failed_shards)
-        why = [f"{tensors} of {report.tensors} tensors failed"] if tensors or not shards else []
-        if shards:
-            why.append(f"{shards} shard file(s) differ from the manifest")
-        if not tensors and not shards:
-            why = ["unclaimed tensors present (--fail-on-unclaimed)"]
-        console.print(f"[bold red]FAILED[/]: {'; '.join(why)}")
+        return f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"
+    tensors, shards = len(report.failed_tensors), len(report.failed_shards)
+    why = [f"{tensors} of {report.tensors} tensors failed"] if tensors or not shards else []
+    if shards:
+        why.append(f"{shards} shard file(s) differ from the manifest")
+    if not tensors and not shards:
+        why = ["unclaimed tensors present (--fail-on-unclaimed)"]
+    return f"[bold red]FAILED[/]: {'; '.join(why)}"

@@ -289,7 +289,8 @@ def _nbytes(dtype_name: str, shape: tuple[int, ...]) -> int:
 
     import torch
 
-    return math.prod(shape) * getattr(torch, dtype_name).itemsize
+    dtype: torch.dtype = getattr(torch, dtype_name)
+    return math.prod(shape) * dtype.itemsize
 
 
 def _write_json(path: str, data: object) -> None:
