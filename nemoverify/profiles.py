@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Literal, get_args
 
 from nemoverify.errors import UsageError
@@ -91,6 +90,8 @@ def _minor(version: str, what: str) -> tuple[int, int]:
 
 def installed_version(distribution: str) -> str | None:
     """A package's version from its metadata, without importing it (vLLM takes seconds to import)."""
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

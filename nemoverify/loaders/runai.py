@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nemoverify.checkpoint.layout import Checkpoint, ensure_unchanged
 from nemoverify.errors import DistributedError, LoaderError, redact
 
 if TYPE_CHECKING:
     import torch
+
+    from nemoverify.checkpoint.layout import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class RunaiStreamer:
         # The streamer logs its throughput at INFO; the report is ours to print.
         logging.getLogger("runai_model_streamer").setLevel(logging.WARNING)
         from runai_model_streamer import SafetensorsStreamer
+
+        from nemoverify.checkpoint.layout import ensure_unchanged  # not at import: `--help` loads this module
 
         files = self.checkpoint.streamed
         paths = [shard.location for shard in files]
