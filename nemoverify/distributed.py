@@ -19,6 +19,7 @@ import socket
 import sys
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, NoReturn
@@ -59,9 +60,8 @@ SHUTDOWN_GRACE_S = 2  # how long the launcher waits for a rank to stop before ki
 def _die_with(parent: int) -> None:
     """A rank never outlives the nemoverify process that launched it: killed with it (SIGKILL from a CI
     timeout or the OOM killer included) by the kernel's parent-death signal. Ctrl-C is the parent's
-    to handle: a terminal sends it to the whole process group, and the parent stops the ranks."""
-    import signal
-
+    to handle: a terminal sends it to the whole process group, and the parent stops the ranks (the
+    rank was started ignoring it already: `_ranks_deaf_to_ctrl_c_from_birth`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
@@ -71,6 +71,33 @@ def _die_with(parent: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
+
+
+@contextlib.contextmanager
+def _ranks_deaf_to_ctrl_c_from_birth() -> Iterator[None]:
+    """A terminal's Ctrl-C goes to the whole process group: a rank whose interpreter is still starting
+    (before `_die_with` runs) would die of it with a Python traceback. So ranks are started through a
+    two-line sh wrapper that ignores SIGINT and execs this Python: an ignored signal stays ignored
+    across exec, and Python keeps an ignored SIGINT ignored. (The signal mask is no help: CPython's
+    spawn clears it in the child.) This process keeps its own handler and stops the ranks itself."""
+    import multiprocessing.spawn as mp_spawn
+    import shlex
+    import tempfile
+
+    if os.name != "posix":
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="nemoverify-ranks-") as tmp:
+        wrapper = os.path.join(tmp, "python")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+        os.chmod(wrapper, 0o700)
+        previous = mp_spawn.get_executable()
+        mp_spawn.set_executable(wrapper)
+        try:
+            yield
+        finally:
+            mp_spawn.set_executable(previous)
 
 
 def _rank_main(path: str, runs: list[CheckOptions], timeout_s: int, parent: int) -> list[Delivered]:
@@ -181,7 +208,7 @@ def run_ranks_for_each(
         # A rank stopped or hung in native code ignores SIGTERM: the bound after --rank-timeout is this.
         config.shutdown_timeout = SHUTDOWN_GRACE_S
     try:
-        with environment(_rank_environment(timeout_s)):  # inherited by the spawned ranks
+        with environment(_rank_environment(timeout_s)), _ranks_deaf_to_ctrl_c_from_birth():  # inherited by the ranks
             results = elastic_launch(config, _rank_main)(path, runs, timeout_s, os.getpid())
     except SignalException as exc:  # Ctrl-C (or SIGTERM) reached the launcher, which stopped the ranks
         if exc.sigval == signal.SIGINT:

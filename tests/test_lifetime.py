@@ -64,10 +64,13 @@ def test_ranks_die_with_a_parent_killed_by_sigkill(big: str) -> None:
     assert _gone(everything, timeout=10) == []
 
 
-def test_ctrl_c_during_a_distributed_check_exits_130_silently(big: str) -> None:
+@pytest.mark.parametrize("when", ["ranks starting", "streaming"])
+def test_ctrl_c_during_a_distributed_check_exits_130_silently(big: str, when: str) -> None:
     proc = _start("check", big, "--nproc", "2", new_session=True)
-    ranks = _ranks(proc.pid, 2)
-    wait_until_reading(proc.pid, big)
+    ranks = _ranks(proc.pid, 2)  # as soon as they exist: their interpreters are still starting
+    if when == "streaming":
+        for rank in ranks:
+            wait_until_reading(rank.pid, big)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground process group
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr[-2000:]
