@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from nemoverify.errors import UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
-from nemoverify.loaders.runai import STREAMER_DEFAULT_RING, StreamerSettings, chosen_ring_bytes, fitted_ring
+from nemoverify.loaders.runai import (
+    STREAMER_DEFAULT_RING,
+    StreamerSettings,
+    chosen_ring_bytes,
+    default_ring_bytes,
+    fitted_ring,
+)
 from nemoverify.model.replay import LoadRules
 from nemoverify.profiles import LoadPath, Profile, resolve_profile
 
@@ -55,9 +61,17 @@ class CheckOptions:
 
     def fitted_to(self, checkpoint: Checkpoint) -> CheckOptions:
         """nemoverify's default ring raised, where needed, to hold two of the checkpoint's largest
-        streamed tensor (`loaders.runai.fitted_ring`); a ring the user set is left alone."""
+        streamed tensor (`loaders.runai.fitted_ring`); a ring the user set is left alone.
+
+        Where the ring can decide the verdict (the profile's load path keeps references to views
+        into the streamer's buffers: `Profile.ring_decides_verdict`), the ring is production's,
+        within the memory bound, not the faster small one: a smaller ring would report a deployment
+        as exposed that production's 40 GB ring keeps safe. Everywhere else the size changes the
+        speed only."""
         if self.production_ring is None or self.memory_limit is None or self.profile.stress:
             return self
+        if self.profile.ring_decides_verdict:
+            return replace(self, memory_limit=default_ring_bytes())
         largest = max((t.nbytes for shard in checkpoint.streamed for t in shard.header.tensors), default=0)
         ring = fitted_ring(self.memory_limit, largest)
         return self if ring == self.memory_limit else replace(self, memory_limit=ring)

@@ -148,6 +148,12 @@ class Profile:
         return self.stress or not self.streamer.owns_tensors
 
     @property
+    def ring_decides_verdict(self) -> bool:
+        """Whether the streamer's ring size can change what the model receives: only when the load
+        path keeps references (pre-fix) to views into reused buffers, with no iterator clone between."""
+        return self.load_path == "legacy" and self.borrowed and not self.vllm.iterator_clones
+
+    @property
     def emulated(self) -> bool:
         """The installed streamer is another release than the profile's: its behaviour is emulated."""
         if self.installed_streamer is None:

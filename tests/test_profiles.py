@@ -346,3 +346,17 @@ def test_a_dtype_torch_cannot_hold_is_one_load_failure_whichever_the_loader(cli,
     text = " ".join(result.stderr.split())
     assert "language_model.backbone.layers.0.mixer.in_proj.weight" in text and "dtype F4" in text
     assert "model.safetensors" in text
+
+
+@pytest.mark.slow
+def test_where_the_ring_decides_the_verdict_as_deployed_uses_productions_ring(make_checkpoint: Callable[..., str]) -> None:
+    """The pre-fix path over 0.16's views is safe in production for a checkpoint its 40 GB ring holds
+    (900 MB here): as deployed must say so, though nemoverify's faster default ring is 256 MiB. With
+    that small ring forced, the same deployment is corrupted: the ring size is the verdict here."""
+    big = make_checkpoint(hidden=2048, ffn=8192, layers=16, vocab=32768, seed=7)
+    as_deployed = run(big, vllm="0.20", streamer="0.16")
+    assert as_deployed.ok, as_deployed.mismatches[:3]
+    assert as_deployed.options["memory_limit"] > 1 << 30  # type: ignore[operator]
+    assert not run(big, vllm="0.20", streamer="0.16", memory_limit=256 << 20).ok
+    fast = run(big, vllm="0.33")  # the ring cannot change this verdict: the fast ring is used
+    assert fast.ok and fast.options["memory_limit"] < 1 << 30  # type: ignore[operator]
