@@ -82,12 +82,13 @@ def check(
         nproc=nproc,
         distributed=distributed,
     )
-    return run_check(path, options, manifest, against, nproc, distributed, rank_timeout, max_bytes, watch)
+    return run_check(path, options, recorded, manifest, against, nproc, distributed, rank_timeout, max_bytes, watch)
 
 
 def run_check(
     path: str,
     options: CheckOptions,
+    recorded: Manifest | None = None,
     manifest: str | None = None,
     against: str | None = None,
     nproc: int = 1,
@@ -96,13 +97,12 @@ def run_check(
     max_bytes: int | None = None,
     watch: Watch | None = None,
 ) -> Report | None:
-    """`check` with its options already resolved (`options.resolve_check`)."""
+    """`check` with its options already resolved (`options.resolve_check`) and its manifest, if any,
+    already read (`recorded`, from the file `manifest`, which reports name)."""
     from nemoverify import distributed as dist_run
     from nemoverify.checking import check as check_passes
     from nemoverify.checkpoint.layout import open_checkpoint, refuse_beyond
-    from nemoverify.manifests import load_manifest
 
-    recorded = load_manifest(manifest) if manifest else None
     checkpoint = open_checkpoint(path)
     if max_bytes is not None:  # before any rank or pass starts
         refuse_beyond(checkpoint, max_bytes)

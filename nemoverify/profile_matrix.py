@@ -128,8 +128,9 @@ def _cell(
     supported = _supported(profile.vllm, checkpoint)
     corrupted: dict[str, set[str]] = {}
     failed_ranks: list[int] = []
+    expected = routed_as(reference, options, checkpoint)  # the release's routing, the same for every rank
     for rank, got in sorted((delivered or {}).items()):
-        findings = find_differences(routed_as(reference, options, checkpoint), got, rank=rank)
+        findings = find_differences(expected, got, rank=rank)
         if findings:
             failed_ranks.append(rank)
         for f in findings:

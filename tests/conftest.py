@@ -87,3 +87,15 @@ def wait_until_reading(pid: int, directory: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.02)
     raise AssertionError(f"process {pid} never opened a shard of {directory}")
+
+
+def snapshot(root: str) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under `root`: size, mtime and bytes, to prove a run wrote nothing there."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns, f.read())
+    return out

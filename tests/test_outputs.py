@@ -10,19 +10,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import snapshot
 
 SHARD1 = "model-00001-of-00003.safetensors"
-
-
-def _snapshot(root: str) -> dict[str, tuple[int, int, bytes]]:
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            st = os.stat(path)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns, f.read())
-    return out
 
 
 @pytest.fixture
@@ -66,11 +56,11 @@ def test_nothing_is_ever_written_into_the_checkpoint_it_reads(
     manifest.write_text("{}")
     link = tmp_path / "innocent.json"
     os.symlink(os.path.join(root, "config.json"), link)
-    before, manifest_before = _snapshot(root), manifest.read_bytes()
+    before, manifest_before = snapshot(root), manifest.read_bytes()
     result = cli(*[a.format(root=root, manifest=manifest, link=link) for a in args])
     assert result.exit_code == 2, result.output
     assert "nemoverify never writes into what it verifies" in " ".join(result.stderr.split())
-    assert _snapshot(root) == before
+    assert snapshot(root) == before
     assert manifest.read_bytes() == manifest_before
 
 

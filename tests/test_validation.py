@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import wait_until_reading
+from conftest import snapshot, wait_until_reading
 from malformed import CASES, SHARD2, Case, append, edit_index, truncate
 
 from nemoverify.checking import CheckOptions, check
@@ -94,17 +94,6 @@ def test_a_shard_that_changes_while_read_is_refused(vl_checkpoint: str, copy_of)
     assert info.value.problems[0].rule == "file-changed"
 
 
-def _snapshot(root: str) -> dict[str, tuple[int, int, bytes]]:
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            st = os.stat(path)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns, f.read())
-    return out
-
-
 @pytest.mark.parametrize("read_only", [False, True])
 def test_check_never_writes_into_the_checkpoint(cli, omni_checkpoint: str, copy_of, read_only: bool) -> None:  # type: ignore[no-untyped-def]
     root = copy_of(omni_checkpoint)
@@ -113,12 +102,12 @@ def test_check_never_writes_into_the_checkpoint(cli, omni_checkpoint: str, copy_
             for name in files:
                 os.chmod(os.path.join(dirpath, name), 0o444)
             os.chmod(dirpath, 0o555)
-    before = _snapshot(root)
+    before = snapshot(root)
     entries = sorted(os.listdir(root))
     try:
         for args in (["check", root], ["check", root, "--vllm", "0.20", "--stress"], ["inspect", root]):
             cli(*args)
-        assert _snapshot(root) == before
+        assert snapshot(root) == before
         assert sorted(os.listdir(root)) == entries
     finally:
         os.chmod(root, 0o755)
