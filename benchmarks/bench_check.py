@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -179,26 +180,20 @@ def py(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-def spec_for(size_gb: float) -> Spec:
-    """Grow the language model until the checkpoint reaches the size asked for."""
+def spec_for(size_gb: float, step: int = 4, **shape: Any) -> Spec:
+    """Grow the language model `step` layers at a time until the checkpoint reaches the size asked
+    for; `shape` overrides the default dimensions (gpu_profiles.py: tensors past 1 GiB)."""
     from nemoverify.testing.synthetic import _nbytes
 
-    layers = 4
+    dims: dict[str, Any] = dict(hidden=2048, ffn=8192, vocab=32768, vit_hidden=640, vit_blocks=8, projector_hidden=4096)
+    dims |= shape
+    layers = step
     while True:
-        spec = Spec(
-            layers=layers,
-            hidden=2048,
-            ffn=8192,
-            vocab=32768,
-            vit_hidden=640,
-            vit_blocks=8,
-            projector_hidden=4096,
-            sound=True,
-            shards=max(3, math.ceil(size_gb / 2)),  # shards of about 2 GB: the generator holds one at a time
-        )
+        # shards of about 2 GB: the generator holds one at a time
+        spec = Spec(layers=layers, sound=True, shards=max(3, math.ceil(size_gb / 2)), **dims)
         if sum(_nbytes(dt, shape) for _, dt, shape in tensor_specs(spec)) >= size_gb * 1e9:
             return spec
-        layers += 4
+        layers += step
 
 
 SMALL_SPEC = Spec(layers=52, hidden=128, ffn=64, experts=128, quant="nvfp4", sound=True, shards=3)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -24,7 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from nemoverify.testing.synthetic import Spec, tensor_specs, write_checkpoint  # noqa: E402
+from bench_check import spec_for  # noqa: E402
+
+from nemoverify.testing.synthetic import Spec, write_checkpoint  # noqa: E402
 
 GIB = 1 << 30
 
@@ -32,27 +33,7 @@ GIB = 1 << 30
 def big_spec(size_gb: float) -> Spec:
     """Embeddings and lm_head of 144,000 x 4,096 BF16 (1.18 GB each, more than a 1 GiB staging
     buffer); MLP layers added until the checkpoint reaches `size_gb`."""
-    import torch
-
-    layers = 2
-    while True:
-        spec = Spec(
-            layers=layers,
-            hidden=4096,
-            ffn=16384,
-            vocab=144_000,
-            heads=32,
-            kv_heads=8,
-            vit_hidden=640,
-            vit_blocks=4,
-            projector_hidden=4096,
-            sound=True,
-            shards=max(3, math.ceil(size_gb / 2)),
-        )
-        size = sum(math.prod(shape) * getattr(torch, dt).itemsize for _, dt, shape in tensor_specs(spec))
-        if size >= size_gb * 1e9:
-            return spec
-        layers += 2
+    return spec_for(size_gb, step=2, hidden=4096, ffn=16384, vocab=144_000, heads=32, kv_heads=8, vit_blocks=4)
 
 
 def checkpoint(size_gb: float) -> str:
