@@ -157,3 +157,58 @@ def test_a_valid_file_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-
     assert not problems and header is not None
     assert {t.name: (t.dtype, t.shape) for t in header.tensors} == {"a": ("BF16", (3,)), "s": ("F32", ())}
     assert header.metadata == {"format": "pt"}
+
+
+def _repeats_a_key(text: str) -> bool:
+    found = False
+
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal found
+        found |= len({k for k, _ in pairs}) != len(pairs)
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return found
+
+
+_keys = st.text(alphabet=st.sampled_from('ab:{}",\\ '), max_size=4)
+_json_values = st.recursive(
+    st.none() | st.integers(-3, 3) | _keys,
+    lambda inner: st.lists(inner, max_size=3) | st.lists(st.tuples(_keys, inner), max_size=3),
+    max_leaves=12,
+)
+
+
+def _render(value: object) -> str:
+    """JSON text; a list of pairs is an object, written pair by pair so that keys may repeat."""
+    if isinstance(value, list) and value and all(isinstance(p, tuple) for p in value):
+        return "{" + ",".join(f"{json.dumps(k)}:{_render(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_render(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+@FUZZ
+@given(st.lists(st.tuples(_keys, _json_values), max_size=6), st.data())
+def test_the_counting_proof_of_no_repeated_key_never_misses_one(pairs, data) -> None:  # type: ignore[no-untyped-def]
+    """`_no_key_repeats` lets the header parse skip the exact (slow) parse: it must say False for
+    every text in which some object, at any depth, repeats a key, whatever ':' the strings hold."""
+    from nemoverify.checkpoint.header import _no_key_repeats
+
+    if pairs and data.draw(st.booleans()):
+        pairs.append(data.draw(st.sampled_from(pairs)))  # a repeated top-level key
+    text = "{" + ",".join(f"{json.dumps(k)}:{_render(v)}" for k, v in pairs) + "}"
+    if _repeats_a_key(text):
+        assert not _no_key_repeats(text, json.loads(text)), text
+
+
+def test_a_plain_header_is_proven_free_of_repeated_keys_and_a_repeat_is_named() -> None:
+    from nemoverify.checkpoint.header import _no_key_repeats
+
+    entry = {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}
+    text = json.dumps({"a:b": entry, "__metadata__": {"k:": "v:w"}})
+    assert _no_key_repeats(text, json.loads(text))  # the fast path is taken on a normal header
+    twice = '{"x:": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}, "x:": ' + json.dumps(entry) + "}"
+    blob = struct.pack("<Q", len(twice)) + twice.encode() + bytes(4)
+    header, problems = parse(blob)
+    assert header is None and [(p.rule, p.tensor) for p in problems] == [("duplicate-tensor", "x:")]
