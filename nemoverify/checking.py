@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered, find_differences, summarize
-from nemoverify.dtypes import from_torch
+from nemoverify.dtypes import dtype_names
 from nemoverify.hashing import tensor_digester
 from nemoverify.loaders import TensorSource, require_loadable
 from nemoverify.loaders.runai import RunaiStreamer
@@ -75,18 +75,29 @@ class Recorder:
         self.progress = progress
         self.cancel = cancel or threading.Event()
         self.delivered = Delivered()
+        self._dtype_names = dtype_names()
 
     def _record(
-        self, name: str, component: str, tensor: torch.Tensor, status: Status = "loaded", reason: str | None = None
+        self,
+        name: str,
+        component: Component,
+        tensor: torch.Tensor,
+        status: Status = "loaded",
+        reason: str | None = None,
     ) -> None:
         if self.cancel.is_set():
             raise Cancelled()
-        nbytes = tensor.nbytes
         held: object = tensor  # a Snapshot stands for the 0.22+ iterator's clone (typed as a tensor)
-        digest = held.digest if type(held) is Snapshot else self.digest(tensor)
-        dtype = from_torch(tensor.dtype)
-        self.delivered.add(Observation(name, component, dtype, tuple(tensor.shape), nbytes, digest, status, reason))
+        if type(held) is Snapshot:
+            shape, digest = held.shape, held.digest
+        else:
+            shape, digest = tuple(tensor.shape), self.digest(tensor)
+        nbytes, dtype = tensor.nbytes, tensor.dtype
+        name_of_dtype = self._dtype_names.get(dtype) or str(dtype)
+        self.delivered.add(Observation(name, component, name_of_dtype, shape, nbytes, digest, status, reason))
         self.progress("candidate", nbytes)
+
+    loaded = _record  # the model copies the tensor into its parameter: recorded in one call
 
     def snapshot(self, tensor: torch.Tensor) -> torch.Tensor:
         """The 0.22+ iterator's clone, hashed as it is taken (`model.replay.Snapshot`)."""
@@ -94,9 +105,6 @@ class Recorder:
             raise Cancelled()
         snap = Snapshot(tensor.dtype, tuple(tensor.shape), tensor.nbytes, self.digest(tensor))
         return cast("torch.Tensor", snap)  # stands for the clone: only dtype, shape, nbytes are read
-
-    def loaded(self, name: str, component: Component, tensor: torch.Tensor) -> None:
-        self._record(name, component, tensor)
 
     def passed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None:
         self._record(name, component, tensor, "unclaimed" if component == "unclaimed" else "skipped", reason)

@@ -41,5 +41,6 @@ def to_torch(dtype: str) -> torch.dtype | None:
     return _tables()[0].get(dtype)
 
 
-def from_torch(dtype: torch.dtype) -> str:
-    return _tables()[1].get(dtype, str(dtype))
+def dtype_names() -> dict[torch.dtype, str]:
+    """torch dtype -> safetensors name, for looking up once per tensor without a call."""
+    return _tables()[1]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from nemoverify.model.routing import Component, Route, route
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 Strategy = Literal["fixed", "legacy"]
 TEXT_ONLY = "text-only mode: every modality limit is 0, so vLLM skips it"
 Weights = Iterable[tuple[str, "torch.Tensor"]]
+Take = Callable[["torch.Tensor"], "torch.Tensor"] | None  # the 0.22+ iterator's clone, or None
 
 
 class LoadEvents(Protocol):
@@ -51,20 +51,16 @@ def replay(
     """Feed `weights` to the release's load_weights as its Run:ai weights iterator would.
     `snapshot` takes the place of the 0.22+ iterator's clone (see `Snapshot`); None makes the
     real copy."""
-    if rules.iterator_clones:
-        weights = _cloned(weights, snapshot)
-    router = partial(route, final_layernorm=rules.final_layernorm)
-    REPLAYS[rules.load_path](weights, events, rules.text_only, router)
+    # vLLM 0.22+ (PR 43464): `runai_safetensors_weights_iterator` yields `tensor.clone()`, taken
+    # before it advances the streamer. Taken by the replays as each tensor arrives (a generator
+    # around the weights would cost a step per tensor: 25,000 small tensors make it show).
+    take = (snapshot or _clone) if rules.iterator_clones else None
+    final_layernorm = rules.final_layernorm
 
+    def router(name: str) -> Route:
+        return route(name, final_layernorm)  # positional: `route`'s cache finds it fastest
 
-def _cloned(
-    weights: Weights, snapshot: Callable[[torch.Tensor], torch.Tensor] | None = None
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """vLLM 0.22+ (PR 43464): `runai_safetensors_weights_iterator` yields `tensor.clone()`, taken
-    before it advances the streamer."""
-    take = snapshot or _clone
-    for name, w in weights:
-        yield name, take(w)
+    REPLAYS[rules.load_path](weights, events, rules.text_only, router, take)
 
 
 def _clone(w: torch.Tensor) -> torch.Tensor:
@@ -107,13 +103,18 @@ def _not_loaded(r: Route, text_only: bool) -> str | None:
     return r.skip
 
 
-def replay_fixed(weights: Weights, events: LoadEvents, text_only: bool = False, router=route) -> None:  # type: ignore[no-untyped-def]
+def replay_fixed(  # type: ignore[no-untyped-def]
+    weights: Weights, events: LoadEvents, text_only: bool = False, router=route, take: Take = None
+) -> None:
     """After PR 42244: language-model weights are consumed as they are yielded; multimodal ones are
-    `detach().clone()`d, the iterator is drained, then mlp1, vision and sound are loaded."""
+    `detach().clone()`d, the iterator is drained, then mlp1, vision and sound are loaded. `take`:
+    the 0.22+ iterator's clone, taken as each tensor is yielded."""
     deferred: dict[Component, list[tuple[str, torch.Tensor]]] = {"mlp1": [], "vision": [], "sound": []}
 
     def language_model_weights() -> Iterator[tuple[str, torch.Tensor]]:
         for name, w in weights:
+            if take is not None:
+                w = take(w)
             r = router(name)
             if r.component == "language_model" and r.skip is None:  # the common case, checked first
                 yield name, w
@@ -140,12 +141,17 @@ def replay_fixed(weights: Weights, events: LoadEvents, text_only: bool = False, 
             events.loaded(name, component, w)
 
 
-def replay_legacy(weights: Weights, events: LoadEvents, text_only: bool = False, router=route) -> None:  # type: ignore[no-untyped-def]
+def replay_legacy(  # type: ignore[no-untyped-def]
+    weights: Weights, events: LoadEvents, text_only: bool = False, router=route, take: Take = None
+) -> None:
     """Before PR 42244: one pass keeps *references* to language-model, vision and sound tensors in
     lists (mlp1 alone is copied inline), and only then are the lists loaded. Unsafe with any loader
-    that reuses its buffers; kept so users can prove a loader is or is not."""
+    that reuses its buffers; kept so users can prove a loader is or is not. `take`: as in
+    `replay_fixed`."""
     kept: dict[Component, list[tuple[str, torch.Tensor]]] = {"language_model": [], "vision": [], "sound": []}
     for name, w in weights:
+        if take is not None:
+            w = take(w)
         r = router(name)
         reason = _not_loaded(r, text_only)
         if reason is not None:
