@@ -349,13 +349,14 @@ def build_report(
     findings.extend(extra_findings or [])
     ranks = {rank: not any(f.rank == rank for f in findings) for rank in delivered}
     streamed = copy or checkpoint
-    shard_of = {info.name: shard.location for shard in streamed.streamed[::-1] for info in shard.header.tensors}
-    shard_of.update({info.name: shard.location for shard, info in streamed.tensors()})  # the indexed copy first
-    shard_files = {shard.name: shard.location for shard in streamed.streamed}
-    findings = [
-        replace(f, file=(shard_files if f.component == "shard" else shard_of).get(f.name)) if f.file is None else f
-        for f in findings
-    ]
+    if any(f.file is None for f in findings):  # (a map of every tensor's file: only when needed)
+        shard_of = {info.name: shard.location for shard in streamed.streamed[::-1] for info in shard.header.tensors}
+        shard_of.update({info.name: shard.location for shard, info in streamed.tensors()})  # the indexed copy first
+        shard_files = {shard.name: shard.location for shard in streamed.streamed}
+        findings = [
+            replace(f, file=(shard_files if f.component == "shard" else shard_of).get(f.name)) if f.file is None else f
+            for f in findings
+        ]
     order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
     findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
     components, skipped = summarize(algorithm, reference, delivered, findings)

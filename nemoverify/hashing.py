@@ -138,13 +138,17 @@ def root_message(entries: Iterable[Entry]) -> bytes:
     in order of name (code points, which is the order of their UTF-8 bytes): the name, the dtype,
     the shape and the digest, each framed by a little-endian u64: the UTF-8 length of a text, the
     number of dimensions of a shape (then each dimension as a u64)."""
-    shapes: dict[tuple[int, ...], bytes] = {}  # a checkpoint has few distinct shapes, many tensors
+    # A checkpoint has few distinct dtypes and shapes and many tensors: their fields are made once.
+    dtypes: dict[str, bytes] = {}
+    shapes: dict[tuple[int, ...], bytes] = {}
+    pack = _U64.pack
     parts = [ROOT_PREFIX]
     for e in sorted(entries, key=attrgetter("name")):
-        shape = shapes.get(e.shape)
-        if shape is None:
-            shape = shapes[e.shape] = _shape_field(e.shape)
-        parts += (_text_field(e.name), _text_field(e.dtype), shape, _text_field(e.digest))
+        dtype = dtypes.get(e.dtype) or dtypes.setdefault(e.dtype, _text_field(e.dtype))
+        shape = shapes.get(e.shape) or shapes.setdefault(e.shape, _shape_field(e.shape))
+        name = e.name.encode("utf-8", "surrogatepass")  # as _text_field, inline: once per tensor
+        digest = e.digest.encode("utf-8", "surrogatepass")
+        parts += (pack(len(name)), name, dtype, shape, pack(len(digest)), digest)
     return b"".join(parts)
 
 
