@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from nemoverify.model.routing import Component, Route, route
@@ -55,11 +56,8 @@ def replay(
     # before it advances the streamer. Taken by the replays as each tensor arrives (a generator
     # around the weights would cost a step per tensor: 25,000 small tensors make it show).
     take = (snapshot or _clone) if rules.iterator_clones else None
-    final_layernorm = rules.final_layernorm
-
-    def router(name: str) -> Route:
-        return route(name, final_layernorm)  # positional: `route`'s cache finds it fastest
-
+    # `route` as the reference pass calls it (one cache for both), where the release adds no route.
+    router = partial(route, final_layernorm=True) if rules.final_layernorm else route
     REPLAYS[rules.load_path](weights, events, rules.text_only, router, take)
 
 
