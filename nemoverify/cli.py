@@ -878,6 +878,12 @@ class _HelpFormatter(argparse.HelpFormatter):
             return "".join(self._format_action(command) for command in action._get_subactions())
         return super()._format_action(action)
 
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {metavar}"  # -o, --output FILE (not -o FILE, --output FILE)
+
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if action.required:
@@ -890,6 +896,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 # Every parser: plain help, -h added last (after the options, see _add_help), and no abbreviations
 # (--form for --format): a script that relied on one would break when an option is added.
 _PARSER_SETTINGS: dict[str, Any] = {"formatter_class": _HelpFormatter, "add_help": False, "allow_abbrev": False}
+if sys.version_info >= (3, 14):
+    _PARSER_SETTINGS["color"] = False  # 3.14 colours help and errors on a terminal by default: keep them plain
 
 
 def build_parser() -> argparse.ArgumentParser:
