@@ -78,34 +78,23 @@ WORK_CHECK = """
 import sys, time
 import torch, runai_model_streamer, safetensors  # before the clock, as in WORK_STREAM
 import nemoverify.checking, nemoverify.cli
-try:
-    import typer._adapters  # typer 0.29 imports pydantic on its first parse: an import too
-except ImportError:
-    pass
-from nemoverify.cli import app
 t0 = time.perf_counter()
 try:
-    app(args=sys.argv[2:], prog_name="nemoverify")
+    nemoverify.cli.run(sys.argv[2:])
 except SystemExit as e:
     assert e.code in (0, None), e.code
 print(time.perf_counter() - t0)
 """
 # nemoverify's own imports, beyond torch and the streamer (which the bare stream pays too): what
-# `check` imports before it reads a byte, timed in one process; then what typer imports on its
-# first parse (0.29: pydantic, for coercing every parameter), printed apart.
+# `check` imports before it reads a byte, and the command line's parser, which every run builds,
+# timed in one process.
 OWN_IMPORTS = """
 import time
 import torch, runai_model_streamer, safetensors
 t0 = time.perf_counter()
 import nemoverify.__main__, nemoverify.cli, nemoverify.api, nemoverify.checking, nemoverify.options
-t1 = time.perf_counter()
-try:
-    import typer._adapters
-except ImportError:
-    pass
-t2 = time.perf_counter()
-print(t1 - t0, t2 - t1)
-print(t2 - t0)
+nemoverify.cli.build_parser()
+print(time.perf_counter() - t0)
 """
 
 
@@ -114,7 +103,6 @@ class Run:
     seconds: float
     rss: int  # peak RSS of the child, bytes
     work: float | None = None  # what the child printed: seconds of work after its imports
-    first_line: str = ""
 
 
 @dataclass
@@ -123,7 +111,6 @@ class Case:
     argv: list[str]
     runs: list[Run] = field(default_factory=list)
     prints_work: bool = False
-    outputs: list[str] = field(default_factory=list)
 
     def median(self, attr: str = "seconds") -> float:
         return statistics.median(getattr(r, attr) for r in self.runs)
@@ -173,7 +160,7 @@ def timed(argv: list[str], prints_work: bool = False) -> Run:
         raise SystemExit(f"{' '.join(argv)}: exit {code}\n{err.decode(errors='replace')[-2000:]}")
     lines = out.decode().strip().splitlines()
     work = float(lines[-1]) if prints_work else None
-    return Run(seconds, int(usage.ru_maxrss) * 1024, work, lines[0] if lines else "")
+    return Run(seconds, int(usage.ru_maxrss) * 1024, work)
 
 
 def py(code: str, *args: str) -> list[str]:
@@ -398,21 +385,14 @@ def startup(path: str, repeat: int) -> None:
     for _ in range(repeat):
         for case in cases:
             case.runs.append(timed(case.argv, case.prints_work))
-            case.outputs.append(case.runs[-1].first_line)
     print(f"\nstart-up; {repeat} interleaved rounds; load average {before} -> {load()}")
     print(f"{'':64} {'median s':>8} {'min-max s':>11}")
     for case in cases:
         attr = "work" if case.prints_work else "seconds"
         lo, hi = case.span(attr)
         print(f"{case.name:64} {case.median(attr):8.3f} {lo:5.3f}-{hi:<5.3f}")
-    split = [[float(x) for x in r.split()] for r in cases[0].outputs]
-    modules = statistics.median(s[0] for s in split)
-    typer_parse = statistics.median(s[1] for s in split)
     own = cases[0].median("work")
-    print(
-        f"  of which nemoverify's modules (+ typer, click) {modules:.3f} s, typer's first parse (pydantic) {typer_parse:.3f} s"
-    )
-    print(f"target: own imports < 0.15 s -> {verdict(own < 0.15)} ({own:.3f} s, typer's pydantic included)")
+    print(f"target: own imports < 0.15 s -> {verdict(own < 0.15)} ({own:.3f} s, the parser's construction included)")
     for case in cases[1:3]:
         m = case.median()
         print(f"target: {case.name.split(',')[0]} < 0.5 s -> {verdict(m < 0.5)} ({m:.3f} s)")

@@ -1,9 +1,10 @@
 """`python -m nemoverify` and the `nemoverify` command.
 
 Until a run starts, Ctrl-C ends the process at once with the documented 130 (`errors.
-interrupted_at_once`): while the CLI imports (typer, rich: a few hundred milliseconds) it would
-otherwise print a Python traceback and die with -2, and while Typer parses it would say 'Aborted!'
-and exit 1. Inside a run (`cli._run`), Ctrl-C raises KeyboardInterrupt, which stops both passes.
+interrupted_at_once`): while the CLI imports and parses (the library's modules and argparse, tens of
+milliseconds) a KeyboardInterrupt would otherwise end it with a Python traceback and a death by
+SIGINT (-2), as argparse lets it through. Inside a run (`cli._run`), Ctrl-C raises
+KeyboardInterrupt, which stops both passes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The command line. It parses, calls the library, renders, and picks the exit code; nothing else.
+"""The command line. It parses (argparse: nothing to import beyond the standard library), calls the
+library, renders, and picks the exit code; nothing else.
 
 Exit codes: 0 verified, 1 verification failed, 2 usage error, 3 invalid or unreadable checkpoint
 (or storage, or a failed rank), 130 interrupted.
@@ -6,20 +7,22 @@ Exit codes: 0 verified, 1 verification failed, 2 usage error, 3 invalid or unrea
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import contextvars
 import gc
 import os
+import shutil
 import sys
+import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-
-import typer
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nemoverify import __version__
+from nemoverify.completion import SHELLS, commands
 from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
 from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, redact
 from nemoverify.hashing import ALGORITHMS, DEFAULT_MANIFEST_ALGORITHM, MANIFEST_ALGORITHMS, Algorithm
@@ -43,10 +46,10 @@ EXIT_CODES_HELP = (
 
 
 def _epilog(*examples: str, exit_codes: str = EXIT_CODES_HELP) -> str:
-    """An Examples section above the exit codes. Help is plain text (no rich markup mode): flags show
-    no type, and `\b` keeps each example on its own line."""
+    """An Examples section above the exit codes. Help is plain text: the examples keep their lines
+    (indented lines are never rewrapped, see _HelpFormatter), the exit codes wrap to the terminal."""
     lines = "\n".join(f"  {e}" for e in examples)
-    return f"\b\nExamples:\n{lines}\n\n{exit_codes} Set NEMOVERIFY_DEBUG=1 to see the traceback of a crash."
+    return f"Examples:\n{lines}\n\n{exit_codes} Set NEMOVERIFY_DEBUG=1 to see the traceback of a crash."
 
 
 EXAMPLES = {
@@ -73,71 +76,74 @@ EXAMPLES = {
     ),
 }
 
-app = typer.Typer(
-    name="nemoverify",
-    help="Verify that a Nemotron Nano VL checkpoint reaches the model intact when loaded the way "
-    "production loads it (Run:ai streamer + vLLM's load_weights).",
-    epilog=_epilog(
-        "nemoverify check examples/nano-omni-tiny",
-        "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json",
-        "nemoverify verify /mnt/upload/nano-vl --manifest nano-vl.manifest.json",
-        "nemoverify check /mnt/upload/nano-vl --manifest nano-vl.manifest.json --sarif nemoverify.sarif",
-    ),
-    no_args_is_help=True,
-    add_completion=True,  # --install-completion, --show-completion
-    rich_markup_mode=None,  # plain help: no <bool> beside flags, readable in CI logs
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+DESCRIPTION = (
+    "Verify that a Nemotron Nano VL checkpoint reaches the model intact when loaded the way production loads it "
+    "(Run:ai streamer + vLLM's load_weights)."
+)
+EPILOG = _epilog(
+    "nemoverify check examples/nano-omni-tiny",
+    "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json",
+    "nemoverify verify /mnt/upload/nano-vl --manifest nano-vl.manifest.json",
+    "nemoverify check /mnt/upload/nano-vl --manifest nano-vl.manifest.json --sarif nemoverify.sarif",
 )
 
 T = TypeVar("T")
-
-
 S = TypeVar("S", bound=str)
+F = TypeVar("F", bound=Callable[..., None])
 
 
 def _choices(values: tuple[S, ...]) -> dict[str, Any]:
     """Option settings for one of `values` (a Literal's members, defined where they are used): parsed
-    here, so a wrong value reads "'yaml': choose one of table, json" (not a validation library's
-    "Value error, ..."), shown as table|json, completed."""
+    here, so a wrong value reads "'yaml': choose one of table, json", shown as table|json, completed
+    (nemoverify.completion reads `choices`)."""
     names = list(values)
 
-    def parse(value: object) -> S:
+    def parse(value: str) -> S:
         for v in values:
             if v == value:
                 return v
-        raise typer.BadParameter(f"{value!r}: choose one of {', '.join(names)}")
+        raise argparse.ArgumentTypeError(f"{value!r}: choose one of {', '.join(names)}")
 
-    return {"parser": parse, "metavar": "|".join(names), "autocompletion": lambda: names}
+    return {"type": parse, "choices": values, "metavar": "|".join(names)}
 
 
 def _whole(minimum: int, metavar: str = "N") -> dict[str, Any]:
     """Option settings for a whole number of at least `minimum`, with a plain message."""
 
-    def parse(value: object) -> int:
-        if isinstance(value, int):
-            number = value
-        else:
-            try:
-                number = int(str(value))
-            except ValueError:
-                raise typer.BadParameter(f"{value!r} is not a whole number") from None
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
         if number < minimum:
-            raise typer.BadParameter(f"{number} is below the least allowed, {minimum}")
+            raise argparse.ArgumentTypeError(f"{number} is below the least allowed, {minimum}")
         return number
 
-    return {"parser": parse, "metavar": metavar}
+    return {"type": parse, "metavar": metavar}
 
 
-def _size(value: object) -> int:
+def _size(value: str) -> int:
     from nemoverify.sizes import parse_size
 
-    if isinstance(value, int):
-        return value
     try:
-        return parse_size(str(value))
+        return parse_size(value)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(value: str) -> float:
+    """Seconds, 0 or more (a fraction allowed), with a plain message."""
+    import math
+
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds")
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below the least allowed, 0")
+    return seconds
 
 
 def _stdout() -> Console:
@@ -158,9 +164,9 @@ def escape(text: str) -> str:
     return escape(text)
 
 
-def _fail(message: str, code: ExitCode) -> typer.Exit:
+def _fail(message: str, code: ExitCode) -> SystemExit:
     _stderr().print(f"[bold red]error[/]: {escape(redact(message))}", markup=True, soft_wrap=True)
-    return typer.Exit(int(code))
+    return SystemExit(int(code))
 
 
 def _import_heavy_modules() -> None:
@@ -213,18 +219,16 @@ def _run_interruptible(fn: Callable[[], T], needs_torch: bool) -> T:
         # of thousands of observations (a 24,000-tensor header parse: 0.33 s -> 0.13 s).
         gc.freeze()
         return fn()
-    except typer.Exit:
-        raise
     except KeyboardInterrupt:
         _stderr().print("interrupted")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except InvalidCheckpoint as exc:
         err = _stderr()
         err.print(f"[bold red]error[/]: {escape(exc.root)}: invalid checkpoint ({len(exc.problems)} problem(s))")
         for p in exc.problems:
             err.print(f"  [{p.rule}] {redact(p.render())}", markup=False, soft_wrap=True)
         _leave_reports(exc)
-        raise typer.Exit(int(exc.exit_code)) from None
+        raise SystemExit(int(exc.exit_code)) from None
     except NemoverifyError as exc:
         if exc.exit_code is not ExitCode.USAGE:
             _leave_reports(exc)
@@ -339,7 +343,7 @@ def _plan_outputs(
 
 
 # The report files of the running command, checked before it started (see _plan_reports); _run and
-# _emit write them. Reset by the app callback at the start of every invocation.
+# _emit write them. Reset by run() at the start of every invocation.
 _REPORTS: contextvars.ContextVar[Reports | None] = contextvars.ContextVar("reports", default=None)
 
 
@@ -363,227 +367,212 @@ def _plan_reports(
     return reports
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"nemoverify {__version__}")
-        raise typer.Exit()
+# Every option is declared once, here, as argparse's add_argument arguments; each command lists the
+# ones it takes (see _command), and its parameters are their destinations.
+Option = tuple[tuple[str, ...], dict[str, Any]]
 
 
-@app.callback()
-def _main(
-    version: Annotated[
-        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    _REPORTS.set(None)
+def _option(*flags: str, **settings: Any) -> Option:
+    return flags, settings
 
 
-PathArg = Annotated[
-    str,
-    typer.Argument(
-        help="The checkpoint: a directory (sharded with model.safetensors.index.json, or one model.safetensors), "
-        "a .safetensors file, s3://bucket/prefix, gs://bucket/prefix, or a Hugging Face repo id (org/name) "
-        "already in the local Hugging Face cache (never downloaded).",
-        metavar="PATH",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--json", help="Also write the whole JSON report to FILE (whole or not at all; - for stdout).", metavar="FILE"
-    ),
-]
-ManifestOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--manifest",
-        help="Also check every tensor, as the candidate delivers it, against this manifest.",
-        metavar="FILE",
-    ),
-]
-JunitOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--junit-xml",
-        help="Write a JUnit XML report (one test case per component) to FILE (- for stdout).",
-        metavar="FILE",
-    ),
-]
-SarifOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--sarif", help="Write a SARIF 2.1.0 log (one result per failed tensor) to FILE (- for stdout).", metavar="FILE"
-    ),
-]
-ShowOpt = Annotated[int, typer.Option(help="How many failed tensors the table lists (0: all).", **_whole(0))]
-FormatOpt = Annotated[
-    OutputFormat, typer.Option("--format", help="What to print on stdout.", **_choices(OUTPUT_FORMATS))
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code is the answer.")]
-StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Treat warnings (unknown architecture, unindexed shards) as errors.")
-]
-StorageTimeoutOpt = Annotated[
-    float,
-    typer.Option(
-        help="Overall deadline, in seconds, for a run that reads s3://, gs:// or az:// (0: none); past it, exit 3.",
-        min=0,
-        metavar="SECONDS",
-    ),
-]
-MaxBytesOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Refuse (exit 3), before reading, a checkpoint declaring more tensor data than N bytes.",
-        min=0,
-        metavar="N",
-    ),
-]
+PATH = _option(
+    "path",
+    metavar="PATH",
+    help="The checkpoint: a directory (sharded with model.safetensors.index.json, or one model.safetensors), "
+    "a .safetensors file, s3://bucket/prefix, gs://bucket/prefix, or a Hugging Face repo id (org/name) "
+    "already in the local Hugging Face cache (never downloaded).",
+)
+JSON = _option(
+    "--json",
+    dest="json_file",
+    metavar="FILE",
+    help="Also write the whole JSON report to FILE (whole or not at all; - for stdout).",
+)
+MANIFEST = _option(
+    "--manifest", metavar="FILE", help="Also check every tensor, as the candidate delivers it, against this manifest."
+)
+JUNIT = _option(
+    "--junit-xml",
+    metavar="FILE",
+    help="Write a JUnit XML report (one test case per component) to FILE (- for stdout).",
+)
+SARIF = _option(
+    "--sarif", metavar="FILE", help="Write a SARIF 2.1.0 log (one result per failed tensor) to FILE (- for stdout)."
+)
+SHOW = _option("--show", default=20, help="How many failed tensors the table lists (0: all).", **_whole(0))
+FORMAT = _option(
+    "--format", dest="output_format", default="table", help="What to print on stdout.", **_choices(OUTPUT_FORMATS)
+)
+QUIET = _option("-q", "--quiet", action="store_true", help="Print nothing; the exit code is the answer.")
+STRICT = _option(
+    "--strict", action="store_true", help="Treat warnings (unknown architecture, unindexed shards) as errors."
+)
+STORAGE_TIMEOUT = _option(
+    "--storage-timeout",
+    type=_seconds,
+    default=DEFAULT_STORAGE_TIMEOUT_S,
+    metavar="SECONDS",
+    help="Overall deadline, in seconds, for a run that reads s3://, gs:// or az:// (0: none); past it, exit 3.",
+)
+MAX_BYTES = _option(
+    "--max-bytes",
+    help="Refuse (exit 3), before reading, a checkpoint declaring more tensor data than N bytes.",
+    **_whole(0),
+)
+
+# The options of `check` alone.
+LOADER = _option(
+    "--loader",
+    default="runai",
+    help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
+    **_choices(LOADERS),
+)
+VLLM = _option(
+    "--vllm",
+    default="auto",
+    metavar="VERSION",
+    help="The vLLM release the deployment runs (0.20.1, 0.33, ...): its load path, routing, text-only rule and iterator. 'auto': the installed vLLM, else the newest release nemoverify knows.",
+)
+STREAMER = _option(
+    "--streamer",
+    metavar="VERSION",
+    help="The runai-model-streamer release the deployment runs (0.15, 0.16, 0.17): whether tensors are views into reused buffers. Default: the installed one; another release is emulated.",
+)
+STRESS = _option(
+    "--stress",
+    "--reuse-buffers",
+    action="store_true",
+    help="Worst case instead of production's buffers: borrowed views, a ring of the largest tensor, staging buffers of the largest tensor. A pass means safe even then.",
+)
+STRATEGY = _option(
+    "--strategy",
+    help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
+    **_choices(LOAD_PATHS),
+)
+MEMORY_LIMIT = _option(
+    "--memory-limit",
+    type=_size,
+    metavar="SIZE",
+    help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else 256 MiB (measured fastest; production's 40 GB where the ring decides the verdict), raised to two of the largest tensor, within a quarter of available memory (a container's cgroup limit counts) (0 with --stress).",
+)
+CONCURRENCY = _option("--concurrency", help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
+TEXT_ONLY = _option(
+    "--text-only",
+    action="store_true",
+    help="Replay text-only mode (every modality limit 0): mlp1, vision and sound are skipped.",
+)
+CHECK_ALGORITHM = _option(
+    "--algorithm",
+    help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
+    **_choices(ALGORITHMS),
+)
+FAIL_ON_UNCLAIMED = _option(
+    "--fail-on-unclaimed",
+    action="store_true",
+    help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
+)
+AGAINST = _option(
+    "--against",
+    metavar="COPY",
+    help="Stream this copy (s3:// or gs://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
+)
+NPROC = _option(
+    "--nproc",
+    default=1,
+    help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
+    **_whole(1),
+)
+DISTRIBUTED = _option(
+    "--distributed",
+    action="store_true",
+    help="This process is one rank of a group started by torchrun; rank 0 prints the report.",
+)
+DEVICE = _option("--device", default="cpu", help="Where the streamer delivers tensors: cpu, cuda or cuda:N.")
+EXTRA_CONFIG = _option(
+    "--model-loader-extra-config",
+    metavar="JSON",
+    help="vLLM's --model-loader-extra-config JSON: distributed, concurrency, memory_limit.",
+)
+RANK_TIMEOUT = _option(
+    "--rank-timeout",
+    default=300,
+    help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
+    **_whole(1, "SECONDS"),
+)
+
+# name -> (the command, its one-line summary, its options, the exit codes its help lists)
+_COMMANDS: dict[str, tuple[Callable[..., None], str, tuple[Option, ...], str]] = {}
 
 
-# The options of `check`, declared here so that its signature reads as the list of what it takes.
-LoaderOpt = Annotated[
-    Loader,
-    typer.Option(
-        help="Candidate loader. 'safetensors' replays the load path over the safetensors library: a baseline.",
-        **_choices(LOADERS),
-    ),
-]
-VllmOpt = Annotated[
-    str,
-    typer.Option(
-        "--vllm",
-        help="The vLLM release the deployment runs (0.20.1, 0.33, ...): its load path, routing, text-only rule and iterator. 'auto': the installed vLLM, else the newest release nemoverify knows.",
-        metavar="VERSION",
-    ),
-]
-StreamerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--streamer",
-        help="The runai-model-streamer release the deployment runs (0.15, 0.16, 0.17): whether tensors are views into reused buffers. Default: the installed one; another release is emulated.",
-        metavar="VERSION",
-        show_default=False,
-    ),
-]
-StressOpt = Annotated[
-    bool,
-    typer.Option(
-        "--stress",
-        "--reuse-buffers",
-        help="Worst case instead of production's buffers: borrowed views, a ring of the largest tensor, staging buffers of the largest tensor. A pass means safe even then.",
-    ),
-]
-StrategyOpt = Annotated[
-    LoadPath | None,
-    typer.Option(
-        help="Override the release's load path: 'fixed' is vLLM after PR 42244, 'legacy' before it (keeps references). For experiments; the report says it was overridden.",
-        show_default=False,
-        **_choices(LOAD_PATHS),
-    ),
-]
-MemoryLimitOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else 256 MiB (measured fastest; production's 40 GB where the ring decides the verdict), raised to two of the largest tensor, within a quarter of available memory (a container's cgroup limit counts) (0 with --stress).",
-        parser=_size,
-        metavar="SIZE",
-    ),
-]
-ConcurrencyOpt = Annotated[
-    int | None, typer.Option(help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1))
-]
-TextOnlyOpt = Annotated[
-    bool,
-    typer.Option(
-        "--text-only", help="Replay text-only mode (every modality limit 0): mlp1, vision and sound are skipped."
-    ),
-]
-CheckAlgorithmOpt = Annotated[
-    Algorithm | None,
-    typer.Option(
-        help="Per-tensor hash, recorded in every report. Default xxh3-128 (lin128 with --device cuda), or the manifest's.",
-        show_default=False,
-        **_choices(ALGORITHMS),
-    ),
-]
-FailOnUnclaimedOpt = Annotated[
-    bool,
-    typer.Option(
-        "--fail-on-unclaimed",
-        help="Fail (exit 1) when tensors exist that no component claims (vLLM drops them silently).",
-    ),
-]
-AgainstOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--against",
-        help="Stream this copy (s3:// or gs://bucket/prefix, a directory, a cached repo id) through the load path and compare it with PATH as the reference: did the upload arrive intact, and does it load right?",
-        metavar="COPY",
-    ),
-]
-NprocOpt = Annotated[
-    int,
-    typer.Option(
-        help="Run the streamer's distributed mode across N local processes (torch elastic launch; gloo on the CPU, NCCL with --device cuda).",
-        **_whole(1),
-    ),
-]
-DistributedOpt = Annotated[
-    bool,
-    typer.Option(
-        "--distributed", help="This process is one rank of a group started by torchrun; rank 0 prints the report."
-    ),
-]
-CheckDeviceOpt = Annotated[str, typer.Option(help="Where the streamer delivers tensors: cpu, cuda or cuda:N.")]
-CheckExtraConfigOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="vLLM's --model-loader-extra-config JSON: distributed, concurrency, memory_limit.", metavar="JSON"
-    ),
-]
-RankTimeoutOpt = Annotated[
-    int,
-    typer.Option(
-        help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
-        **_whole(1, "SECONDS"),
-    ),
-]
+def _command(summary: str, *options: Option, exit_codes: str = EXIT_CODES_HELP) -> Callable[[F], F]:
+    """Register a command: its docstring is its help, its parameters the destinations of `options`."""
+
+    def register(fn: F) -> F:
+        _COMMANDS[fn.__name__] = (fn, summary, options, exit_codes)
+        return fn
+
+    return register
 
 
-@app.command(
-    epilog=_epilog(*EXAMPLES["check"]),
-    short_help="Load the checkpoint as production does and compare every tensor with its stored bytes.",
+@_command(
+    "Load the checkpoint as production does and compare every tensor with its stored bytes.",
+    PATH,
+    LOADER,
+    VLLM,
+    STREAMER,
+    STRESS,
+    STRATEGY,
+    MEMORY_LIMIT,
+    CONCURRENCY,
+    TEXT_ONLY,
+    CHECK_ALGORITHM,
+    FORMAT,
+    JSON,
+    STRICT,
+    FAIL_ON_UNCLAIMED,
+    MANIFEST,
+    AGAINST,
+    NPROC,
+    DISTRIBUTED,
+    DEVICE,
+    EXTRA_CONFIG,
+    RANK_TIMEOUT,
+    MAX_BYTES,
+    STORAGE_TIMEOUT,
+    JUNIT,
+    SARIF,
+    SHOW,
+    QUIET,
 )
 def check(
-    path: PathArg,
-    loader: LoaderOpt = "runai",
-    vllm: VllmOpt = "auto",
-    streamer: StreamerOpt = None,
-    stress: StressOpt = False,
-    strategy: StrategyOpt = None,
-    memory_limit: MemoryLimitOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    text_only: TextOnlyOpt = False,
-    algorithm: CheckAlgorithmOpt = None,
-    output_format: FormatOpt = "table",
-    json_file: JsonOpt = None,
-    strict: StrictOpt = False,
-    fail_on_unclaimed: FailOnUnclaimedOpt = False,
-    manifest: ManifestOpt = None,
-    against: AgainstOpt = None,
-    nproc: NprocOpt = 1,
-    distributed: DistributedOpt = False,
-    device: CheckDeviceOpt = "cpu",
-    model_loader_extra_config: CheckExtraConfigOpt = None,
-    rank_timeout: RankTimeoutOpt = 300,
-    max_bytes: MaxBytesOpt = None,
-    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
-    junit_xml: JunitOpt = None,
-    sarif: SarifOpt = None,
-    show: ShowOpt = 20,
-    quiet: QuietOpt = False,
+    path: str,
+    loader: Loader,
+    vllm: str,
+    streamer: str | None,
+    stress: bool,
+    strategy: LoadPath | None,
+    memory_limit: int | None,
+    concurrency: int | None,
+    text_only: bool,
+    algorithm: Algorithm | None,
+    output_format: OutputFormat,
+    json_file: str | None,
+    strict: bool,
+    fail_on_unclaimed: bool,
+    manifest: str | None,
+    against: str | None,
+    nproc: int,
+    distributed: bool,
+    device: str,
+    model_loader_extra_config: str | None,
+    rank_timeout: int,
+    max_bytes: int | None,
+    storage_timeout: float,
+    junit_xml: str | None,
+    sarif: str | None,
+    show: int,
+    quiet: bool,
 ) -> None:
     """Load the checkpoint with the reference reader and through the candidate loader + the load path of
     the deployment profile (--vllm, --streamer); compare every tensor, per component (and against a
@@ -619,7 +608,7 @@ def check(
 
     report = _run(_bounded(work, storage_timeout, path, against), needs_torch=True)
     if report is None:
-        raise typer.Exit(0)  # a rank other than 0 under torchrun: rank 0 carries the verdict
+        raise SystemExit(0)  # a rank other than 0 under torchrun: rank 0 carries the verdict
     _emit(report, output_format, json_file, junit_xml, sarif, quiet, show)
 
 
@@ -651,7 +640,7 @@ def _emit(
             # A report on standard output (`--json -`) keeps it clean: the table goes to stderr.
             render_report(report, _stderr() if reports.to_stdout else _stdout(), show)
     code = ExitCode.VERIFIED if report.ok else ExitCode.FAILED
-    raise typer.Exit(int(ExitCode.USAGE if failed and code is ExitCode.VERIFIED else code))
+    raise SystemExit(int(ExitCode.USAGE if failed and code is ExitCode.VERIFIED else code))
 
 
 MATRIX_EXIT_HELP = (
@@ -661,45 +650,42 @@ MATRIX_EXIT_HELP = (
 )
 
 
-@app.command(
-    epilog=_epilog(*EXAMPLES["matrix"], exit_codes=MATRIX_EXIT_HELP),
-    short_help="The checkpoint against every deployment profile: which of your deployments is exposed?",
+@_command(
+    "The checkpoint against every deployment profile: which of your deployments is exposed?",
+    PATH,
+    _option(
+        "--nproc",
+        default=2,
+        help="Ranks for the distributed rows (gloo on the CPU, NCCL with --device cuda); 1 skips them.",
+        **_whole(1),
+    ),
+    _option("--device", default="cpu", help="Where distributed rows stream: cpu, or cuda (one GPU per rank)."),
+    _option(
+        "--model-loader-extra-config",
+        metavar="JSON",
+        help="vLLM's --model-loader-extra-config JSON: concurrency, memory_limit.",
+    ),
+    _option(
+        "--algorithm", help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).", **_choices(ALGORITHMS)
+    ),
+    RANK_TIMEOUT,
+    FORMAT,
+    JSON,
+    STRICT,
+    QUIET,
+    exit_codes=MATRIX_EXIT_HELP,
 )
 def matrix(
-    path: PathArg,
-    nproc: Annotated[
-        int,
-        typer.Option(
-            help="Ranks for the distributed rows (gloo on the CPU, NCCL with --device cuda); 1 skips them.",
-            **_whole(1),
-        ),
-    ] = 2,
-    device: Annotated[
-        str, typer.Option(help="Where distributed rows stream: cpu, or cuda (one GPU per rank).")
-    ] = "cpu",
-    model_loader_extra_config: Annotated[
-        str | None,
-        typer.Option(help="vLLM's --model-loader-extra-config JSON: concurrency, memory_limit.", metavar="JSON"),
-    ] = None,
-    algorithm: Annotated[
-        Algorithm | None,
-        typer.Option(
-            help="Per-tensor hash. Default xxh3-128 (lin128 with --device cuda).",
-            show_default=False,
-            **_choices(ALGORITHMS),
-        ),
-    ] = None,
-    rank_timeout: Annotated[
-        int,
-        typer.Option(
-            help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
-            **_whole(1, "SECONDS"),
-        ),
-    ] = 300,
-    output_format: FormatOpt = "table",
-    json_file: JsonOpt = None,
-    strict: StrictOpt = False,
-    quiet: QuietOpt = False,
+    path: str,
+    nproc: int,
+    device: str,
+    model_loader_extra_config: str | None,
+    algorithm: Algorithm | None,
+    rank_timeout: int,
+    output_format: OutputFormat,
+    json_file: str | None,
+    strict: bool,
+    quiet: bool,
 ) -> None:
     """The checkpoint against every deployment profile nemoverify knows: each vLLM release x streamer
     0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
@@ -736,21 +722,19 @@ def matrix(
             from nemoverify.render.profile_matrix import render_matrix
 
             render_matrix(result, _stderr() if json_file == STDOUT else _stdout())
-    raise typer.Exit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
+    raise SystemExit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
 
 
-@app.command(
-    epilog=_epilog(*EXAMPLES["inspect"]),
-    short_help="Show components, dtypes, shards and every structural problem, from the headers alone.",
+@_command(
+    "Show components, dtypes, shards and every structural problem, from the headers alone.",
+    PATH,
+    FORMAT,
+    _option("--json", dest="json_file", metavar="FILE", help="Also write the inventory as JSON to FILE."),
+    STRICT,
+    STORAGE_TIMEOUT,
 )
 def inspect(
-    path: PathArg,
-    output_format: FormatOpt = "table",
-    json_file: Annotated[
-        str | None, typer.Option("--json", help="Also write the inventory as JSON to FILE.", metavar="FILE")
-    ] = None,
-    strict: StrictOpt = False,
-    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
+    path: str, output_format: OutputFormat, json_file: str | None, strict: bool, storage_timeout: float
 ) -> None:
     """Show what the checkpoint holds (components, dtypes, shards, what each loader skips) and every
     structural problem, without reading a tensor. Exit 3 if any problem is an error."""
@@ -772,32 +756,38 @@ def inspect(
 
         render_inventory(inventory, _stderr() if json_file == STDOUT else _stdout())
     bad = [p for p in inventory.problems if strict or p.severity == "error"]
-    raise typer.Exit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
+    raise SystemExit(int(ExitCode.INVALID if bad else ExitCode.VERIFIED))
 
 
-@app.command(
-    epilog=_epilog(*EXAMPLES["manifest"]),
-    short_help="Record one digest per tensor, so that every copy can be verified later.",
+@_command(
+    "Record one digest per tensor, so that every copy can be verified later.",
+    PATH,
+    _option(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="Manifest file to write (whole or not at all; - for stdout).",
+    ),
+    _option(
+        "--algorithm",
+        default=DEFAULT_MANIFEST_ALGORITHM,
+        help="Digest algorithm: blake3 (cryptographic, fastest), sha256 (recomputable with sha256sum-like tools) or xxh3-128 (fast, not cryptographic: catches accidents, not tampering). lin128 is refused: it compares loaders, it does not guard bytes.",
+        **_choices(MANIFEST_ALGORITHMS),
+    ),
+    STRICT,
+    MAX_BYTES,
+    STORAGE_TIMEOUT,
+    QUIET,
 )
 def manifest(
-    path: PathArg,
-    output: Annotated[
-        str,
-        typer.Option(
-            "--output", "-o", help="Manifest file to write (whole or not at all; - for stdout).", metavar="FILE"
-        ),
-    ],
-    algorithm: Annotated[
-        Algorithm,
-        typer.Option(
-            help="Digest algorithm: blake3 (cryptographic, fastest), sha256 (recomputable with sha256sum-like tools) or xxh3-128 (fast, not cryptographic: catches accidents, not tampering). lin128 is refused: it compares loaders, it does not guard bytes.",
-            **_choices(MANIFEST_ALGORITHMS),
-        ),
-    ] = DEFAULT_MANIFEST_ALGORITHM,
-    strict: StrictOpt = False,
-    max_bytes: MaxBytesOpt = None,
-    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
-    quiet: QuietOpt = False,
+    path: str,
+    output: str,
+    algorithm: Algorithm,
+    strict: bool,
+    max_bytes: int | None,
+    storage_timeout: float,
+    quiet: bool,
 ) -> None:
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
     from nemoverify import api
@@ -824,25 +814,32 @@ def manifest(
         )
 
 
-@app.command(
-    epilog=_epilog(*EXAMPLES["verify"]),
-    short_help="Check the stored bytes against a manifest, as fast as the disk allows.",
+@_command(
+    "Check the stored bytes against a manifest, as fast as the disk allows.",
+    PATH,
+    _option("--manifest", required=True, metavar="FILE", help="The manifest to check against."),
+    FORMAT,
+    _option("--json", dest="json_file", metavar="FILE", help="Also write the whole JSON report to FILE (atomically)."),
+    JUNIT,
+    SARIF,
+    STRICT,
+    MAX_BYTES,
+    STORAGE_TIMEOUT,
+    SHOW,
+    QUIET,
 )
 def verify(
-    path: PathArg,
-    manifest: Annotated[str, typer.Option("--manifest", help="The manifest to check against.", metavar="FILE")],
-    output_format: FormatOpt = "table",
-    json_file: Annotated[
-        str | None,
-        typer.Option("--json", help="Also write the whole JSON report to FILE (atomically).", metavar="FILE"),
-    ] = None,
-    junit_xml: JunitOpt = None,
-    sarif: SarifOpt = None,
-    strict: StrictOpt = False,
-    max_bytes: MaxBytesOpt = None,
-    storage_timeout: StorageTimeoutOpt = DEFAULT_STORAGE_TIMEOUT_S,
-    show: ShowOpt = 20,
-    quiet: QuietOpt = False,
+    path: str,
+    manifest: str,
+    output_format: OutputFormat,
+    json_file: str | None,
+    junit_xml: str | None,
+    sarif: str | None,
+    strict: bool,
+    max_bytes: int | None,
+    storage_timeout: float,
+    show: int,
+    quiet: bool,
 ) -> None:
     """Check only the stored bytes against a manifest, as fast as the disk allows (no loader replay)."""
     from nemoverify import api
@@ -857,12 +854,135 @@ def verify(
     _emit(_run(_bounded(work, storage_timeout, path)), output_format, json_file, junit_xml, sarif, quiet, show)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Plain help, readable in CI logs, at most 80 columns: a paragraph with indented lines (the
+    examples) keeps its lines; every other paragraph wraps. An option's help ends with its default,
+    or with [required]."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=34, width=min(shutil.get_terminal_size().columns, 80) - 2)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            if any(line.startswith(" ") for line in paragraph.splitlines()):
+                paragraphs.append(textwrap.indent(paragraph, indent))
+            else:
+                paragraphs.append(
+                    textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent, subsequent_indent=indent)
+                )
+        return "\n\n".join(paragraphs)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):  # the commands, without a COMMAND line above
+            return "".join(self._format_action(command) for command in action._get_subactions())
+        return super()._format_action(action)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {metavar}"  # -o, --output FILE (not -o FILE, --output FILE)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.required:
+            return f"{text}  [required]"
+        if action.default not in (None, False, argparse.SUPPRESS):
+            return f"{text}  [default: {action.default}]"
+        return text
+
+
+# Every parser: plain help, -h added last (after the options, see _add_help), and no abbreviations
+# (--form for --format): a script that relied on one would break when an option is added.
+_PARSER_SETTINGS: dict[str, Any] = {"formatter_class": _HelpFormatter, "add_help": False, "allow_abbrev": False}
+if sys.version_info >= (3, 14):
+    _PARSER_SETTINGS["color"] = False  # 3.14 colours help and errors on a terminal by default: keep them plain
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every command, option, default, choice list and help text. Shell
+    completion (nemoverify.completion) is generated from it, and the tests read it."""
+    parser = argparse.ArgumentParser(
+        prog="nemoverify",
+        usage="%(prog)s [OPTIONS] COMMAND [ARGS]...",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        **_PARSER_SETTINGS,
+    )
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"nemoverify {__version__}", help="Print the version and exit."
+    )
+    parser.add_argument(
+        "--completion",
+        action=_PrintCompletion,
+        default=argparse.SUPPRESS,
+        help='Print the shell completion script and exit: eval "$(nemoverify --completion bash)".',
+        **_choices(SHELLS),
+    )
+    _add_help(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+    for name, (fn, summary, options, exit_codes) in _COMMANDS.items():
+        command = subparsers.add_parser(
+            name,
+            help=summary,
+            prog=f"nemoverify {name}",
+            usage="%(prog)s [OPTIONS] PATH",
+            description=" ".join((fn.__doc__ or "").split()),
+            epilog=_epilog(*EXAMPLES[name], exit_codes=exit_codes),
+            **_PARSER_SETTINGS,
+        )
+        for flags, settings in options:
+            command.add_argument(*flags, **settings)
+        _add_help(command)
+    return parser
+
+
+def _add_help(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-h", "--help", action="help", help="Show this message and exit.")
+
+
+class _PrintCompletion(argparse.Action):
+    """--completion SHELL: print the script generated from the parser itself, and exit 0."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from nemoverify.completion import script
+
+        sys.stdout.write(script(parser, values))
+        parser.exit()
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Parse `argv` (default: the process's arguments) and run the command, in this process. Ends
+    with SystemExit carrying the exit code, or returns (exit 0). No arguments: the help on stderr,
+    exit 2."""
+    _REPORTS.set(None)
+    args = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not args:
+        parser.print_help(sys.stderr)
+        raise SystemExit(int(ExitCode.USAGE))
+    namespace, unknown = parser.parse_known_args(args)
+    settings = vars(namespace)
+    name = settings.pop("command")
+    if unknown:  # said by the command's parser, so the message names the command and shows its usage
+        commands(parser)[name].error(f"unrecognized arguments: {' '.join(unknown)}")
+    command, _, _, _ = _COMMANDS[name]
+    command(**settings)
+
+
 def main() -> None:
     from nemoverify.deadline import own_process
 
     own_process()  # the object-storage deadline may end this process
     try:
-        app(prog_name="nemoverify")
+        run()
     except SystemExit as exc:
         if exc.code == ExitCode.INTERRUPTED:
             # Interrupted: the message is printed and every partial output file removed, so end now

@@ -29,7 +29,7 @@ _owns_process = False  # set by the CLI's entry point: only a process of our own
 
 def own_process() -> None:
     """This process is a nemoverify run (`nemoverify ...`, `python -m nemoverify`): the deadline may
-    end it. A program that calls the library or the Typer app in-process keeps its process."""
+    end it. A program that calls the library or the CLI in-process (`cli.run`) keeps its process."""
     global _owns_process
     _owns_process = True
 

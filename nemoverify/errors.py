@@ -27,7 +27,7 @@ class ExitCode(IntEnum):
 
 def interrupted_at_once(signum: int, frame: object) -> None:
     """SIGINT outside a run (while the CLI imports, parses, or prints): nothing to cancel or clean up,
-    so the process ends with the documented 130 and one line, never a traceback or click's 'Aborted!'."""
+    so the process ends with the documented 130 and one line, never a traceback."""
     import os
     import sys
 

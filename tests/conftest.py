@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
-from typer.testing import CliRunner
 
-from nemoverify.cli import app
+from nemoverify import cli as nemoverify_cli
 from nemoverify.testing.synthetic import Spec, write_checkpoint
 
 CLI_ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
@@ -55,12 +57,68 @@ def copy_of(tmp_path: os.PathLike[str]) -> Callable[[str], str]:
     return copy
 
 
-class Cli:
-    def __init__(self) -> None:
-        self.runner = CliRunner()
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+    output: str  # stdout and stderr interleaved, as a terminal shows them
 
-    def __call__(self, *args: str):  # type: ignore[no-untyped-def]
-        return self.runner.invoke(app, list(args), env=CLI_ENV, catch_exceptions=False)
+
+class _Bytes(io.BytesIO):
+    """One stream's bytes, also written into `both` (a report on `-` is written to stdout's buffer)."""
+
+    def __init__(self, both: io.BytesIO) -> None:
+        super().__init__()
+        self.both = both
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.both.write(data)
+        return super().write(data)
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class Cli:
+    """The command line, run in this process (`cli.run`) with its streams captured: what a user sees,
+    and the exit code. rich's consoles are made per call, after the streams are swapped, so they
+    write here too. An exception that escapes the CLI (a bug) is raised, not turned into a code."""
+
+    def __call__(self, *args: str) -> Result:
+        both = io.BytesIO()
+        raw_out, raw_err = _Bytes(both), _Bytes(both)
+        out = io.TextIOWrapper(raw_out, encoding="utf-8", write_through=True)
+        err = io.TextIOWrapper(raw_err, encoding="utf-8", write_through=True)
+        code: int
+        with _environment(CLI_ENV), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                nemoverify_cli.run(list(args))
+                code = 0
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    err.write(f"{exc.code}\n")
+                    code = 1
+            finally:
+                out.flush()
+                err.flush()
+        texts = [b.getvalue().decode("utf-8", errors="replace") for b in (raw_out, raw_err, both)]
+        out.detach()
+        err.detach()
+        return Result(code, *texts)
 
 
 @pytest.fixture

@@ -27,7 +27,20 @@ def test_the_readme_python_example_runs_as_written() -> None:
 
 
 def test_importing_the_package_imports_no_heavy_module() -> None:
-    probe = "import sys, nemoverify; print(sorted(m for m in ('torch', 'typer', 'runai_model_streamer') if m in sys.modules))"
+    probe = "import sys, nemoverify; print(sorted(m for m in ('torch', 'runai_model_streamer') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_cli_and_its_parser_import_no_heavy_module() -> None:
+    """What every run pays before its work (issue 17): the CLI module and its parser load neither torch,
+    the streamer, rich (imported where something is printed), the checkpoint layer, nor a validation
+    library."""
+    heavy = ("torch", "runai_model_streamer", "rich", "pydantic", "nemoverify.checkpoint")
+    probe = (
+        "import sys, nemoverify.__main__, nemoverify.cli; nemoverify.cli.build_parser(); "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

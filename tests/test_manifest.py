@@ -13,12 +13,10 @@ from malformed import SHARD1, SHARD2, flip_byte, header_of, raw_safetensors, rea
 
 @pytest.fixture(scope="module")
 def recorded(omni_checkpoint: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from typer.testing import CliRunner
-
-    from nemoverify.cli import app
+    from conftest import Cli
 
     path = str(tmp_path_factory.mktemp("manifest") / "manifest.json")
-    result = CliRunner().invoke(app, ["manifest", omni_checkpoint, "-o", path, "-q"], catch_exceptions=False)
+    result = Cli()("manifest", omni_checkpoint, "-o", path, "-q")
     assert result.exit_code == 0, result.output
     return path
 

@@ -166,12 +166,10 @@ CRATE_REFUSES = [
 
 @pytest.fixture(scope="module")
 def vl_manifest(vl_checkpoint: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from typer.testing import CliRunner
-
-    from nemoverify.cli import app
+    from conftest import Cli
 
     path = str(tmp_path_factory.mktemp("vl-manifest") / "m.json")
-    assert CliRunner().invoke(app, ["manifest", vl_checkpoint, "-o", path, "-q"]).exit_code == 0
+    assert Cli()("manifest", vl_checkpoint, "-o", path, "-q").exit_code == 0
     return path
 
 
