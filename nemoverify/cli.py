@@ -964,6 +964,8 @@ def run(argv: Sequence[str] | None = None) -> None:
     exit 2."""
     _REPORTS.set(None)
     args = sys.argv[1:] if argv is None else list(argv)
+    if not args and os.environ.get("_NEMOVERIFY_COMPLETE"):
+        return  # a completion script of the typer-based CLI, at a TAB: offer nothing, print no help
     parser = build_parser()
     if not args:
         parser.print_help(sys.stderr)

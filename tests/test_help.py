@@ -56,6 +56,14 @@ def test_no_arguments_prints_the_help_on_stderr_and_exits_2(cli) -> None:  # typ
     assert result.stderr.startswith("usage: nemoverify ") and "Examples:" in result.stderr
 
 
+def test_a_completion_script_of_the_typer_based_cli_gets_nothing_at_a_tab(monkeypatch, cli) -> None:  # type: ignore[no-untyped-def]
+    """Such a script runs `nemoverify` with no arguments and _NEMOVERIFY_COMPLETE set: the help on
+    stderr would land in the middle of the user's command line."""
+    monkeypatch.setenv("_NEMOVERIFY_COMPLETE", "complete_bash")
+    result = cli()
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
