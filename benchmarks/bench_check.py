@@ -36,7 +36,10 @@ sys.path.insert(0, ROOT)
 
 from nemoverify.testing.synthetic import Spec, tensor_specs  # noqa: E402  (no torch at import)
 
-ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+# Imports from bytecode, as an installed package has it (pip compiles it at install): without
+# PYTHONDONTWRITEBYTECODE, which some CI images set, and with nemoverify compiled before the clock.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
 NEMOVERIFY = [sys.executable, "-m", "nemoverify"]
 
 # Whole-process scripts: what a user would write. argv[1] is the checkpoint directory.
@@ -436,6 +439,7 @@ def main() -> None:
         help="also peak RSS of check with the defaults at these checkpoint sizes (e.g. 1,4)",
     )
     args = parser.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "nemoverify")], check=True, env=ENV)
     base = args.dir or tempfile.mkdtemp(prefix="nemoverify-bench-")
     rings = [r for r in args.rings.split(",") if r]
     try:

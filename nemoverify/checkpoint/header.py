@@ -167,8 +167,11 @@ def _no_key_repeats(text: str, parsed: object) -> bool:
         return False
     entries = [v for v in parsed.values() if type(v) is dict]  # the tensor entries and __metadata__
     keys = len(parsed) + sum(map(len, entries))
+    colons = text.count(":")
+    if colons == keys:  # the common case: no string holds a ':' (a dropped pair would add one)
+        return True
     strings = [*parsed, *chain.from_iterable(entries), *(v for e in entries for v in e.values() if type(v) is str)]
-    return text.count(":") == keys + "".join(strings).count(":")
+    return colons == keys + "".join(strings).count(":")
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
