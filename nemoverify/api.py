@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from nemoverify.errors import UsageError
+from nemoverify.gc_pause import cycle_collection_paused
 from nemoverify.progress import Progress, no_progress
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def check(
     return run_check(path, options, recorded, manifest, against, nproc, distributed, rank_timeout, max_bytes, watch)
 
 
+@cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def run_check(
     path: str,
     options: CheckOptions,
@@ -135,6 +137,7 @@ def _require_gpus(device: str, nproc: int) -> None:
         raise UsageError(f"--device {device}: needs {wanted} CUDA device(s), this machine has {torch.cuda.device_count()}")
 
 
+@cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def verify(
     path: str, manifest: str, *, strict: bool = False, max_bytes: int | None = None, watch: Watch | None = None
 ) -> Report:
@@ -150,6 +153,7 @@ def verify(
         return verify_manifest(checkpoint, recorded, manifest, progress, strict)
 
 
+@cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def manifest(
     path: str,
     *,
@@ -171,6 +175,7 @@ def manifest(
         return build_manifest(checkpoint, algorithm, progress)
 
 
+@cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def inspect(path: str) -> Inventory:
     """What the checkpoint holds, from its headers alone, and every structural problem."""
     from nemoverify.checkpoint.layout import open_checkpoint
@@ -199,6 +204,7 @@ def matrix(
     return run_matrix(path, base, nproc, rank_timeout, watch)
 
 
+@cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def run_matrix(
     path: str, base: CheckOptions, nproc: int = 2, rank_timeout: int = 300, watch: Watch | None = None
 ) -> Matrix:

@@ -48,10 +48,12 @@ def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     """The body of every rank: open the checkpoint, stream distributed, replay, hash."""
     from nemoverify.checking import candidate_pass
     from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.gc_pause import cycle_collection_paused
 
     checkpoint = open_checkpoint(path)
     checkpoint.require_valid(options.strict)
-    return candidate_pass(checkpoint, options, distributed=True)
+    with cycle_collection_paused():
+        return candidate_pass(checkpoint, options, distributed=True)
 
 
 SHUTDOWN_GRACE_S = 2  # how long the launcher waits for a rank to stop before killing it (torch's default: 30)
