@@ -2,7 +2,7 @@
 library, renders, and picks the exit code; nothing else.
 
 Exit codes: 0 verified, 1 verification failed, 2 usage error, 3 invalid or unreadable checkpoint
-(or storage, or a failed rank), 130 interrupted.
+(or storage, or a failed rank), 4 internal error (a bug), 130 interrupted.
 """
 
 from __future__ import annotations

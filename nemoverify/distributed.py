@@ -50,9 +50,9 @@ def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.gc_pause import cycle_collection_paused
 
-    checkpoint = open_checkpoint(path)
-    checkpoint.require_valid(options.strict)
     with cycle_collection_paused():
+        checkpoint = open_checkpoint(path)
+        checkpoint.require_valid(options.strict)
         return candidate_pass(checkpoint, options, distributed=True)
 
 

@@ -142,8 +142,9 @@ def _parse_json(text: str) -> object:
     hooks: dict[str, Any] = {"parse_constant": _refuse_constant, "parse_float": _finite_float}
     if "-0" in text:  # rare; an int hook on every number would cost a 25,000-tensor header 0.03 s
         hooks["parse_int"] = _int_or_negative_zero
-    parsed = json.loads(text, **hooks)
-    if not _no_key_repeats(text, parsed):
+    # With a backslash in the text the count below proves nothing: straight to the exact parse.
+    parsed = json.loads(text, **hooks) if "\\" not in text else None
+    if parsed is None or not _no_key_repeats(text, parsed):
         parsed = json.loads(text, object_pairs_hook=_pairs_hook, **hooks)
     if _SURROGATE_ESCAPE.search(text):
         try:
@@ -380,7 +381,7 @@ def _tensor_infos(entries: dict[str, object], problem: _Say) -> list[TensorInfo]
 
 
 def _well_formed(entries: dict[str, object]) -> list[TensorInfo] | None:
-    """The TensorInfos where every entry is a plain dict (proven free of repeated keys) of exactly
+    """The TensorInfos where every entry is a dict that repeats no key, of exactly
     dtype, shape and data_offsets, of the right types, with no zero dimension, whose byte range
     fits its shape; None otherwise (zero-size tensors and extra fields included: the checked path
     handles them). Each condition is tested over all entries at once, in comprehensions and C, not
@@ -390,7 +391,8 @@ def _well_formed(entries: dict[str, object]) -> list[TensorInfo] | None:
     values = list(entries.values())
     if not values:
         return []
-    if not all(type(e) is dict and len(e) == 3 for e in values):
+    # Plain dicts (proven free of repeated keys) or, from the exact parse, dicts that repeated none.
+    if not all((type(e) is dict or (type(e) is _DuplicateKeys and not e.duplicates)) and len(e) == 3 for e in values):
         return None
     try:
         dtypes = [e["dtype"] for e in values]  # type: ignore[index]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from nemoverify.model.routing import Component, Route, route
@@ -56,9 +55,15 @@ def replay(
     # before it advances the streamer. Taken by the replays as each tensor arrives (a generator
     # around the weights would cost a step per tensor: 25,000 small tensors make it show).
     take = (snapshot or _clone) if rules.iterator_clones else None
-    # `route` as the reference pass calls it (one cache for both), where the release adds no route.
-    router = partial(route, final_layernorm=True) if rules.final_layernorm else route
+    # Called as the other passes call it, so that they share `route`'s cache: `route(name)` as the
+    # reference pass does, or, where the release routes the final layernorm (0.32+ with MTP layers),
+    # `route(name, True)` as `checking.routed_as` does (a keyword would be another cache key).
+    router = _final_layernorm_router if rules.final_layernorm else route
     REPLAYS[rules.load_path](weights, events, rules.text_only, router, take)
+
+
+def _final_layernorm_router(name: str) -> Route:
+    return route(name, True)
 
 
 def _clone(w: torch.Tensor) -> torch.Tensor:
