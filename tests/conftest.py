@@ -6,12 +6,13 @@ import contextlib
 import io
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
 from nemoverify import cli as nemoverify_cli
+from nemoverify.loaders.runai import environment
 from nemoverify.testing.synthetic import Spec, write_checkpoint
 
 CLI_ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
@@ -77,20 +78,6 @@ class _Bytes(io.BytesIO):
         return super().write(data)
 
 
-@contextlib.contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class Cli:
     """The command line, run in this process (`cli.run`) with its streams captured: what a user sees,
     and the exit code. rich's consoles are made per call, after the streams are swapped, so they
@@ -102,7 +89,7 @@ class Cli:
         out = io.TextIOWrapper(raw_out, encoding="utf-8", write_through=True)
         err = io.TextIOWrapper(raw_err, encoding="utf-8", write_through=True)
         code: int
-        with _environment(CLI_ENV), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with environment(CLI_ENV), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 nemoverify_cli.run(list(args))
                 code = 0
