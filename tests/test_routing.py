@@ -49,6 +49,8 @@ def test_sub_loader_skips_are_skips_not_errors(name: str) -> None:
 
 
 def test_claimed_weights_are_not_skipped() -> None:
+    assert route("language_model.backbone.layers.0.mixer.rotary_emb.scale").skip is None  # not a cache
+    assert route("language_model.backbone.xrotary_emb.inv_freq").skip is None  # not the rotary_emb module
     assert route("vision_model.radio_model.model.blocks.0.mlp.fc1.weight").skip is None
     assert route("sound_encoder.encoder.layers.0.conv.norm.running_mean").skip is None
 
@@ -59,6 +61,7 @@ def test_claimed_weights_are_not_skipped() -> None:
         ("vision_model.radio_model.model.norm.weight", "RADIO maps only"),  # not patch_generator nor blocks
         ("sound_extra.weight", "Parakeet loads only"),  # a sound* name outside the two prefixes
         ("language_model.backbone.layers.3.mixer.rotary_emb.inv_freq", "rotary"),
+        ("language_model.rotary_emb.cos_cached", "rotary"),  # the cache at the top of the handed-on name
         ("language_model.mtp_head.weight", "multi-token-prediction"),  # every mtp-prefixed name, not only mtp.
     ],
 )

@@ -11,9 +11,8 @@ dropped silently by vLLM; nemoverify reports it as `unclaimed` so that the user 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Component = Literal["language_model", "mlp1", "vision", "sound", "unclaimed"]
 COMPONENTS: tuple[Component, ...] = ("language_model", "mlp1", "vision", "sound", "unclaimed")
@@ -40,8 +39,7 @@ _PARAKEET = re.compile(
 _ROTARY_CACHE = re.compile(r"(?:^|\.)rotary_emb\.(?:inv_freq|cos_cached|sin_cached)$")
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):  # a tuple: made once per name, twice as fast to build as a frozen dataclass
     component: Component
     handed_on: str  # the name the component's loader receives
     skip: str | None = None  # why the component's own loader drops it, if it does
@@ -71,7 +69,7 @@ def route(name: str, final_layernorm: bool = False) -> Route:
 def _nemotron_h_skip(handed_on: str) -> str | None:
     if handed_on.startswith("mtp"):
         return "NemotronH drops multi-token-prediction weights (mtp*)"
-    if _ROTARY_CACHE.search(handed_on):
+    if "rotary_emb." in handed_on and _ROTARY_CACHE.search(handed_on):  # the regex only where it can match
         return "NemotronH drops rotary-embedding caches"
     return None
 
