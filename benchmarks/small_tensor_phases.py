@@ -101,6 +101,11 @@ def main() -> None:
         print(f"{name:48} {s:7.3f} {s / n * 1e6:10.1f} {s / bare:7.2f}")
     ours = sum(least[name] for name, _ in phases[2:])
     print(f"{'check: candidate + header + reference + report':48} {ours:7.3f} {ours / n * 1e6:10.1f} {ours / bare:7.2f}")
+    # The header parse must finish before the streamer reads a byte (it trusts its header's offsets),
+    # and the report needs both passes: only the reference pass could move to a second process.
+    hidden = ours - next(least[name] for name, fn in phases if fn is reference_pass)
+    label = "  at best, the reference in a second process"
+    print(f"{label:48} {hidden:7.3f} {hidden / n * 1e6:10.1f} {hidden / bare:7.2f}")
 
 
 if __name__ == "__main__":
