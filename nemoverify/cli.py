@@ -244,9 +244,10 @@ def _run_interruptible(fn: Callable[[], T], needs_torch: bool) -> T:
         ) from None
 
 
-def _leave_reports(error: BaseException) -> None:
-    """The reports of a run that `error` ended before its verdict: CI's `if: always()` steps find them."""
-    reports = _REPORTS.get()
+def _leave_reports(error: BaseException, reports: Reports | None = None) -> None:
+    """The reports of a run that `error` ended before its verdict: CI's `if: always()` steps find them.
+    `reports`: the run's, where this is called off the run's thread (the storage deadline's timer)."""
+    reports = reports or _REPORTS.get()
     if reports is None:
         return
     report = reports.without_verdict(error)
@@ -326,7 +327,12 @@ def _bounded(work: Callable[[], T], seconds: float, *paths: str | None) -> Calla
     def run() -> T:
         from nemoverify.deadline import storage_deadline
 
-        with storage_deadline(seconds, *paths):
+        reports = _REPORTS.get()  # read here: the deadline's timer thread does not share this context
+
+        def leave_reports(error: BaseException) -> None:
+            _leave_reports(error, reports)
+
+        with storage_deadline(seconds, *paths, on_expiry=leave_reports):
             return work()
 
     return run

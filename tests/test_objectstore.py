@@ -463,7 +463,11 @@ def test_a_trickling_server_ends_the_run_at_its_deadline(s3_env, vl_checkpoint: 
     try:
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-m", "nemoverify", command, url, "--manifest", str(manifest), "--storage-timeout", "15"],
+            [
+                *(sys.executable, "-m", "nemoverify", command, url, "--manifest", str(manifest), "--storage-timeout", "15"),
+                *("--json", str(tmp_path / "r.json"), "--junit-xml", str(tmp_path / "r.xml")),
+                *("--sarif", str(tmp_path / "r.sarif")),
+            ],
             env=os.environ | {"AWS_ENDPOINT_URL": proxy.url},
             capture_output=True,
             text=True,
@@ -475,6 +479,14 @@ def test_a_trickling_server_ends_the_run_at_its_deadline(s3_env, vl_checkpoint: 
         assert "passed its object-storage deadline of 15 s" in proc.stderr and url in proc.stderr
         assert "VERIFIED" not in proc.stdout and "Traceback" not in proc.stderr
         assert elapsed < 15 + 10, elapsed
+        # Every report asked for is left, without a verdict, for CI's `if: always()` steps.
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["status"] == "error" and report["ok"] is False
+        assert [p["rule"] for p in report["problems"]] == ["storage-error"]
+        assert "deadline of 15 s" in report["problems"][0]["message"]
+        assert "<error" in (tmp_path / "r.xml").read_text()
+        sarif = json.loads((tmp_path / "r.sarif").read_text())
+        assert sarif["runs"][0]["invocations"][0]["executionSuccessful"] is False
     finally:
         proxy.close()
 
