@@ -698,7 +698,8 @@ def matrix(
     deployments is exposed?"""
     from nemoverify import api
     from nemoverify.options import resolve_check
-    from nemoverify.outputs import STDOUT
+    from nemoverify.outputs import STDOUT, write_output
+    from nemoverify.profile_matrix import matrix_without_verdict
 
     stdout = "--format json" if output_format == "json" and not quiet else None
     _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
@@ -712,12 +713,26 @@ def matrix(
         )
     )
 
-    def work() -> Matrix:
-        return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
-
-    result = _run(work, needs_torch=True)
     import json
 
+    def leave_json(text: str) -> None:
+        if json_file:
+            try:
+                write_output(json_file, text)
+            except OSError as exc:
+                _fail(f"cannot write {json_file}: {exc.strerror or exc}", ExitCode.INVALID)
+        if output_format == "json" and not quiet:
+            sys.stdout.write(text)
+
+    def work() -> Matrix:
+        try:
+            return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
+        except Exception as exc:  # no verdict: the JSON asked for still says why (CI's `if: always()`)
+            if getattr(exc, "exit_code", None) is not ExitCode.USAGE:
+                leave_json(json.dumps(matrix_without_verdict(path, exc), indent=2) + "\n")
+            raise
+
+    result = _run(work, needs_torch=True)
     text = json.dumps(result.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)

@@ -100,6 +100,25 @@ class Matrix:
         }
 
 
+def matrix_without_verdict(checkpoint: str, error: BaseException) -> dict[str, object]:
+    """The JSON of a matrix that `error` ended before any verdict (exit 3, or 4 for a crash): the
+    shape of `Matrix.to_dict`, no cells, and the problems that stopped it, as a check report has them."""
+    from nemoverify import __version__
+    from nemoverify.outputs import problems_of
+
+    status, problems = problems_of(error, checkpoint)
+    return {
+        "matrix_version": MATRIX_VERSION,
+        "tool": {"name": "nemoverify", "version": __version__},
+        "ok": False,
+        "status": status,
+        "checkpoint": checkpoint,
+        "problems": [p.to_dict() for p in problems],
+        "cells": [],
+        "exposed": [],
+    }
+
+
 def matrix_profiles(base: CheckOptions) -> list[CheckOptions]:
     """Every (vLLM release, streamer behaviour, mode) as the options of one check."""
     installed = base.profile.installed_streamer

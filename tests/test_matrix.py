@@ -60,3 +60,17 @@ def test_matrix_of_the_vl_example_in_one_process(cli) -> None:  # type: ignore[n
     matrix = json.loads(result.stdout)
     assert matrix["nproc"] == 0 and len(matrix["cells"]) == 24
     assert {c["vllm"] for c in matrix["cells"] if not c["safe"]} == {"0.20", "0.21"}
+
+
+def test_a_matrix_without_a_verdict_still_writes_its_json_saying_why(cli, vl_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    shard = sorted(f for f in os.listdir(root) if f.endswith(".safetensors"))[-1]
+    os.truncate(os.path.join(root, shard), os.path.getsize(os.path.join(root, shard)) - 100)
+    out = tmp_path / "m.json"
+    result = cli("matrix", root, "--nproc", "1", "--json", str(out), "--format", "json")
+    assert result.exit_code == 3, result.output
+    for text in (out.read_text(), result.stdout):  # the file asked for, and stdout under --format json
+        matrix = json.loads(text)
+        assert (matrix["ok"], matrix["status"], matrix["cells"]) == (False, "invalid", [])
+        assert [p["rule"] for p in matrix["problems"]] == ["file-truncated"]
+        assert matrix["problems"][0]["file"].endswith(shard)
