@@ -65,7 +65,11 @@ def test_unknown_architecture_is_a_warning_unless_strict(cli, vl_checkpoint: str
     result = cli("check", root)
     assert result.exit_code == 0
     assert "is not one vLLM sends to NemotronH_Nano_VL_V2" in " ".join(result.stdout.split())
-    assert cli("check", root, "--strict").exit_code == 3
+    report = os.path.join(os.path.dirname(root), "strict.json")
+    assert cli("check", root, "--strict", "--json", report).exit_code == 3
+    with open(report) as f:
+        problems = json.load(f)["problems"]
+    assert problems and {p["severity"] for p in problems} == {"error"}  # promoted: reported as errors
 
 
 def test_a_file_that_is_not_a_checkpoint(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]

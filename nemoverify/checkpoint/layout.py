@@ -75,7 +75,13 @@ class Checkpoint:
         return any(route(info.name).component == "sound" for _, info in self.tensors())
 
     def errors(self, strict: bool = False) -> list[Problem]:
-        return [p for p in self.problems if strict or p.severity == "error"]
+        """The problems that refuse the checkpoint; under `strict`, warnings too, reported as the
+        errors they then are (a consumer filtering reports on severity must not miss them)."""
+        return [
+            p if p.severity == "error" else replace(p, severity="error")
+            for p in self.problems
+            if strict or p.severity == "error"
+        ]
 
     def require_valid(self, strict: bool = False) -> None:
         errors = self.errors(strict)
