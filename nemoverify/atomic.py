@@ -2,9 +2,12 @@
 
 A regular file (or a new one) is written to a temporary file beside it, fsynced, then renamed over
 it. A symlink is followed: the file it leads to is replaced and the link kept. A character device
-(`/dev/null`, `/dev/stdout` and its links, a terminal) or a FIFO is written through, as a shell's `>`
-would; `-` is standard output. Anything else (a block device, a socket, a directory) is refused:
-nothing is ever renamed over a node that is not a regular file.
+(`/dev/null`, a terminal) or a FIFO is written through, as a shell's `>` would. `-` is standard
+output; so is any path naming it (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`, or a path to the very
+pipe, file or socket it is), and a path naming standard error is standard error: the stream is written
+as it is, never opened by path and never replaced (see `standard_stream`). Anything else (a block
+device, a socket, a directory) is refused: nothing is ever renamed over a node that is not a regular
+file.
 
 The file gets the permissions a plain write would give it: an existing file keeps its mode, a new
 one gets what the umask allows (reports and manifests are read by CI uploaders and other users; the
@@ -19,10 +22,74 @@ import os
 import stat
 import sys
 import tempfile
+from typing import TextIO
 
 
 class NotWritable(OSError):
     """A destination that is neither a regular file, a character device, a FIFO nor `-`."""
+
+
+STANDARD_STREAMS = {1: "standard output", 2: "standard error"}
+_STREAM_NAMES = ("/dev/fd/{fd}", "/proc/self/fd/{fd}", "/proc/thread-self/fd/{fd}", "/proc/{pid}/fd/{fd}")
+
+
+def _stream(fd: int) -> TextIO | None:
+    return sys.stdout if fd == 1 else sys.stderr
+
+
+def standard_stream(path: str) -> int | None:
+    """1 if `path` is this process's standard output (`-`, `/dev/stdout`, `/dev/fd/1`,
+    `/proc/self/fd/1`, or any path to the pipe, socket or regular file that standard output is),
+    2 for standard error alike, else None.
+
+    Such a path must be written through the stream, never opened by name: `/proc/self/fd/1` of a
+    pipe resolves to `pipe:[N]`, which names nothing, and a regular file would be replaced under a
+    shell's `>>`, losing what it held and what is written to it later. Nothing is opened here (a FIFO
+    nobody reads must not block): the names are compared, then what os.stat finds with what the
+    stream holds. A character device that is not named as a stream (`/dev/null`, a terminal) is left
+    alone: written through by path it behaves the same, and `/dev/null` as standard output must not
+    make `--json /dev/null --sarif /dev/null` two reports on one stream."""
+    if path == "-":
+        return 1
+    if not path:
+        return None
+    name = os.path.abspath(path)
+    if name.startswith("//"):  # normpath keeps a leading "//"; Linux reads it as "/"
+        name = "/" + name.lstrip("/")
+    pid = os.getpid()
+    for fd, what in ((1, "stdout"), (2, "stderr")):
+        if name == f"/dev/{what}" or name in {n.format(fd=fd, pid=pid) for n in _STREAM_NAMES}:
+            return fd
+    try:
+        st = os.stat(path)  # a FIFO is not opened by stat
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    for fd in STANDARD_STREAMS:
+        try:
+            fileno = _stream(fd).fileno()  # type: ignore[union-attr]
+            if os.path.samestat(st, os.fstat(fileno)):
+                return fd
+        except (AttributeError, OSError, ValueError):  # no stream, or one with no descriptor
+            continue
+    return None
+
+
+def write_stream(fd: int, payload: bytes) -> None:
+    """Write `payload` to standard output (1) or standard error (2) as they are: appended to what
+    was printed before (flushed first), in place, whatever they are."""
+    stream = _stream(fd)
+    if stream is None:
+        raise OSError(errno.EBADF, f"{STANDARD_STREAMS[fd]} is closed")
+    stream.flush()
+    raw = getattr(stream, "buffer", None)
+    if raw is None:
+        stream.write(payload.decode("utf-8"))
+        stream.flush()
+        return
+    raw.write(payload)
+    raw.flush()
 
 
 def _umask() -> int:
@@ -41,10 +108,9 @@ def _mode_for(path: str) -> int:
 
 def write_atomic(path: str, data: str | bytes) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    if path == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(payload)
-        sys.stdout.buffer.flush()
+    fd = standard_stream(path)
+    if fd is not None:
+        write_stream(fd, payload)
         return
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:

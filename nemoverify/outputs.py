@@ -2,11 +2,15 @@
 
 `plan_outputs` runs before anything is read. It refuses, as a usage error (exit 2), an output that
 lands inside a checkpoint or file the run reads (links resolved), a directory, a directory that does
-not exist or cannot be written, and two outputs with one path. `-` means standard output.
+not exist or cannot be written, and two outputs with one path. `-` means standard output. A path
+naming one of this process's standard streams (`/dev/stdout`, `/dev/stderr`, `/dev/fd/N`,
+`/proc/self/fd/N`, or a path to the pipe or file the stream is) is planned as that stream: `-` for
+standard output, `STDERR` for standard error, so that two outputs on one stream are refused and a
+report on standard output moves the table to standard error, whichever way the stream was named.
 
 `write_output` writes through `atomic.write_atomic`: a regular file whole or not at all, with the
 permissions a plain write would give; a character device or a FIFO written through, never replaced;
-`-` to standard output.
+`-` (or any name of it) to standard output, a name of standard error to standard error, each as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from nemoverify.report import Report
 
 STDOUT = "-"
+STDERR = "/dev/stderr"  # how a planned output on standard error is spelled, whatever name it was given
+STREAM_NAMES = {STDOUT: "standard output", STDERR: "standard error"}
 OutputFormat = Literal["table", "json"]  # what a command prints on stdout (--format)
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
@@ -58,7 +64,10 @@ def _inside(target: str, guard: Guarded) -> bool:
 
 
 def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
-    """The resolved file `option` will write, or a UsageError saying why it cannot be written."""
+    """The resolved file `option` will write (STDOUT or STDERR for a standard stream, however
+    named), or a UsageError saying why it cannot be written."""
+    from nemoverify.atomic import standard_stream
+
     if path == STDOUT:
         return STDOUT
     if not path:
@@ -71,6 +80,9 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
                 f"{option} {shown} is inside {guard.what}, which this run reads: nemoverify never writes "
                 "into what it verifies; choose a path outside it"
             )
+    stream = standard_stream(path)  # after the guards: a stream redirected into the checkpoint is refused
+    if stream is not None:
+        return STDOUT if stream == 1 else STDERR
     try:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
@@ -97,8 +109,9 @@ def plan_outputs(
     stdout_taken_by: str | None = None,
 ) -> dict[str, str]:
     """Check every output asked for ({option: path or None}) before the run starts; return
-    {option: path} for those given. `stdout_taken_by` names what else prints data on standard output
-    (`--format json`), which a `-` output would interleave with."""
+    {option: path} for those given, a path naming a standard stream as STDOUT or STDERR.
+    `stdout_taken_by` names what else prints data on standard output (`--format json`), which a `-`
+    output would interleave with."""
     guards = list(guards)
     planned: dict[str, str] = {}
     seen: dict[str, str] = {}
@@ -108,14 +121,14 @@ def plan_outputs(
         if path is None:
             continue
         target = check_output(option, path, guards)
-        if target != STDOUT and _is_character_device(target):
+        if target not in STREAM_NAMES and _is_character_device(target):
             planned[option] = path  # /dev/null takes any number of reports
             continue
         if target in seen:
-            where = "standard output" if target == STDOUT else path
+            where = STREAM_NAMES.get(target, path)
             raise UsageError(f"{seen[target]} and {option} both write to {where}; give each its own file")
         seen[target] = option
-        planned[option] = path
+        planned[option] = target if target in STREAM_NAMES else path
     return planned
 
 
@@ -127,7 +140,8 @@ def _is_character_device(path: str) -> bool:
 
 
 def write_output(path: str, text: str) -> None:
-    """Write `text` to `path` as `atomic.write_atomic` does: `-` is standard output, a regular file is
+    """Write `text` to `path` as `atomic.write_atomic` does: `-` is standard output (and so is any
+    name of it; a name of standard error is standard error: see `atomic.standard_stream`), a regular file is
     replaced whole, a character device or a FIFO is written through (a FIFO nobody reads is an error,
     not a wait), a link is followed, anything else is refused."""
     from nemoverify.atomic import write_atomic
@@ -218,5 +232,6 @@ def plan_reports(
     """Check the report paths of a run over `checkpoint` (streaming `copy`, checking against
     `manifest`) before it starts: nothing may land in any of the three."""
     guards = guarded(checkpoint, "the checkpoint") + guarded(copy, "the copy") + guarded(manifest, "the manifest")
-    plan_outputs({"--json": json, "--junit-xml": junit, "--sarif": sarif}, guards, stdout_taken_by)
+    planned = plan_outputs({"--json": json, "--junit-xml": junit, "--sarif": sarif}, guards, stdout_taken_by)
+    json, junit, sarif = planned.get("--json"), planned.get("--junit-xml"), planned.get("--sarif")
     return Reports(json, junit, sarif, checkpoint, copy, manifest, stdout_taken_by == "--format json")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -157,3 +159,79 @@ def test_a_cached_repo_id_guards_its_whole_cache_entry(cli, tmp_path, monkeypatc
     assert result.exit_code == 2, result.output
     assert "inside the checkpoint nvidia/nano-vl" in " ".join(result.stderr.split())
     assert os.listdir(blobs) == []
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "nano-12b-v2-vl-tiny")
+
+
+def nemoverify(*args: str, **streams: object) -> subprocess.CompletedProcess[bytes]:
+    """The CLI in a process of its own, its standard streams as given (pipes unless told)."""
+    from conftest import CLI_ENV
+
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} | streams
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "nemoverify", *args], env=os.environ | CLI_ENV, timeout=300, **streams
+    )
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/proc/self/fd/1", "a link to /dev/stdout"])
+def test_a_report_on_a_name_of_piped_stdout_is_written_to_the_pipe(tmp_path, name: str) -> None:  # type: ignore[no-untyped-def]
+    """/proc/self/fd/1 of a pipe resolves to `pipe:[N]`, which names nothing: the report must go
+    through the stream, as `-` does, and the table out of its way."""
+    if name.startswith("a link"):
+        name = str(tmp_path / "out.json")
+        os.symlink("/dev/stdout", name)
+    result = nemoverify("check", EXAMPLE, "--json", name)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert json.loads(result.stdout)["ok"] is True  # the table is not mixed in
+    assert "VERIFIED" in result.stderr.decode()
+
+
+def test_a_report_on_dev_stderr_is_written_to_piped_stderr() -> None:
+    result = nemoverify("check", EXAMPLE, "--json", "/dev/stderr", "-q")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert json.loads(result.stderr)["ok"] is True
+    assert result.stdout == b""
+
+
+def test_a_report_on_dev_stdout_appends_to_the_file_stdout_is(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`>> log.txt`: the file is written through its descriptor, never replaced by a new one."""
+    log = tmp_path / "log.txt"
+    log.write_text("earlier\n")
+    inode = os.stat(log).st_ino
+    with open(log, "ab") as out:
+        result = nemoverify("check", EXAMPLE, "--json", "/dev/stdout", stdout=out)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert os.stat(log).st_ino == inode
+    assert sorted(os.listdir(tmp_path)) == ["log.txt"]
+    earlier, report = log.read_text().split("\n", 1)
+    assert earlier == "earlier"
+    assert json.loads(report)["ok"] is True
+    assert "VERIFIED" in result.stderr.decode()  # the table went out of the report's way
+
+
+def test_two_outputs_on_one_standard_stream_are_refused_however_named(cli, vl_checkpoint: str, no_work) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", vl_checkpoint, "--json", "/dev/stdout", "--sarif", "-")
+    assert result.exit_code == 2 and "--json and --sarif both write to standard output" in result.stderr
+    result = cli("check", vl_checkpoint, "--format", "json", "--junit-xml", "/dev/fd/1")
+    assert result.exit_code == 2 and "--format json and --junit-xml both write to standard output" in result.stderr
+    result = cli("check", vl_checkpoint, "--json", "/dev/stderr", "--sarif", "/proc/self/fd/2")
+    assert result.exit_code == 2 and "--json and --sarif both write to standard error" in result.stderr
+
+
+def test_a_report_on_a_name_of_stdout_goes_where_dash_does(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", vl_checkpoint, "--json", "/dev/stdout", "--sarif", "/dev/stderr")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True
+    sarif, table = result.stderr.split("\n}\n", 1)
+    assert json.loads(sarif + "\n}")["version"] == "2.1.0"
+    assert "VERIFIED" in table
+
+
+def test_a_name_of_stdout_redirected_into_the_checkpoint_is_still_refused(copy_of, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    with open(os.path.join(root, "r.json"), "wb") as out:  # what `> checkpoint/r.json` makes
+        result = nemoverify("check", root, "--json", "/dev/stdout", "-q", stdout=out)
+    assert result.returncode == 2
+    assert "nemoverify never writes into what it verifies" in " ".join(result.stderr.decode().split())
+    assert os.path.getsize(os.path.join(root, "r.json")) == 0
