@@ -340,12 +340,13 @@ def _bounded(work: Callable[[], T], seconds: float, *paths: str | None) -> Calla
 
 def _plan_outputs(
     requested: dict[str, str | None], reads: list[tuple[str | None, str]], stdout_taken_by: str | None
-) -> None:
-    """Refuse (exit 2) outputs that cannot be written or would land in what the run reads, before any work."""
+) -> dict[str, str]:
+    """Refuse (exit 2) outputs that cannot be written or would land in what the run reads, before any
+    work. Returns each output as it is to be written (a name of a standard stream: `-` or its stream)."""
     from nemoverify.outputs import guarded, plan_outputs
 
     guards = [g for location, what in reads for g in guarded(location, what)]
-    _run(lambda: plan_outputs(requested, guards, stdout_taken_by))
+    return _run(lambda: plan_outputs(requested, guards, stdout_taken_by))
 
 
 # The report files of the running command, checked before it started (see _plan_reports); _run and
@@ -702,7 +703,7 @@ def matrix(
     from nemoverify.profile_matrix import matrix_without_verdict
 
     stdout = "--format json" if output_format == "json" and not quiet else None
-    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
+    json_file = _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout).get("--json")
     base = _run(
         lambda: resolve_check(
             algorithm=algorithm,
@@ -765,7 +766,7 @@ def inspect(
     from nemoverify.outputs import STDOUT
 
     stdout = "--format json" if output_format == "json" else None
-    _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout)
+    json_file = _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout).get("--json")
     inventory = _run(_bounded(lambda: api.inspect(path), storage_timeout, path))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
@@ -814,7 +815,7 @@ def manifest(
     from nemoverify import api
     from nemoverify.outputs import STDOUT
 
-    _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)
+    output = _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)["--output"]
 
     def work() -> Manifest:
         return api.manifest(
