@@ -303,7 +303,7 @@ def verify_manifest(
     """The manifest check alone: every tensor's stored bytes, read straight from the files."""
     started = time.monotonic()
     shards = shard_findings(manifest, checkpoint)
-    if not explained_by_manifest(manifest, checkpoint, shards):
+    if not explained_by_manifest(manifest, checkpoint, shards, strict):
         checkpoint.require_valid(strict)
     delivered = hash_checkpoint(checkpoint, manifest.algorithm, progress)
     expected = manifest.tensors

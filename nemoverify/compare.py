@@ -82,7 +82,10 @@ def summarize(
     delivered: Mapping[int, Delivered],
     findings: Sequence[Finding],
 ) -> tuple[dict[str, ComponentSummary], tuple[Skipped, ...]]:
-    """One row per component that the checkpoint (or a candidate) has, `unclaimed` included."""
+    """One row per component that the checkpoint (or a candidate) has, `unclaimed` included. A row
+    counts the tensors of either side: the reference's, and those a finding names that only a
+    candidate delivered (`unexpected`), so that matched + mismatched + missing + skipped never
+    exceed its tensors (a manifest of another checkpoint: each side's names, counted once)."""
     failed: dict[str, set[str]] = {}
     missing: dict[str, set[str]] = {}
     for f in findings:
@@ -97,13 +100,15 @@ def summarize(
         refs = refs_by.get(component, [])
         bad = failed.get(component, set())
         gone = missing.get(component, set()) - bad
+        ref_names = {o.name for o in refs}
+        extra = (bad | gone) - ref_names  # failed, and in no reference: delivered by a candidate only
         digest = root_digest(algorithm, refs)
         # No finding in a component means the same names, dtypes, shapes and digests on both sides.
         clean = component not in failed and component not in missing
         rows[component] = ComponentSummary(
             component=component,
-            tensors=len(refs),
-            bytes=sum(o.nbytes for o in refs),
+            tensors=len(refs) + len(extra),
+            bytes=sum(o.nbytes for o in refs) + sum(_delivered_bytes(delivered, name) for name in extra),
             matched=sum(1 for o in refs if o.name not in bad and o.name not in gone and o.name not in skipped_names),
             mismatched=len(bad),
             missing=len(gone),
@@ -112,6 +117,15 @@ def summarize(
             candidate_digest=digest if clean else root_digest(algorithm, cands_by.get(component, [])),
         )
     return rows, skipped
+
+
+def _delivered_bytes(delivered: Mapping[int, Delivered], name: str) -> int:
+    """The size of a tensor only a candidate delivered, from the first rank that delivered it."""
+    for got in delivered.values():
+        obs = got.observations.get(name)
+        if obs is not None:
+            return obs.nbytes
+    return 0
 
 
 def _skipped(delivered: Delivered) -> tuple[Skipped, ...]:

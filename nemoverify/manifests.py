@@ -9,6 +9,7 @@ model-signing in-toto predicate's resources, so a manifest's entries can be carr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from nemoverify.checkpoint.header import DTYPE_BITS
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import CONTROL_CHARACTER, has_control_character
-from nemoverify.checkpoint.storage import read_bounded
+from nemoverify.checkpoint.storage import UnsafeName, read_bounded
 from nemoverify.errors import ManifestError
 from nemoverify.hashing import ALGORITHMS, root_digest, root_digest_v1
 from nemoverify.loaders.stored_bytes import hash_checkpoint
@@ -215,18 +216,27 @@ def build_manifest(checkpoint: Checkpoint, algorithm: str, progress: Progress) -
 
 
 def shard_findings(manifest: Manifest, checkpoint: Checkpoint) -> list[Finding]:
-    """Shard files the manifest records that are missing, of another size, or new."""
+    """Shard files the manifest records that are missing, of another size, or new. A recorded shard
+    is `missing` whether the index names it (a `shard-missing` problem) or not (never listed)."""
     findings: list[Finding] = []
     present = {s.name: s.size for s in checkpoint.shards}
-    broken = {p.file.rsplit("/", 1)[-1] for p in checkpoint.errors()}
+    files = _recorded_shard_files(manifest, checkpoint)
+    broken = {files[p.file] for p in checkpoint.errors() if p.file in files}
+
+    def missing(name: str, size: int) -> Finding:
+        return Finding(name, "shard", "missing", f"{size:,} bytes", None, "manifest")
+
     for name, size in sorted(manifest.shards.items()):
         actual = present.get(name)
         if actual is None and name not in broken:
-            findings.append(Finding(name, "shard", "missing", f"{size:,} bytes", None, "manifest"))
+            findings.append(missing(name, size))
         elif actual is None or actual != size:
             try:
                 actual = checkpoint.storage.size(name)
-            except OSError:
+            except FileNotFoundError:  # named by the index, absent: the same finding as unlisted
+                findings.append(missing(name, size))
+                continue
+            except (OSError, UnsafeName):
                 actual = None
             if actual != size:
                 findings.append(
@@ -244,12 +254,37 @@ def shard_findings(manifest: Manifest, checkpoint: Checkpoint) -> list[Finding]:
     return findings
 
 
-# Structural errors that only say a shard's length is wrong: a copy cut short or grown, which the
-# manifest's shard sizes already report by name. Any other (a header the crate refuses, say) is exit 3.
-LENGTH_RULES = frozenset({"file-truncated", "file-trailing-bytes", "header-length"})
+def _recorded_shard_files(manifest: Manifest, checkpoint: Checkpoint) -> dict[str, str]:
+    """Where a problem in each shard the manifest records would say it is (the file a problem
+    names: the checkpoint root joined with the name, or where storage locates it) -> the shard."""
+    root = checkpoint.root.rstrip("/")
+    files: dict[str, str] = {}
+    for name in manifest.shards:
+        files[f"{root}/{name}"] = name
+        with contextlib.suppress(UnsafeName):  # a name that escapes the checkpoint names no file
+            files[checkpoint.storage.locate(name)] = name
+    return files
 
 
-def explained_by_manifest(manifest: Manifest, checkpoint: Checkpoint, findings: list[Finding]) -> bool:
-    """Every structural error is a wrong length, in a shard whose size the manifest already shows is wrong."""
-    damaged = {f.name for f in findings if f.component == "shard"}
-    return all(p.rule in LENGTH_RULES and p.file.rsplit("/", 1)[-1] in damaged for p in checkpoint.errors())
+# Structural errors that only say a recorded shard is absent or of the wrong length (a copy cut
+# short, grown, or never made), which the manifest's shard records already report by name, each
+# with the finding that explains it. Any other (a header the crate refuses, say) is exit 3.
+EXPLAINED_BY = {
+    "shard-missing": "missing",
+    "file-truncated": "size",
+    "file-trailing-bytes": "size",
+    "header-length": "size",
+}
+
+
+def explained_by_manifest(
+    manifest: Manifest, checkpoint: Checkpoint, findings: list[Finding], strict: bool = False
+) -> bool:
+    """Every structural error (under `strict`, every warning too) is a shard the manifest records
+    that is missing, or whose size the manifest shows is wrong, each in a shard with that finding."""
+    files = _recorded_shard_files(manifest, checkpoint)
+    found = {(f.name, f.kind) for f in findings if f.component == "shard" and f.against == "manifest"}
+    return all(
+        p.rule in EXPLAINED_BY and p.file in files and (files[p.file], EXPLAINED_BY[p.rule]) in found
+        for p in checkpoint.errors(strict)
+    )

@@ -8,7 +8,9 @@ import shutil
 from collections.abc import Callable
 
 import pytest
-from malformed import SHARD1, SHARD2, flip_byte, header_of, raw_safetensors, read_json, write
+from malformed import INDEX, SHARD1, SHARD2, flip_byte, header_of, raw_safetensors, read_json, write, write_json
+
+SHARD3 = "model-00003-of-00003.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -166,10 +168,102 @@ def test_a_truncated_shard_fails_verification_by_name(
     )
 
 
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "no-index"])
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_a_missing_shard_fails_verification_by_name_with_or_without_the_index(
+    cli, omni_checkpoint: str, recorded: str, copy_of, tmp_path, command: str, indexed: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """The manifest records the shard and its size: its absence is a failed verification (exit 1),
+    whether an index names the file (a `shard-missing` problem) or nothing does."""
+    root = copy_of(omni_checkpoint)
+    os.remove(os.path.join(root, SHARD3))
+    if not indexed:
+        os.remove(os.path.join(root, INDEX))
+    out = tmp_path / "r.json"
+    result = cli(command, root, "--manifest", recorded, "--json", str(out), "--quiet")
+    assert result.exit_code == 1, result.output
+    report = json.loads(out.read_text())
+    assert report["status"] == "failed" and not report["problems"]
+    shards = [m for m in report["mismatches"] if m["component"] == "shard"]
+    size = os.path.getsize(os.path.join(omni_checkpoint, SHARD3))
+    assert [(m["name"], m["kind"], m["expected"]) for m in shards] == [(SHARD3, "missing", f"{size:,} bytes")]
+    in_shard3 = {r["name"] for r in read_json(recorded)["resources"] if r["shard"] == SHARD3}
+    tensors = {m["name"] for m in report["mismatches"] if m["component"] != "shard"}
+    assert tensors == in_shard3 and {m["kind"] for m in report["mismatches"]} == {"missing"}
+
+
+@pytest.mark.parametrize("command", ["verify", "check"])
+def test_a_missing_shard_never_hides_a_damaged_header_the_manifest_does_not_explain(
+    cli, omni_checkpoint: str, recorded: str, copy_of, command: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A shard whose size matches the manifest but whose header is refused stays invalid input (exit
+    3), beside a missing shard the manifest does explain."""
+    root = copy_of(omni_checkpoint)
+    os.remove(os.path.join(root, SHARD3))
+    path = os.path.join(root, SHARD2)
+    with open(path, "r+b") as f:  # the header's first byte, '{', becomes invalid UTF-8: same size
+        f.seek(8)
+        f.write(b"\xff")
+    result = cli(command, root, "--manifest", recorded)
+    assert result.exit_code == 3, result.output
+    err = " ".join(result.stderr.split())
+    assert f"[header-utf8] {path}" in err and f"[shard-missing] {os.path.join(root, SHARD3)}" in err
+
+
+def test_a_missing_shard_the_manifest_does_not_record_is_invalid(
+    cli, omni_checkpoint: str, recorded: str, copy_of
+) -> None:  # type: ignore[no-untyped-def]
+    """The index names a file the manifest never recorded (only its base name is a recorded shard's):
+    nothing in the manifest explains its absence."""
+    root = copy_of(omni_checkpoint)
+    index = read_json(os.path.join(root, INDEX))
+    moved = f"sub/{SHARD3}"
+    index["weight_map"] = {k: moved if v == SHARD3 else v for k, v in index["weight_map"].items()}
+    write_json(os.path.join(root, INDEX), index)
+    os.remove(os.path.join(root, SHARD3))
+    result = cli("verify", root, "--manifest", recorded)
+    assert result.exit_code == 3, result.output
+    assert f"[shard-missing] {os.path.join(root, moved)}" in " ".join(result.stderr.split())
+
+
+def test_strict_refuses_a_warning_beside_a_shard_the_manifest_explains(
+    cli, omni_checkpoint: str, recorded: str, copy_of
+) -> None:  # type: ignore[no-untyped-def]
+    """--strict makes warnings errors; the manifest explains only the truncated shard, not them."""
+    root = copy_of(omni_checkpoint)
+    path = os.path.join(root, SHARD2)
+    os.truncate(path, os.path.getsize(path) - 100)
+    shutil.copy(os.path.join(root, SHARD1), os.path.join(root, "stray.safetensors"))  # shard-not-indexed
+    assert cli("verify", root, "--manifest", recorded, "-q").exit_code == 1
+    for command in ("verify", "check"):
+        result = cli(command, root, "--manifest", recorded, "--strict")
+        assert result.exit_code == 3, (command, result.output)
+        assert "[shard-not-indexed]" in result.stderr
+
+
 def test_a_manifest_of_another_checkpoint_fails_clearly(cli, vl_checkpoint: str, recorded: str) -> None:  # type: ignore[no-untyped-def]
     result = cli("verify", vl_checkpoint, "--manifest", recorded, "--show", "0")
     assert result.exit_code == 1
     assert "in the manifest but not in the checkpoint" in " ".join(result.stdout.split())
+
+
+def test_a_manifest_of_another_checkpoint_counts_each_tensor_once(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The examples' omni checkpoint against the VL example's manifest: the names of both sides are
+    counted, so no count of failed tensors exceeds its total, in a row or on the FAILED line."""
+    examples = os.path.join(os.path.dirname(__file__), "..", "examples")
+    out = tmp_path / "r.json"
+    args = [os.path.join(examples, "nano-omni-tiny"), "--manifest"]
+    args.append(os.path.join(examples, "manifests", "nano-12b-v2-vl-tiny.blake3.json"))
+    result = cli("verify", *args, "--json", str(out), "--show", "0")
+    assert result.exit_code == 1, result.output
+    report = json.loads(out.read_text())
+    for name, row in report["components"].items():
+        assert row["matched"] + row["mismatched"] + row["missing"] + row["skipped"] == row["tensors"], (name, row)
+    failed = [f for f in report["failures"] if f["component"] != "shard"]
+    names = {m["name"] for m in report["mismatches"] if m["component"] != "shard"}
+    assert len(failed) == len(names) <= report["tensors"]
+    assert report["components"]["sound"]["tensors"] == report["components"]["sound"]["mismatched"] > 0
+    assert f"FAILED: {len(failed)} of {report['tensors']} tensors failed" in " ".join(result.stdout.split())
 
 
 def test_an_edited_manifest_is_refused(cli, omni_checkpoint: str, recorded: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -439,8 +533,6 @@ def test_the_readme_recipe_recomputes_every_root(cli, omni_checkpoint: str, tmp_
         out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True)
         assert out.stdout.split() == [read_json(str(path))["root"], "True"]
 
-
-SHARD3 = "model-00003-of-00003.safetensors"
 
 
 def offsets_swapped(path: str) -> bytes:

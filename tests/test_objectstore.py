@@ -137,6 +137,25 @@ def test_a_truncated_object_is_an_invalid_checkpoint(cli, s3_env, vl_checkpoint:
     assert "[file-truncated]" in result.stderr and f"{url}/{SHARD2}" in result.stderr
 
 
+def test_an_object_missing_from_an_indexed_upload_fails_its_manifest_by_name(
+    cli, s3_env, omni_checkpoint: str, copy_of, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Without a manifest a shard the index names but the bucket lacks is invalid input (exit 3);
+    with one that records it and its size, it is a failed verification (exit 1), named."""
+    manifest = tmp_path / "m.json"
+    assert cli("manifest", omni_checkpoint, "-o", str(manifest), "-q").exit_code == 0
+    damaged = copy_of(omni_checkpoint)
+    shard3 = "model-00003-of-00003.safetensors"
+    os.remove(os.path.join(damaged, shard3))
+    url = upload(damaged, "checkpoints", "missing-shard")
+    result = cli("check", url)
+    assert result.exit_code == 3 and f"[shard-missing] {url}/{shard3}" in result.stderr
+    out = tmp_path / "r.json"
+    assert cli("verify", url, "--manifest", str(manifest), "--json", str(out), "-q").exit_code == 1
+    shards = [m for m in json.loads(out.read_text())["mismatches"] if m["component"] == "shard"]
+    assert [(m["name"], m["kind"]) for m in shards] == [(shard3, "missing")]
+
+
 def test_storage_errors_end_with_exit_3_and_no_credentials(cli, s3_env) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", "s3://no-such-bucket/model")
     assert result.exit_code == 3
