@@ -47,6 +47,14 @@ def test_all_problems_are_reported_in_one_run(vl_checkpoint: str, copy_of) -> No
     assert {"file-truncated", "file-trailing-bytes"} <= rules
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("dtype-unknown", "dtype-lowercase")], ids=lambda c: c.id)
+def test_an_entry_refused_for_its_own_fields_brings_no_layout_echo(case: Case, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    # Its bytes are still there: a gap or trailing bytes would only repeat the one problem.
+    root = copy_of(vl_checkpoint)
+    case.damage(root)
+    assert [p.rule for p in open_checkpoint(root).errors()] == [case.rule]
+
+
 def test_problems_name_the_file_and_the_tensor(vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
     root = copy_of(vl_checkpoint)
     edit_index(lambda i: i["weight_map"].pop("mlp1.1.weight"))(root)

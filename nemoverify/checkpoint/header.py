@@ -249,7 +249,11 @@ def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | No
     metadata = _metadata(parsed, problem)
     infos = _tensor_infos(parsed, problem)
     infos.sort(key=attrgetter("start", "end"))
-    _check_layout(infos, header_len, file_size, problem)
+    # An entry refused for its dtype or shape still holds its bytes: without its range, the layout
+    # check would add a gap or trailing bytes that are only an echo of that one problem.
+    refused = _refused_spans(parsed, infos) if len(infos) < len(parsed) else []
+    layout = sorted(infos + refused, key=attrgetter("start", "end")) if refused else infos
+    _check_layout(layout, header_len, file_size, problem)
     if any(p.severity == "error" for p in problems):
         return None, problems
     return Header(header_len, tuple(infos), metadata, header_fingerprint(prefix + raw)), problems
@@ -363,6 +367,20 @@ def _check_layout(infos: list[TensorInfo], header_len: int, file_size: int, prob
         )
     elif file_size > file_end:
         problem("file-trailing-bytes", f"{file_size - file_end:,} bytes after the last tensor's data")
+
+
+def _refused_spans(entries: dict[str, object], accepted: list[TensorInfo]) -> list[TensorInfo]:
+    """The byte ranges of the entries not accepted, where their data_offsets are a well-formed pair
+    (two integers, 0 <= begin <= end < 2**64): for the layout check only, never as tensors."""
+    names = {info.name for info in accepted}
+    spans = []
+    for name, entry in entries.items():
+        offsets = entry.get("data_offsets") if name not in names and isinstance(entry, dict) else None
+        if type(offsets) is list and len(offsets) == 2 and all(type(o) is int for o in offsets):
+            begin, end = offsets
+            if 0 <= begin <= end <= U64_MAX:
+                spans.append(TensorInfo(name, "", (), begin, end))
+    return spans
 
 
 def header_fingerprint(raw: bytes) -> bytes:
