@@ -131,6 +131,14 @@ def _size(value: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _bound(value: str) -> int:
+    """A bound in bytes, as --memory-limit takes sizes (5GB, 1TiB, plain bytes), never negative."""
+    size = _size(value)
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: a bound cannot be negative")
+    return size
+
+
 def _seconds(value: str) -> float:
     """Seconds, 0 or more (a fraction allowed), with a plain message."""
     import math
@@ -424,8 +432,9 @@ STORAGE_TIMEOUT = _option(
 )
 MAX_BYTES = _option(
     "--max-bytes",
-    help="Refuse (exit 3), before reading, a checkpoint declaring more tensor data than N bytes.",
-    **_whole(0),
+    type=_bound,
+    metavar="SIZE",
+    help="Refuse (exit 3), before reading, a checkpoint declaring more tensor data than SIZE: bytes or a size (500GB, 1TiB).",
 )
 
 # The options of `check` alone.

@@ -74,7 +74,8 @@ def test_a_completion_script_of_the_typer_based_cli_gets_nothing_at_a_tab(monkey
         (["verify", "x"], "nemoverify verify: error: the following arguments are required: --manifest"),
         (["bogus"], "nemoverify: error: argument COMMAND: invalid choice: 'bogus'"),
         (["check", "x", "--storage-timeout", "-1"], "argument --storage-timeout: -1 is below the least allowed, 0"),
-        (["check", "x", "--max-bytes", "lots"], "argument --max-bytes: 'lots' is not a whole number"),
+        (["check", "x", "--max-bytes", "lots"], "argument --max-bytes: 'lots' is not a size: write bytes"),
+        (["check", "x", "--max-bytes", "-1"], "argument --max-bytes: '-1': a bound cannot be negative"),
     ],
 )
 def test_a_usage_error_names_the_command_and_the_option(cli, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]

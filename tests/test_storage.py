@@ -170,5 +170,5 @@ def test_max_bytes_refuses_a_checkpoint_declaring_more_before_reading(
 
 def test_max_bytes_passes_a_checkpoint_within_it(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert (
-        cli("manifest", vl_checkpoint, "-o", str(tmp_path / "m.json"), "-q", "--max-bytes", str(1 << 30)).exit_code == 0
+        cli("manifest", vl_checkpoint, "-o", str(tmp_path / "m.json"), "-q", "--max-bytes", "1GiB").exit_code == 0
     )
