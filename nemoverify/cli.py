@@ -33,6 +33,7 @@ from nemoverify.profiles import LOAD_PATHS, LoadPath
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from nemoverify.inventory import Inventory
     from nemoverify.manifests import Manifest
     from nemoverify.outputs import Reports
     from nemoverify.profile_matrix import Matrix
@@ -320,6 +321,21 @@ class _Batched:
             self._advance(phase, n)
 
 
+def _leave_json(text: str, json_file: str | None, on_stdout: bool) -> None:
+    """The JSON of a command (`matrix`, `inspect`) that an error ended before its result: written
+    to --json and printed under --format json all the same, so that CI's `if: always()` steps find
+    why. A file that cannot be written is one more error line; the run's own exit code stands."""
+    from nemoverify.outputs import write_output
+
+    if json_file:
+        try:
+            write_output(json_file, text)
+        except OSError as exc:
+            _fail(f"cannot write {json_file}: {exc.strerror or exc}", ExitCode.INVALID)
+    if on_stdout:
+        sys.stdout.write(text)
+
+
 def _write_output(path: str, text: str) -> None:
     from nemoverify.outputs import write_output
 
@@ -329,8 +345,11 @@ def _write_output(path: str, text: str) -> None:
         raise _fail(f"cannot write {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
 
 
-def _bounded(work: Callable[[], T], seconds: float, *paths: str | None) -> Callable[[], T]:
-    """`work` under the object-storage deadline (nemoverify.deadline) when a path is an object URL."""
+def _bounded(
+    work: Callable[[], T], seconds: float, *paths: str | None, leave: Callable[[BaseException], None] | None = None
+) -> Callable[[], T]:
+    """`work` under the object-storage deadline (nemoverify.deadline) when a path is an object URL.
+    Past it, `leave` writes what the command was asked to write (default: the run's reports)."""
 
     def run() -> T:
         from nemoverify.deadline import storage_deadline
@@ -340,7 +359,7 @@ def _bounded(work: Callable[[], T], seconds: float, *paths: str | None) -> Calla
         def leave_reports(error: BaseException) -> None:
             _leave_reports(error, reports)
 
-        with storage_deadline(seconds, *paths, on_expiry=leave_reports):
+        with storage_deadline(seconds, *paths, on_expiry=leave or leave_reports):
             return work()
 
     return run
@@ -708,7 +727,7 @@ def matrix(
     deployments is exposed?"""
     from nemoverify import api
     from nemoverify.options import resolve_check
-    from nemoverify.outputs import STDOUT, write_output
+    from nemoverify.outputs import STDOUT
     from nemoverify.profile_matrix import matrix_without_verdict
 
     stdout = "--format json" if output_format == "json" and not quiet else None
@@ -725,21 +744,13 @@ def matrix(
 
     import json
 
-    def leave_json(text: str) -> None:
-        if json_file:
-            try:
-                write_output(json_file, text)
-            except OSError as exc:
-                _fail(f"cannot write {json_file}: {exc.strerror or exc}", ExitCode.INVALID)
-        if output_format == "json" and not quiet:
-            sys.stdout.write(text)
-
     def work() -> Matrix:
         try:
             return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
-        except Exception as exc:  # no verdict: the JSON asked for still says why (CI's `if: always()`)
+        except Exception as exc:  # no verdict: the JSON asked for still says why
             if getattr(exc, "exit_code", None) is not ExitCode.USAGE:
-                leave_json(json.dumps(matrix_without_verdict(path, exc), indent=2) + "\n")
+                text = json.dumps(matrix_without_verdict(path, exc), indent=2) + "\n"
+                _leave_json(text, json_file, output_format == "json" and not quiet)
             raise
 
     result = _run(work, needs_torch=True)
@@ -776,7 +787,21 @@ def inspect(
 
     stdout = "--format json" if output_format == "json" else None
     json_file = _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout).get("--json")
-    inventory = _run(_bounded(lambda: api.inspect(path), storage_timeout, path))
+
+    def leave(error: BaseException) -> None:  # no inventory: the JSON asked for still says why
+        from nemoverify.inventory import without_inventory
+
+        _leave_json(json.dumps(without_inventory(path, error), indent=2) + "\n", json_file, output_format == "json")
+
+    def work() -> Inventory:
+        try:
+            return api.inspect(path)
+        except Exception as exc:
+            if getattr(exc, "exit_code", None) is not ExitCode.USAGE:
+                leave(exc)
+            raise
+
+    inventory = _run(_bounded(work, storage_timeout, path, leave=leave))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)

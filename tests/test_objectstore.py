@@ -173,6 +173,17 @@ def test_connection_refused_is_exit_3(cli, s3_env, monkeypatch) -> None:  # type
     assert time.monotonic() - started < 60
 
 
+def test_inspect_that_cannot_connect_still_writes_its_json_saying_why(cli, s3_env, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    out = tmp_path / "inventory.json"
+    result = cli("inspect", "s3://checkpoints/omni", "--json", str(out))
+    assert result.exit_code == 3, result.output
+    inventory = json.loads(out.read_text())
+    assert (inventory["ok"], inventory["components"], inventory["shards"]) == (False, {}, [])
+    assert [p["rule"] for p in inventory["problems"]] == ["storage-error"]
+    assert SECRET not in out.read_text()
+
+
 class DyingProxy:
     """A TCP proxy in front of a server that, once `budget` bytes of responses have passed, drops
     every connection and refuses new ones: the server dying mid-stream, at a point set in bytes
