@@ -33,7 +33,6 @@ from nemoverify.profiles import LOAD_PATHS, LoadPath
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from nemoverify.inventory import Inventory
     from nemoverify.manifests import Manifest
     from nemoverify.outputs import Reports
     from nemoverify.profile_matrix import Matrix
@@ -134,10 +133,9 @@ def _size(value: str) -> int:
 
 def _bound(value: str) -> int:
     """A bound in bytes, as --memory-limit takes sizes (5GB, 1TiB, plain bytes), never negative."""
-    size = _size(value)
-    if size < 0:
+    if value.strip().startswith("-"):
         raise argparse.ArgumentTypeError(f"{value!r}: a bound cannot be negative")
-    return size
+    return _size(value)
 
 
 def _seconds(value: str) -> float:
@@ -349,7 +347,8 @@ def _bounded(
     work: Callable[[], T], seconds: float, *paths: str | None, leave: Callable[[BaseException], None] | None = None
 ) -> Callable[[], T]:
     """`work` under the object-storage deadline (nemoverify.deadline) when a path is an object URL.
-    Past it, `leave` writes what the command was asked to write (default: the run's reports)."""
+    `leave` writes what the command was asked to write when an error ends `work`, or the deadline
+    does (default: the run's reports, which `_run` leaves on an error)."""
 
     def run() -> T:
         from nemoverify.deadline import storage_deadline
@@ -359,8 +358,14 @@ def _bounded(
         def leave_reports(error: BaseException) -> None:
             _leave_reports(error, reports)
 
-        with storage_deadline(seconds, *paths, on_expiry=leave or leave_reports):
-            return work()
+        try:
+            with storage_deadline(seconds, *paths, on_expiry=leave or leave_reports):
+                return work()
+        except Exception as exc:
+            # Out of the block, the deadline is settled: it cannot also write (one document, not two).
+            if leave is not None and getattr(exc, "exit_code", None) is not ExitCode.USAGE:
+                leave(exc)
+            raise
 
     return run
 
@@ -793,15 +798,11 @@ def inspect(
 
         _leave_json(json.dumps(without_inventory(path, error), indent=2) + "\n", json_file, output_format == "json")
 
-    def work() -> Inventory:
-        try:
-            return api.inspect(path)
-        except Exception as exc:
-            if getattr(exc, "exit_code", None) is not ExitCode.USAGE:
-                leave(exc)
-            raise
+    inventory = _run(_bounded(lambda: api.inspect(path), storage_timeout, path, leave=leave))
+    if strict:  # what refuses the checkpoint is reported as the error it then is
+        from dataclasses import replace
 
-    inventory = _run(_bounded(work, storage_timeout, path, leave=leave))
+        inventory = replace(inventory, problems=tuple(replace(p, severity="error") for p in inventory.problems))
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)

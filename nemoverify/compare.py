@@ -96,7 +96,8 @@ def summarize(
     skipped_names = {s.name for s in skipped}
     refs_by, cands_by = _by_component(reference.values()), _by_component(first.observations.values())
     rows: dict[str, ComponentSummary] = {}
-    for component in (c for c in COMPONENTS if c in refs_by or c in cands_by):
+    # A component only a finding names (a manifest's tensors the checkpoint lacks) gets its row too.
+    for component in (c for c in COMPONENTS if c in refs_by or c in cands_by or c in failed or c in missing):
         refs = refs_by.get(component, [])
         bad = failed.get(component, set())
         gone = missing.get(component, set()) - bad

@@ -73,6 +73,10 @@ def _expire(
 ) -> None:
     if not settled.acquire(blocking=False):
         return  # the run ended first: its own outcome stands
+    # Started first: a stream or a report that blocks (a full pipe nobody reads) cannot hold the exit.
+    backstop = threading.Timer(EXIT_GRACE_S, _end, args=(int(ExitCode.INVALID),))
+    backstop.daemon = True
+    backstop.start()
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     error = StorageError(
@@ -82,9 +86,6 @@ def _expire(
         sys.stderr.write(redact(f"error: {error}\n"))
         sys.stderr.flush()
     if on_expiry is not None:
-        backstop = threading.Timer(EXIT_GRACE_S, _end, args=(int(ExitCode.INVALID),))
-        backstop.daemon = True  # a report that cannot be written in time does not hold the exit
-        backstop.start()
         with contextlib.suppress(Exception):
             on_expiry(error)
     _end(int(ExitCode.INVALID))

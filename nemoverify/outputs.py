@@ -149,6 +149,16 @@ def write_output(path: str, text: str) -> None:
     write_atomic(path, text)
 
 
+def _written_through(path: str) -> bool:
+    """A standard stream, a FIFO or a device: written as it is read, so a stalled reader can block it."""
+    if path in (STDOUT, STDERR):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False  # a new file
+
+
 @dataclass(frozen=True)
 class Reports:
     """The report files one `check` or `verify` asks for, each at a path already checked, and what
@@ -174,7 +184,9 @@ class Reports:
         from nemoverify.render.sarif import report_sarif
 
         failed = []
-        for path, render in ((self.json, report_json), (self.junit, report_junit), (self.sarif, report_sarif)):
+        wanted = [(self.json, report_json), (self.junit, report_junit), (self.sarif, report_sarif)]
+        # Files first: a stream or FIFO whose reader stalls must not keep the others from being written.
+        for path, render in sorted(wanted, key=lambda item: item[0] is not None and _written_through(item[0])):
             if path is None:
                 continue
             try:

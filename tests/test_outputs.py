@@ -235,3 +235,17 @@ def test_a_name_of_stdout_redirected_into_the_checkpoint_is_still_refused(copy_o
     assert result.returncode == 2
     assert "nemoverify never writes into what it verifies" in " ".join(result.stderr.decode().split())
     assert os.path.getsize(os.path.join(root, "r.json")) == 0
+
+
+def test_report_files_are_written_before_a_fifo_whose_reader_may_stall(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A reader that never reads blocks the FIFO's write: the files must already be there by then.
+    from nemoverify import outputs
+    from nemoverify.report import Report
+
+    fifo = tmp_path / "reports.fifo"
+    os.mkfifo(fifo)
+    written: list[str] = []
+    monkeypatch.setattr(outputs, "write_output", lambda path, text: written.append(path))
+    reports = outputs.Reports(json=str(fifo), junit=str(tmp_path / "r.xml"), sarif=str(tmp_path / "r.sarif"))
+    assert reports.write(Report.without_verdict("ckpt", "error", ())) == []
+    assert written == [str(tmp_path / "r.xml"), str(tmp_path / "r.sarif"), str(fifo)]

@@ -47,7 +47,11 @@ def test_all_problems_are_reported_in_one_run(vl_checkpoint: str, copy_of) -> No
     assert {"file-truncated", "file-trailing-bytes"} <= rules
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("dtype-unknown", "dtype-lowercase")], ids=lambda c: c.id)
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.id in ("dtype-unknown", "dtype-lowercase", "byte-length-wrong", "tensor-entry-duplicate-field")],
+    ids=lambda c: c.id,
+)
 def test_an_entry_refused_for_its_own_fields_brings_no_layout_echo(case: Case, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
     # Its bytes are still there: a gap or trailing bytes would only repeat the one problem.
     root = copy_of(vl_checkpoint)
@@ -73,11 +77,15 @@ def test_unknown_architecture_is_a_warning_unless_strict(cli, vl_checkpoint: str
     result = cli("check", root)
     assert result.exit_code == 0
     assert "is not one vLLM sends to NemotronH_Nano_VL_V2" in " ".join(result.stdout.split())
-    report = os.path.join(os.path.dirname(root), "strict.json")
-    assert cli("check", root, "--strict", "--json", report).exit_code == 3
-    with open(report) as f:
-        problems = json.load(f)["problems"]
-    assert problems and {p["severity"] for p in problems} == {"error"}  # promoted: reported as errors
+    for command in ("check", "inspect"):
+        report = os.path.join(os.path.dirname(root), f"strict-{command}.json")
+        result = cli(command, root, "--strict", "--json", report)
+        assert result.exit_code == 3, (command, result.output)
+        with open(report) as f:
+            written = json.load(f)
+        assert not written["ok"] and written["problems"], command
+        assert {p["severity"] for p in written["problems"]} == {"error"}, command  # promoted: reported as errors
+        assert "VALID" not in result.stdout.replace("INVALID", ""), command
 
 
 def test_a_file_that_is_not_a_checkpoint(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -375,11 +375,19 @@ def _refused_spans(entries: dict[str, object], accepted: list[TensorInfo]) -> li
     names = {info.name for info in accepted}
     spans = []
     for name, entry in entries.items():
-        offsets = entry.get("data_offsets") if name not in names and isinstance(entry, dict) else None
-        if type(offsets) is list and len(offsets) == 2 and all(type(o) is int for o in offsets):
-            begin, end = offsets
-            if 0 <= begin <= end <= U64_MAX:
-                spans.append(TensorInfo(name, "", (), begin, end))
+        if name in names or not isinstance(entry, dict) or _repeated_keys(entry):
+            continue  # a repeated field: which of its values the range is, nobody can say
+        offsets, dtype, shape = entry.get("data_offsets"), entry.get("dtype"), entry.get("shape")
+        if not (type(offsets) is list and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            continue
+        begin, end = offsets
+        if not 0 <= begin <= end <= U64_MAX:
+            continue
+        bits = DTYPE_BITS.get(dtype) if type(dtype) is str else None
+        readable = bits is not None and type(shape) is list and all(type(d) is int and d >= 0 for d in shape)
+        if readable and math.prod(shape) * bits != (end - begin) * 8:  # type: ignore[arg-type,operator]
+            continue  # the range disagrees with a readable dtype and shape: the range is the fault
+        spans.append(TensorInfo(name, "", (), begin, end))
     return spans
 
 
