@@ -750,11 +750,13 @@ def matrix(
     import json
 
     def work() -> Matrix:
+        started = time.monotonic()
         try:
             return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
         except Exception as exc:  # no verdict: the JSON asked for still says why
             if getattr(exc, "exit_code", None) is not ExitCode.USAGE:
-                text = json.dumps(matrix_without_verdict(path, exc), indent=2) + "\n"
+                elapsed = time.monotonic() - started
+                text = json.dumps(matrix_without_verdict(path, base, nproc, elapsed, exc), indent=2) + "\n"
                 _leave_json(text, json_file, output_format == "json" and not quiet)
             raise
 

@@ -100,23 +100,17 @@ class Matrix:
         }
 
 
-def matrix_without_verdict(checkpoint: str, error: BaseException) -> dict[str, object]:
+def matrix_without_verdict(
+    checkpoint: str, base: CheckOptions, nproc: int, elapsed_s: float, error: BaseException
+) -> dict[str, object]:
     """The JSON of a matrix that `error` ended before any verdict (exit 3, or 4 for a crash): the
-    shape of `Matrix.to_dict`, no cells, and the problems that stopped it, as a check report has them."""
-    from nemoverify import __version__
+    keys of `Matrix.to_dict`, no cells, plus `status` and the problems that stopped it, as a check
+    report has them."""
     from nemoverify.outputs import problems_of
 
     status, problems = problems_of(error, checkpoint)
-    return {
-        "matrix_version": MATRIX_VERSION,
-        "tool": {"name": "nemoverify", "version": __version__},
-        "ok": False,
-        "status": status,
-        "checkpoint": checkpoint,
-        "problems": [p.to_dict() for p in problems],
-        "cells": [],
-        "exposed": [],
-    }
+    empty = Matrix(checkpoint, base.algorithm, nproc if nproc > 1 else 0, base.device, (), 0, elapsed_s)
+    return empty.to_dict() | {"ok": False, "status": status, "problems": [p.to_dict() for p in problems]}
 
 
 def matrix_profiles(base: CheckOptions) -> list[CheckOptions]:

@@ -71,6 +71,7 @@ def test_a_matrix_without_a_verdict_still_writes_its_json_saying_why(cli, vl_che
     assert result.exit_code == 3, result.output
     for text in (out.read_text(), result.stdout):  # the file asked for, and stdout under --format json
         matrix = json.loads(text)
-        assert (matrix["ok"], matrix["status"], matrix["cells"]) == (False, "invalid", [])
+        assert (matrix["ok"], matrix["status"], matrix["cells"], matrix["exposed"]) == (False, "invalid", [], [])
+        assert {"matrix_version", "tool", "algorithm", "tensors", "nproc", "device", "elapsed_s"} <= matrix.keys()
         assert [p["rule"] for p in matrix["problems"]] == ["file-truncated"]
         assert matrix["problems"][0]["file"].endswith(shard)
