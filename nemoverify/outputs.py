@@ -69,7 +69,7 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
     from nemoverify.atomic import standard_stream
 
     if path == STDOUT:
-        return STDOUT
+        return _open_stream(option, path, 1)
     if not path:
         raise UsageError(f"{option}: an empty path; give a file name, or - for standard output")
     target = os.path.realpath(path)
@@ -82,7 +82,7 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
             )
     stream = standard_stream(path)  # after the guards: a stream redirected into the checkpoint is refused
     if stream is not None:
-        return STDOUT if stream == 1 else STDERR
+        return _open_stream(option, path, stream)
     try:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
@@ -101,6 +101,17 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: cannot write in {parent} (permission denied)")
     return target
+
+
+def _open_stream(option: str, path: str, fd: int) -> str:
+    """STDOUT or STDERR for a report on that stream, refused before any work where the stream is
+    closed (`>&-`): found after the run, it would lose the verdict's report."""
+    name = "standard output" if fd == 1 else "standard error"
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise UsageError(f"{option} {path}: {name} is closed") from None
+    return STDOUT if fd == 1 else STDERR
 
 
 def plan_outputs(

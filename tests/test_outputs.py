@@ -249,3 +249,12 @@ def test_report_files_are_written_before_a_fifo_whose_reader_may_stall(tmp_path,
     reports = outputs.Reports(json=str(fifo), junit=str(tmp_path / "r.xml"), sarif=str(tmp_path / "r.sarif"))
     assert reports.write(Report.without_verdict("ckpt", "error", ())) == []
     assert written == [str(tmp_path / "r.xml"), str(tmp_path / "r.sarif"), str(fifo)]
+
+
+@pytest.mark.parametrize("name", ["-", "/dev/stdout"])
+def test_a_report_on_a_closed_stdout_is_refused_before_any_work(vl_checkpoint: str, name: str) -> None:
+    # Found after the run, it would cost the run and then lose the verdict's report.
+    proc = nemoverify("check", vl_checkpoint, "--json", name, "-q", stdout=None, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 2, proc.stderr
+    assert f"--json {name}: standard output is closed" in proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr
