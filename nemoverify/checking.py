@@ -219,7 +219,17 @@ def check(
     reference = routed_as(reference, options, checkpoint)
     # The manifest is checked against what was streamed: with --against, the copy.
     extra = manifest_findings(streamed, manifest, delivered) if manifest else []
-    report = build_report(checkpoint, options, reference, delivered, started, extra, manifest_path, copy=against)
+    report = build_report(
+        checkpoint,
+        options,
+        reference,
+        delivered,
+        started,
+        extra,
+        manifest_path,
+        copy=against,
+        recorded=manifest.tensors if manifest else None,
+    )
     return _explain_duplicates(report, streamed, reference, options.algorithm)
 
 
@@ -337,10 +347,12 @@ def build_report(
     algorithm: str | None = None,
     strict: bool = False,
     copy: Checkpoint | None = None,
+    recorded: dict[str, Observation] | None = None,
 ) -> Report:
     """`options` is None for `verify`, which replays no load path. `copy`: the checkpoint that was
     streamed, where it is not `checkpoint` (--against); every finding names the file it was found
-    in, the streamed one's."""
+    in, the streamed one's. `recorded`: the manifest's tensors (check --manifest), whose sizes count
+    for those the checkpoint lacks."""
     algorithm = algorithm or (options.algorithm if options else "")
     multi = len(delivered) > 1
     findings: list[Finding] = []
@@ -359,7 +371,7 @@ def build_report(
         ]
     order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
     findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
-    components, skipped = summarize(algorithm, reference, delivered, findings)
+    components, skipped = summarize(algorithm, reference, delivered, findings, recorded)
     unclaimed = components.get("unclaimed")
     fail_on_unclaimed = options is not None and options.fail_on_unclaimed
     ok = not findings and not (fail_on_unclaimed and unclaimed is not None and unclaimed.tensors > 0)

@@ -81,11 +81,14 @@ def summarize(
     reference: Mapping[str, Observation],
     delivered: Mapping[int, Delivered],
     findings: Sequence[Finding],
+    recorded: Mapping[str, Observation] | None = None,
 ) -> tuple[dict[str, ComponentSummary], tuple[Skipped, ...]]:
     """One row per component that the checkpoint (or a candidate) has, `unclaimed` included. A row
     counts the tensors of either side: the reference's, and those a finding names that only a
     candidate delivered (`unexpected`), so that matched + mismatched + missing + skipped never
-    exceed its tensors (a manifest of another checkpoint: each side's names, counted once)."""
+    exceed its tensors (a manifest of another checkpoint: each side's names, counted once). Their
+    bytes come from whichever side has them: a candidate, or `recorded` (`check --manifest`: the
+    manifest's tensors, for those the checkpoint lacks)."""
     failed: dict[str, set[str]] = {}
     missing: dict[str, set[str]] = {}
     for f in findings:
@@ -109,7 +112,7 @@ def summarize(
         rows[component] = ComponentSummary(
             component=component,
             tensors=len(refs) + len(extra),
-            bytes=sum(o.nbytes for o in refs) + sum(_delivered_bytes(delivered, name) for name in extra),
+            bytes=sum(o.nbytes for o in refs) + sum(_delivered_bytes(delivered, name, recorded) for name in extra),
             matched=sum(1 for o in refs if o.name not in bad and o.name not in gone and o.name not in skipped_names),
             mismatched=len(bad),
             missing=len(gone),
@@ -120,13 +123,17 @@ def summarize(
     return rows, skipped
 
 
-def _delivered_bytes(delivered: Mapping[int, Delivered], name: str) -> int:
-    """The size of a tensor only a candidate delivered, from the first rank that delivered it."""
+def _delivered_bytes(
+    delivered: Mapping[int, Delivered], name: str, recorded: Mapping[str, Observation] | None = None
+) -> int:
+    """The size of a tensor the reference lacks: from the first rank that delivered it, else from
+    the record (a manifest's tensor that the checkpoint no longer holds)."""
     for got in delivered.values():
         obs = got.observations.get(name)
         if obs is not None:
             return obs.nbytes
-    return 0
+    held = (recorded or {}).get(name)
+    return held.nbytes if held is not None else 0
 
 
 def _skipped(delivered: Delivered) -> tuple[Skipped, ...]:

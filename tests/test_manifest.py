@@ -190,6 +190,16 @@ def test_a_missing_shard_fails_verification_by_name_with_or_without_the_index(
     in_shard3 = {r["name"] for r in read_json(recorded)["resources"] if r["shard"] == SHARD3}
     tensors = {m["name"] for m in report["mismatches"] if m["component"] != "shard"}
     assert tensors == in_shard3 and {m["kind"] for m in report["mismatches"]} == {"missing"}
+    # The missing tensors count in the totals with their recorded sizes, as the whole checkpoint's.
+    whole = json.loads(read_json_text(cli, omni_checkpoint, recorded, tmp_path))
+    assert (report["tensors"], report["bytes"]) == (whole["tensors"], whole["bytes"])
+
+
+def read_json_text(cli, checkpoint: str, manifest: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """The JSON report of verify on the intact checkpoint: what every total should read."""
+    out = tmp_path / "whole.json"
+    assert cli("verify", checkpoint, "--manifest", manifest, "--json", str(out), "--quiet").exit_code == 0
+    return out.read_text()
 
 
 @pytest.mark.parametrize("command", ["verify", "check"])
