@@ -749,18 +749,16 @@ def matrix(
 
     import json
 
-    def work() -> Matrix:
-        started = time.monotonic()
-        try:
-            return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
-        except Exception as exc:  # no verdict: the JSON asked for still says why
-            if getattr(exc, "exit_code", None) is not ExitCode.USAGE:
-                elapsed = time.monotonic() - started
-                text = json.dumps(matrix_without_verdict(path, base, nproc, elapsed, exc), indent=2) + "\n"
-                _leave_json(text, json_file, output_format == "json" and not quiet)
-            raise
+    started = time.monotonic()
 
-    result = _run(work, needs_torch=True)
+    def leave(error: BaseException) -> None:  # no verdict: the JSON asked for still says why
+        no_verdict = matrix_without_verdict(path, base, nproc, time.monotonic() - started, error)
+        _leave_json(json.dumps(no_verdict, indent=2) + "\n", json_file, output_format == "json" and not quiet)
+
+    def work() -> Matrix:
+        return api.run_matrix(path, base, nproc, rank_timeout, watch=lambda phases: _progress(not quiet, phases))
+
+    result = _run(_bounded(work, 0, path, leave=leave), needs_torch=True)  # 0: matrix takes no storage deadline
     text = json.dumps(result.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)

@@ -104,8 +104,7 @@ def summarize(
         refs = refs_by.get(component, [])
         bad = failed.get(component, set())
         gone = missing.get(component, set()) - bad
-        ref_names = {o.name for o in refs}
-        extra = (bad | gone) - ref_names  # failed, and in no reference: delivered by a candidate only
+        extra = (bad | gone) - reference.keys()  # failed, and in no reference: delivered by a candidate only
         digest = root_digest(algorithm, refs)
         # No finding in a component means the same names, dtypes, shapes and digests on both sides.
         clean = component not in failed and component not in missing

@@ -106,11 +106,12 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
 def _open_stream(option: str, path: str, fd: int) -> str:
     """STDOUT or STDERR for a report on that stream, refused before any work where the stream is
     closed (`>&-`): found after the run, it would lose the verdict's report."""
-    name = "standard output" if fd == 1 else "standard error"
+    from nemoverify.atomic import STANDARD_STREAMS
+
     try:
         os.fstat(fd)
     except OSError:
-        raise UsageError(f"{option} {path}: {name} is closed") from None
+        raise UsageError(f"{option} {path}: {STANDARD_STREAMS[fd]} is closed") from None
     return STDOUT if fd == 1 else STDERR
 
 
