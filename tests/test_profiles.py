@@ -257,6 +257,21 @@ def test_vllm_032_loads_the_vision_final_layernorm_when_the_model_has_mtp_layers
     assert not old.ok and old.components["unclaimed"].tensors == 2  # dropped silently before 0.32
 
 
+def test_mtp_layers_are_read_from_llm_config_as_vllm_reads_it(make_checkpoint: Callable[..., str], copy_of) -> None:
+    # Some releases of these checkpoints name the language model's config llm_config; vLLM renames it
+    # text_config on load, so the final layernorm is routed either way.
+    root = copy_of(make_checkpoint(mtp_layers=1, seed=3))
+    config = os.path.join(root, "config.json")
+    with open(config) as f:
+        data = json.load(f)
+    data["llm_config"] = data.pop("text_config")
+    with open(config, "w") as f:
+        json.dump(data, f)
+    report = run(root, vllm="0.33", fail_on_unclaimed=True)
+    assert report.ok and "unclaimed" not in report.components
+    assert report.components["mlp1"].matched == 5
+
+
 def test_without_mtp_layers_vllm_033_still_drops_the_final_layernorm(
     make_checkpoint: Callable[..., str], copy_of
 ) -> None:

@@ -15,7 +15,7 @@ class ModelConfig:
     present: bool
     architectures: tuple[str, ...] = ()
     declares_sound: bool = False
-    mtp_layers: int = 0  # text_config.num_nextn_predict_layers: vLLM 0.32+ routes the final layernorm if > 0
+    mtp_layers: int = 0  # num_nextn_predict_layers of the language model's config: vLLM 0.32+ routes the final layernorm if > 0
 
     @property
     def architecture(self) -> str | None:
@@ -56,7 +56,19 @@ def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]
             )
         )
     declares_sound = data.get("sound_config") is not None
-    text_config = data.get("text_config")
-    mtp = text_config.get("num_nextn_predict_layers") if isinstance(text_config, dict) else None
-    mtp_layers = mtp if isinstance(mtp, int) and not isinstance(mtp, bool) and mtp > 0 else 0
-    return ModelConfig(True, tuple(archs), declares_sound, mtp_layers), problems
+    return ModelConfig(True, tuple(archs), declares_sound, _mtp_layers(data)), problems
+
+
+# The language model's config is `text_config` in some releases of these checkpoints' config.json and
+# `llm_config` in others; vLLM reads either as `text_config` (its config loader renames llm_config).
+LANGUAGE_MODEL_CONFIG_KEYS = ("text_config", "llm_config")
+
+
+def _mtp_layers(data: dict[str, object]) -> int:
+    """num_nextn_predict_layers of the language model's config, whichever key holds it (0 if none)."""
+    for key in LANGUAGE_MODEL_CONFIG_KEYS:
+        section = data.get(key)
+        if isinstance(section, dict):
+            mtp = section.get("num_nextn_predict_layers")
+            return mtp if isinstance(mtp, int) and not isinstance(mtp, bool) and mtp > 0 else 0
+    return 0

@@ -20,7 +20,7 @@ MULTIMODAL: frozenset[Component] = frozenset({"mlp1", "vision", "sound"})
 
 UNCLAIMED = "no component claims this name: vLLM drops it silently"
 # vLLM 0.32+: loaded inline (copied into its parameter inside the routing loop) when
-# text_config.num_nextn_predict_layers > 0; dropped silently before 0.32 or without MTP layers.
+# num_nextn_predict_layers > 0 (text_config or llm_config); dropped silently before 0.32 or without MTP layers.
 FINAL_LAYERNORM = ("vision_projector.vision_final_layernorm.weight", "vision_projector.vision_final_layernorm.bias")
 
 # The Parakeet encoder's weights, by the names the Omni checkpoints carry. Its loader raises
