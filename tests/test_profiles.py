@@ -318,6 +318,20 @@ def test_an_unknown_parakeet_weight_is_a_load_failure_of_the_release(cli, omni_c
     assert "raises ValueError" in finding["message"] and finding["file"].endswith("extra-sound.safetensors")
 
 
+@pytest.mark.parametrize("vllm", ["0.20", "0.33"])  # mlp1 looked up inline (pre-fix) and after the drain (fixed)
+def test_an_unknown_mlp1_weight_is_a_load_failure_on_either_load_path(cli, vl_checkpoint: str, copy_of, vllm: str) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    name = "mlp1.1.bias"  # the projector's linears have no bias: vLLM's lookup raises KeyError
+    _stray(root, "extra-mlp1.safetensors", {name: torch.ones(2)})
+    result = cli("check", root, "--vllm", vllm, "--format", "json")
+    assert result.exit_code == 1, result.output
+    [finding] = json.loads(result.stdout)["mismatches"]
+    assert (finding["name"], finding["component"], finding["kind"]) == (name, "mlp1", "load-error")
+    assert "KeyError" in finding["message"]
+
+
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The reference stays the indexed checkpoint, whatever else the directory holds."""
     root = str(tmp_path / "c")

@@ -73,7 +73,45 @@ def test_what_a_sub_loader_drops_is_skipped_by_that_loader_not_compared_as_loade
 def test_an_unknown_sound_encoder_name_is_what_vllm_raises_on() -> None:
     assert route("sound_encoder.encoder.layers.0.mystery.weight").raises
     assert route("sound_encoder.encoder.layers.0.self_attn.relative_k_proj.weight").raises is None
-    assert route("sound_projection.anything.weight").raises is None  # mapped to projection.*, never raised on
+
+
+@pytest.mark.parametrize(
+    ("name", "raises"),
+    [  # Parakeet maps sound_projection.X (and sound_encoder.projection.X) to projection.X: an RMSNorm and
+        # two linears; a name that is neither a parameter nor a buffer raises ValueError
+        ("sound_projection.norm.weight", False),
+        ("sound_projection.linear1.weight", False),
+        ("sound_projection.linear2.bias", False),  # present where the sound config sets projection_bias
+        ("sound_encoder.projection.linear1.weight", False),  # the same parameter by its module path
+        ("sound_projection.norm.bias", True),  # an RMSNorm has no bias
+        ("sound_projection.anything.weight", True),
+        ("sound_encoder.something_else.weight", True),
+    ],
+)
+def test_the_sound_projection_raises_as_parakeet_does_on_what_it_lacks(name: str, raises: bool) -> None:
+    r = route(name)
+    assert r.component == "sound" and r.skip is None
+    assert bool(r.raises) is raises
+
+
+@pytest.mark.parametrize(
+    ("name", "raises"),
+    [  # mlp1 = RMSNorm, Linear, activation, Linear (no biases), looked up in mlp1.named_parameters()
+        ("mlp1.0.weight", False),
+        ("mlp1.1.weight", False),
+        ("mlp1.3.weight", False),
+        ("mlp1.2.weight", True),  # the activation has no parameters
+        ("mlp1.1.bias", True),
+        ("mlp1.1.weight_scale", True),  # the projector is not quantized
+        ("mlp10.weight", True),  # claimed by the mlp1 predicate, handed on as "weight"
+    ],
+)
+def test_an_mlp1_name_that_is_not_one_of_its_parameters_is_a_key_error(name: str, raises: bool) -> None:
+    r = route(name)
+    assert r.component == "mlp1"
+    assert bool(r.raises) is raises
+    if raises:
+        assert "KeyError" in (r.raises or "")
 
 
 def test_the_vision_final_layernorm_is_routed_only_from_vllm_032_with_mtp_layers() -> None:

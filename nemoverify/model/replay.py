@@ -159,6 +159,8 @@ def replay_legacy(  # type: ignore[no-untyped-def]
         reason = _not_loaded(r, text_only)
         if reason is not None:
             events.passed(name, r.component, reason, w)
+        elif r.component == "mlp1" and r.raises is not None:  # looked up inline: the KeyError is raised here
+            events.failed(name, "mlp1", r.raises, w)
         elif r.component == "mlp1":  # mlp1 and, from 0.32, the final layernorm: copied inline
             events.loaded(name, "mlp1", w)
         else:  # a name vLLM raises on is raised on when its sub-loader gets the list

@@ -23,8 +23,13 @@ UNCLAIMED = "no component claims this name: vLLM drops it silently"
 # num_nextn_predict_layers > 0 (text_config or llm_config); dropped silently before 0.32 or without MTP layers.
 FINAL_LAYERNORM = ("vision_projector.vision_final_layernorm.weight", "vision_projector.vision_final_layernorm.bias")
 
+# mlp1 (RMSNorm, Linear, activation, Linear; no biases): load_weights looks the rest of an `mlp1.`
+# name up in `dict(self.mlp1.named_parameters())`, so any other name is a KeyError that fails the load.
+MLP1_PARAMETERS = frozenset({"0.weight", "1.weight", "3.weight"})
+MLP1_UNKNOWN = "vLLM looks mlp1 weights up in mlp1's parameters (0.weight, 1.weight, 3.weight): KeyError, the load fails"
+
 # The Parakeet encoder's weights, by the names the Omni checkpoints carry. Its loader raises
-# ValueError on any other `sound_encoder.` name, which fails the whole load.
+# ValueError on any name that is neither a parameter nor a buffer, which fails the whole load.
 _PARAKEET = re.compile(
     r"sound_encoder\.encoder\.(?:"
     r"subsampling\.(?:layers\.\d+|linear)\.(?:weight|bias)"
@@ -36,6 +41,11 @@ _PARAKEET = re.compile(
     r"|norm_\w+\.(?:weight|bias)"
     r"))"
 )
+# The projection (`sound_projection.X`, or `sound_encoder.projection.X`, both `projection.X`): an
+# RMSNorm and two linears, whose biases exist when the sound config's projection_bias is set (not
+# read here: a bias is taken as loadable).
+_PARAKEET_PROJECTION = re.compile(r"norm\.weight|linear[12]\.(?:weight|bias)")
+PARAKEET_UNKNOWN = "vLLM's Parakeet loader raises ValueError on this unknown sound weight: the load fails"
 _ROTARY_CACHE = re.compile(r"(?:^|\.)rotary_emb\.(?:inv_freq|cos_cached|sin_cached)$")
 
 
@@ -55,7 +65,8 @@ def route(name: str, final_layernorm: bool = False) -> Route:
         handed_on = name.partition(".")[2]
         return Route("language_model", handed_on, _nemotron_h_skip(handed_on))
     if name.startswith("mlp1"):
-        return Route("mlp1", name.partition(".")[2])
+        handed_on = name.partition(".")[2]
+        return Route("mlp1", handed_on, raises=None if handed_on in MLP1_PARAMETERS else MLP1_UNKNOWN)
     if name.startswith("vision_model.radio_model."):
         handed_on = name[len("vision_model.") :]
         return Route("vision", handed_on, _radio_skip(handed_on))
@@ -90,12 +101,10 @@ def _radio_skip(handed_on: str) -> str | None:
 def _parakeet(name: str) -> Route:
     if name.startswith("sound_encoder.encoder.feature_extractor."):
         return Route("sound", name, "Parakeet computes its feature extractor, it loads no weights for it")
-    if name.startswith("sound_projection."):
-        return Route("sound", name)
+    for prefix in ("sound_projection.", "sound_encoder.projection."):
+        if name.startswith(prefix):
+            known = _PARAKEET_PROJECTION.fullmatch(name, len(prefix))
+            return Route("sound", name, raises=None if known else PARAKEET_UNKNOWN)
     if not name.startswith("sound_encoder."):
         return Route("sound", name, "Parakeet loads only sound_encoder.* and sound_projection.*: dropped silently")
-    if not _PARAKEET.fullmatch(name):
-        return Route(
-            "sound", name, raises="vLLM's Parakeet loader raises ValueError on this unknown sound_encoder weight"
-        )
-    return Route("sound", name)
+    return Route("sound", name, raises=None if _PARAKEET.fullmatch(name) else PARAKEET_UNKNOWN)
