@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from malformed import SHARD2, flip_byte
 
+from nemoverify.loaders.runai import endpoint_environment
+
 SECRET = "s3cr3t-never-printed-0xDEADBEEF"
 
 
@@ -171,6 +173,16 @@ def test_connection_refused_is_exit_3(cli, s3_env, monkeypatch) -> None:  # type
     assert "Could not connect" in result.stderr or "connect" in result.stderr.lower()
     assert SECRET not in result.output
     assert time.monotonic() - started < 60
+
+
+def test_endpoint_settings_are_handed_to_the_streamer_only_where_it_has_none() -> None:
+    # As vLLM copies AWS_ENDPOINT_URL: only where RUNAI_STREAMER_S3_ENDPOINT is unset.
+    assert endpoint_environment({"AWS_ENDPOINT_URL": "http://a", "STORAGE_EMULATOR_HOST": "http://g"}) == {
+        "RUNAI_STREAMER_S3_ENDPOINT": "http://a",
+        "CLOUD_STORAGE_EMULATOR_ENDPOINT": "http://g",
+    }
+    assert endpoint_environment({"AWS_ENDPOINT_URL": "http://a", "RUNAI_STREAMER_S3_ENDPOINT": "http://b"}) == {}
+    assert endpoint_environment({}) == {}
 
 
 def test_inspect_that_cannot_connect_still_writes_its_json_saying_why(cli, s3_env, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]

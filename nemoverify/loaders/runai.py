@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -160,6 +160,25 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+# The endpoint settings the reference reader's clients read, and the streamer's own names for them.
+# The S3 one is vLLM's copy; streamer 0.15.7, 0.16.1 and 0.17 read AWS_ENDPOINT_URL themselves (their
+# libraries name no RUNAI_STREAMER_S3_ENDPOINT), so it is kept for fidelity, not because it steers them.
+ENDPOINT_HANDED_ON = {
+    "AWS_ENDPOINT_URL": "RUNAI_STREAMER_S3_ENDPOINT",  # as vLLM does, only where that is unset
+    "STORAGE_EMULATOR_HOST": "CLOUD_STORAGE_EMULATOR_ENDPOINT",  # the Python GCS client's, to the C++ one
+}
+
+
+def endpoint_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the streamer is told of a non-default object-storage endpoint, so that it reads from the
+    endpoint the reference reads from; a value the user set for the streamer itself is left alone."""
+    return {
+        ours: environ[theirs]
+        for theirs, ours in ENDPOINT_HANDED_ON.items()
+        if environ.get(theirs) and ours not in environ
+    }
+
+
 def accepts_owned() -> bool:
     """Whether the installed streamer's `stream_files` takes `owned` (0.17 on); never pass what it lacks."""
     import inspect
@@ -196,11 +215,8 @@ class RunaiStreamer:
         files = self.checkpoint.streamed
         paths = [shard.location for shard in files]
         env = self.settings.environment()
-        if not self.checkpoint.is_local and os.environ.get("AWS_ENDPOINT_URL"):
-            env.setdefault("RUNAI_STREAMER_S3_ENDPOINT", os.environ["AWS_ENDPOINT_URL"])  # as vLLM does
-        if not self.checkpoint.is_local and os.environ.get("STORAGE_EMULATOR_HOST"):
-            # The Python GCS client's emulator setting, handed to the streamer's C++ GCS client.
-            env.setdefault("CLOUD_STORAGE_EMULATOR_ENDPOINT", os.environ["STORAGE_EMULATOR_HOST"])
+        if not self.checkpoint.is_local:
+            env.update(endpoint_environment(os.environ))
         # 0.17 takes `owned`; 0.15/0.16 always yield views. A profile of the other kind is emulated:
         # owned=False on 0.17 gives 0.16's views; on 0.16 a clone per tensor gives 0.17's ownership.
         extra: dict[str, bool] = {}
