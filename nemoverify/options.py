@@ -119,7 +119,8 @@ class CheckOptions:
 
 def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, int], list[str]]:
     """vLLM's `--model-loader-extra-config` for the Run:ai loader, as users paste it from a deployment.
-    Unknown keys: vLLM 0.33 rejects them (a usage error here too), earlier releases ignore them."""
+    Unknown keys: vLLM 0.33 rejects them (a usage error here too), earlier releases ignore them, as
+    they ignore a known key whose value is of another type (a note says so)."""
     if text is None:
         return {}, []
     try:
@@ -142,15 +143,18 @@ def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, in
         if key not in data:
             continue
         value: object = data[key]
-        if (
-            not isinstance(value, (bool, int))
-            or not isinstance(value, kind)
-            or (kind is int and isinstance(value, bool))
-        ):
-            raise UsageError(
-                f"--model-loader-extra-config: {key} must be {'true or false' if kind is bool else 'an integer'}"
+        wanted = "true or false" if kind is bool else "an integer"
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            out[key] = int(value)
+        elif isinstance(value, bool) or profile.vllm.rejects_unknown_extra_config:
+            # true as a number would reach the streamer as the text "True" (vLLM's isinstance(v, int)
+            # lets a bool through); 0.33 validates the config (its handling of a wrong type is not
+            # known here): refused either way rather than guessed.
+            raise UsageError(f"--model-loader-extra-config: {key} must be {wanted}")
+        else:  # vLLM 0.20-0.32 set a key only when isinstance(value, int/bool): any other is ignored
+            notes.append(
+                f"vLLM {profile.vllm.name} ignores model_loader_extra_config {key} {json.dumps(value)}: not {wanted}"
             )
-        out[key] = int(value)
     return out, notes
 
 

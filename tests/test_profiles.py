@@ -71,6 +71,22 @@ def test_only_vllm_033_rejects_unknown_loader_config_keys() -> None:
     assert any("ignores model_loader_extra_config keys bogus" in n for n in options.profile.notes)
 
 
+@pytest.mark.parametrize(
+    "config", ['{"memory_limit": "4000000000"}', '{"memory_limit": 4e9}', '{"concurrency": "8"}', '{"distributed": "true"}']
+)
+def test_a_loader_config_value_of_another_type_is_ignored_as_vllm_ignores_it(config: str) -> None:
+    # vLLM 0.20-0.32 set a key only where isinstance(value, int) (bool for distributed): the deployment
+    # runs with the default, and the note says so.
+    options = resolve_check(vllm="0.32", extra_config=config)
+    assert options.concurrency is None and options.memory_limit != 4_000_000_000
+    [key] = json.loads(config)
+    assert any(f"ignores model_loader_extra_config {key}" in n for n in options.profile.notes)
+    with pytest.raises(UsageError, match=f"{key} must be"):
+        resolve_check(vllm="0.33", extra_config=config)  # 0.33 validates its config: refused, not guessed
+    with pytest.raises(UsageError, match="must be an integer"):
+        resolve_check(vllm="0.32", extra_config='{"concurrency": true}')  # would reach the streamer as "True"
+
+
 @pytest.mark.parametrize("version", ["0.19.1", "0.34.0", "1.0", "latest"])
 def test_a_release_nemoverify_does_not_know_is_a_usage_error_not_a_guess(version: str) -> None:
     with pytest.raises(UsageError):
