@@ -144,8 +144,8 @@ def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, in
             continue
         value: object = data[key]
         wanted = "true or false" if kind is bool else "an integer"
-        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-            out[key] = int(value)
+        if isinstance(value, int) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            out[key] = int(value)  # a bool is an int: true for "distributed" is 1
         elif isinstance(value, bool) or profile.vllm.rejects_unknown_extra_config:
             # true as a number would reach the streamer as the text "True" (vLLM's isinstance(v, int)
             # lets a bool through); 0.33 validates the config (its handling of a wrong type is not
