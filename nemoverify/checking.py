@@ -154,7 +154,7 @@ def candidate_pass(
     # real_clone makes the copy, for the test that proves the two equal.
     snapshot = None if real_clone else recorder.snapshot
     with candidate_source(checkpoint, options, distributed) as source:
-        replay(source.tensors(), recorder, options.load_rules(checkpoint.config.mtp_layers), snapshot)
+        replay(source.tensors(), recorder, options.load_rules(checkpoint.config), snapshot)
     return recorder.delivered
 
 
@@ -238,7 +238,7 @@ def routed_as(
 ) -> dict[str, Observation]:
     """The reference pass labels components by the routes every release shares; a release that
     routes a name elsewhere (0.32+: the final layernorm) relabels it."""
-    rules = options.load_rules(checkpoint.config.mtp_layers)
+    rules = options.load_rules(checkpoint.config)
     if not rules.final_layernorm:
         return reference
     out = dict(reference)

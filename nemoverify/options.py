@@ -24,6 +24,7 @@ from nemoverify.model.replay import LoadRules
 from nemoverify.profiles import LoadPath, Profile, resolve_profile
 
 if TYPE_CHECKING:
+    from nemoverify.checkpoint.config import ModelConfig
     from nemoverify.checkpoint.layout import Checkpoint
 
 Loader = Literal["runai", "safetensors"]
@@ -80,13 +81,14 @@ class CheckOptions:
     def strategy(self) -> LoadPath:
         return self.profile.load_path
 
-    def load_rules(self, mtp_layers: int) -> LoadRules:
+    def load_rules(self, config: ModelConfig) -> LoadRules:
         release = self.profile.vllm
         return LoadRules(
             load_path=self.profile.load_path,
             text_only=self.text_only and release.text_only_skip,
             iterator_clones=release.iterator_clones,
-            final_layernorm=release.final_layernorm and mtp_layers > 0,
+            final_layernorm=release.final_layernorm and config.mtp_layers > 0,
+            sound_encoder=config.sound_encoder,
         )
 
     def streamer_settings(self, distributed: bool = False) -> StreamerSettings:

@@ -210,7 +210,7 @@ def test_hashing_the_iterator_clone_as_it_is_taken_equals_the_real_clone(
 
     checkpoint = open_checkpoint(omni_checkpoint)
     options = resolve_check(vllm="0.33", stress=True, strategy=strategy, algorithm=algorithm)  # type: ignore[arg-type]
-    assert options.profile.borrowed and options.load_rules(checkpoint.config.mtp_layers).iterator_clones
+    assert options.profile.borrowed and options.load_rules(checkpoint.config).iterator_clones
     real = candidate_pass(checkpoint, options, real_clone=True)
     hashed = candidate_pass(checkpoint, options)
     assert real.observations == hashed.observations

@@ -348,6 +348,26 @@ def test_an_unknown_mlp1_weight_is_a_load_failure_on_either_load_path(cli, vl_ch
     assert "KeyError" in finding["message"]
 
 
+def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_skips_them(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    config = os.path.join(root, "config.json")
+    with open(config) as f:
+        data = json.load(f)
+    data.pop("sound_config")
+    with open(config, "w") as f:
+        json.dump(data, f)
+    sound = [info.name for _, info in open_checkpoint(root).tensors() if info.name.startswith("sound")]
+    for vllm in ("0.20", "0.33"):  # asserted in the routing loop, on either load path
+        result = cli("check", root, "--vllm", vllm, "--format", "json")
+        assert result.exit_code == 1, result.output
+        mismatches = json.loads(result.stdout)["mismatches"]
+        assert {m["name"] for m in mismatches} == set(sound)
+        assert all(m["kind"] == "load-error" and "asserts" in m["message"] for m in mismatches)
+    assert cli("check", root, "--vllm", "0.33", "--text-only").exit_code == 0  # skipped before the assert
+    assert cli("check", root, "--vllm", "0.20", "--text-only").exit_code == 1  # 0.20 has no text-only skip
+    assert cli("check", root, "--vllm", "0.33", "--text-only", "--strict").exit_code == 3  # the config's warning
+
+
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The reference stays the indexed checkpoint, whatever else the directory holds."""
     root = str(tmp_path / "c")

@@ -18,6 +18,12 @@ class ModelConfig:
     mtp_layers: int = 0  # num_nextn_predict_layers of the language model's config: vLLM 0.32+ routes the final layernorm if > 0
 
     @property
+    def sound_encoder(self) -> bool:
+        """Whether vLLM builds a sound encoder for this model (a sound_config); without a config.json
+        nothing is known, and nothing is presumed missing."""
+        return self.declares_sound or not self.present
+
+    @property
     def architecture(self) -> str | None:
         return self.architectures[0] if self.architectures else None
 

@@ -40,6 +40,7 @@ class LoadRules:
     text_only: bool = False  # text-only mode requested *and* honoured by the release (0.21+)
     iterator_clones: bool = False  # the Run:ai weights iterator yields tensor.clone() (0.22+)
     final_layernorm: bool = False  # vision_final_layernorm routed (0.32+ with MTP layers)
+    sound_encoder: bool = True  # the config declares a sound encoder; without one, a sound name asserts
 
 
 def replay(
@@ -59,7 +60,7 @@ def replay(
     # reference pass does, or, where the release routes the final layernorm (0.32+ with MTP layers),
     # `route(name, True)` as `checking.routed_as` does (a keyword would be another cache key).
     router = _final_layernorm_router if rules.final_layernorm else route
-    REPLAYS[rules.load_path](weights, events, rules.text_only, router, take)
+    REPLAYS[rules.load_path](weights, events, rules.text_only, router, take, rules.sound_encoder)
 
 
 def _final_layernorm_router(name: str) -> Route:
@@ -106,8 +107,22 @@ def _not_loaded(r: Route, text_only: bool) -> str | None:
     return r.skip
 
 
+NO_SOUND_ENCODER = "vLLM's load_weights asserts the model has a sound encoder (config.json declares no sound_config)"
+
+
+def _asserts(r: Route, text_only: bool, sound_encoder: bool) -> bool:
+    """load_weights asserts on a sound name when the model has no sound encoder: after the text-only
+    skip, before any sub-loader sees the name (so before Parakeet's own skips and raises)."""
+    return not sound_encoder and r.component == "sound" and not text_only
+
+
 def replay_fixed(  # type: ignore[no-untyped-def]
-    weights: Weights, events: LoadEvents, text_only: bool = False, router=route, take: Take = None
+    weights: Weights,
+    events: LoadEvents,
+    text_only: bool = False,
+    router=route,
+    take: Take = None,
+    sound_encoder: bool = True,
 ) -> None:
     """After PR 42244: language-model weights are consumed as they are yielded; multimodal ones are
     `detach().clone()`d, the iterator is drained, then mlp1, vision and sound are loaded. `take`:
@@ -121,6 +136,9 @@ def replay_fixed(  # type: ignore[no-untyped-def]
             r = router(name)
             if r.component == "language_model" and r.skip is None:  # the common case, checked first
                 yield name, w
+                continue
+            if _asserts(r, text_only, sound_encoder):
+                events.failed(name, "sound", NO_SOUND_ENCODER, w)
                 continue
             reason = _not_loaded(r, text_only)
             if reason is not None:
@@ -145,7 +163,12 @@ def replay_fixed(  # type: ignore[no-untyped-def]
 
 
 def replay_legacy(  # type: ignore[no-untyped-def]
-    weights: Weights, events: LoadEvents, text_only: bool = False, router=route, take: Take = None
+    weights: Weights,
+    events: LoadEvents,
+    text_only: bool = False,
+    router=route,
+    take: Take = None,
+    sound_encoder: bool = True,
 ) -> None:
     """Before PR 42244: one pass keeps *references* to language-model, vision and sound tensors in
     lists (mlp1 alone is copied inline), and only then are the lists loaded. Unsafe with any loader
@@ -157,7 +180,9 @@ def replay_legacy(  # type: ignore[no-untyped-def]
             w = take(w)
         r = router(name)
         reason = _not_loaded(r, text_only)
-        if reason is not None:
+        if _asserts(r, text_only, sound_encoder):  # asserted inside the routing loop
+            events.failed(name, "sound", NO_SOUND_ENCODER, w)
+        elif reason is not None:
             events.passed(name, r.component, reason, w)
         elif r.component == "mlp1" and r.raises is not None:  # looked up inline: the KeyError is raised here
             events.failed(name, "mlp1", r.raises, w)
