@@ -18,6 +18,7 @@ class ComponentInventory:
     bytes: int
     dtypes: dict[str, int]
     skipped: tuple[tuple[str, str], ...]  # (name, reason) the component's loader drops on purpose
+    raises: tuple[tuple[str, str], ...] = ()  # (name, reason) vLLM raises on in every release: no load
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Inventory:
                     "bytes": c.bytes,
                     "dtypes": c.dtypes,
                     "skipped": [{"name": n, "reason": r} for n, r in c.skipped],
+                    "raises": [{"name": n, "reason": r} for n, r in c.raises],
                 }
                 for c in self.components.values()
             },
@@ -72,15 +74,22 @@ def describe(checkpoint: Checkpoint) -> Inventory:
     for _, info in checkpoint.tensors():
         r = route(info.name)
         by_component.setdefault(r.component, []).append((info.name, info.dtype, info.nbytes, r.skip))
+    raises: dict[str, set[tuple[str, str]]] = {}  # over every file vLLM streams, stray ones included
+    for shard in checkpoint.streamed:
+        for info in shard.header.tensors:
+            r = route(info.name)
+            if r.raises is not None and r.skip is None:
+                raises.setdefault(r.component, set()).add((info.name, r.raises))
     components: dict[str, ComponentInventory] = {}
-    for component in (c for c in COMPONENTS if c in by_component):
-        rows = by_component[component]
+    for component in (c for c in COMPONENTS if c in by_component or c in raises):
+        rows = by_component.get(component, [])  # [] where only a stray file holds the component
         components[component] = ComponentInventory(
             component=component,
             tensors=len(rows),
             bytes=sum(n for _, _, n, _ in rows),
             dtypes=dict(sorted(Counter(dt for _, dt, _, _ in rows).items())),
             skipped=tuple(sorted((name, skip) for name, _, _, skip in rows if skip)),
+            raises=tuple(sorted(raises.get(component, ()))),
         )
     shards = tuple(ShardInventory(s.name, s.size, len(s.header.tensors)) for s in checkpoint.shards)
     return Inventory(

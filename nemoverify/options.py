@@ -194,6 +194,13 @@ def resolve_check(
         notes.append(f"vLLM {profile.vllm.name} has no text-only skip: mlp1, vision and sound load regardless")
     if extra.get("distributed") and nproc == 1 and not distributed:
         raise UsageError('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun')
+    if extra_config is not None and (nproc > 1 or distributed) and not extra.get("distributed"):
+        # The pasted config is the deployment: without "distributed": true (a bool) vLLM streams
+        # whole on every rank, so verifying distributed streaming would answer another question.
+        raise UsageError(
+            '--model-loader-extra-config has no "distributed": true, so vLLM does not stream distributed; '
+            "leave out --nproc/--distributed, or add it"
+        )
     concurrency = extra.get("concurrency", concurrency)
     memory_limit = extra.get("memory_limit", memory_limit)
     production_ring = None

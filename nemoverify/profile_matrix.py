@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from nemoverify.checking import candidate_pass, routed_as
 from nemoverify.checkpoint.layout import Checkpoint
@@ -39,10 +39,11 @@ class Cell:
     corrupted: dict[str, int]  # component -> tensors that did not arrive intact (on any rank)
     failed_ranks: tuple[int, ...] = ()
     emulated: bool = False
+    raises: dict[str, int] = field(default_factory=dict)  # component -> tensors vLLM raises on: no load at all
 
     @property
     def safe(self) -> bool:
-        return self.supported and not self.corrupted
+        return self.supported and not self.corrupted and not self.raises
 
     @property
     def total(self) -> int:
@@ -58,6 +59,8 @@ class Cell:
             "safe": self.safe,
             "corrupted": self.total,
             "components": self.corrupted,
+            "load_errors": sum(self.raises.values()),
+            "load_error_components": self.raises,
             "failed_ranks": list(self.failed_ranks),
             "emulated": self.emulated,
         }
@@ -79,8 +82,13 @@ class Matrix:
         return tuple(c for c in self.cells if not c.stress and c.supported and c.corrupted)
 
     @property
+    def fails_to_load(self) -> tuple[Cell, ...]:
+        """Deployments whose vLLM raises on a tensor as deployed: loud, not silent, but no model."""
+        return tuple(c for c in self.cells if not c.stress and c.supported and c.raises)
+
+    @property
     def ok(self) -> bool:
-        return not self.exposed
+        return not self.exposed and not self.fails_to_load
 
     def to_dict(self) -> dict[str, object]:
         from nemoverify import __version__
@@ -97,6 +105,7 @@ class Matrix:
             "elapsed_s": round(self.elapsed_s, 3),
             "cells": [c.to_dict() for c in self.cells],
             "exposed": [c.to_dict() for c in self.exposed],
+            "fails_to_load": [c.to_dict() for c in self.fails_to_load],
         }
 
 
@@ -140,6 +149,7 @@ def _cell(
     profile = options.profile
     supported = _supported(profile.vllm, checkpoint)
     corrupted: dict[str, set[str]] = {}
+    raised: dict[str, set[str]] = {}  # a load-error is vLLM refusing the name, not a corrupted tensor
     failed_ranks: list[int] = []
     expected = routed_as(reference, options, checkpoint)  # the release's routing, the same for every rank
     for rank, got in sorted((delivered or {}).items()):
@@ -147,17 +157,21 @@ def _cell(
         if findings:
             failed_ranks.append(rank)
         for f in findings:
-            corrupted.setdefault(f.component, set()).add(f.name)
-    counts: dict[str, int] = {c: len(corrupted[c]) for c in COMPONENTS if c in corrupted}
+            (raised if f.kind == "load-error" else corrupted).setdefault(f.component, set()).add(f.name)
+    if raised:
+        # vLLM raises and no model is served: what the replay saw of the other tensors is moot (the
+        # pre-fix path raises in its routing loop, before any retained list is loaded).
+        corrupted = {}
     return Cell(
         profile.vllm,
         profile.streamer,
         distributed,
         profile.stress,
         supported,
-        counts,
+        {c: len(corrupted[c]) for c in COMPONENTS if c in corrupted},
         tuple(failed_ranks) if distributed else (),
         profile.emulated,
+        {c: len(raised[c]) for c in COMPONENTS if c in raised},
     )
 
 

@@ -54,6 +54,22 @@ def test_matrix_fails_when_a_deployment_is_exposed_as_deployed(cli, vl_checkpoin
     assert len(matrix["exposed"]) == 6 * 2
 
 
+def test_a_deployment_whose_vllm_raises_fails_to_load_it_is_not_corrupted(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from safetensors.torch import save_file
+
+    root = copy_of(vl_checkpoint)
+    save_file({"mlp1.1.bias": torch.zeros(3)}, os.path.join(root, "extra.safetensors"))  # a KeyError in every release
+    result = cli("matrix", root, "--nproc", "1", "--format", "json")
+    assert result.exit_code == 1, result.output
+    matrix = json.loads(result.stdout)
+    assert matrix["exposed"] == [] and len(matrix["fails_to_load"]) == 6 * 2
+    deployed = [c for c in matrix["cells"] if c["mode"] == "deployed"]
+    assert all((c["load_errors"], c["load_error_components"], c["corrupted"]) == (1, {"mlp1": 1}, 0) for c in deployed)
+    text = " ".join(cli("matrix", root, "--nproc", "1").stdout.split())
+    assert "vLLM raises on 1 (mlp1 1)" in text and "FAILS TO LOAD as deployed" in text and "corrupted (" not in text
+
+
 def test_matrix_of_the_vl_example_in_one_process(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("matrix", os.path.join(EXAMPLES, "nano-12b-v2-vl-tiny"), "--nproc", "1", "--format", "json")
     assert result.exit_code == 0, result.output

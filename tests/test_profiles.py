@@ -87,6 +87,14 @@ def test_a_loader_config_value_of_another_type_is_ignored_as_vllm_ignores_it(con
         resolve_check(vllm="0.32", extra_config='{"concurrency": true}')  # would reach the streamer as "True"
 
 
+@pytest.mark.parametrize("config", ['{"distributed": "true"}', '{"distributed": false}', '{"concurrency": 4}'])
+def test_distributed_ranks_are_refused_when_the_pasted_config_does_not_stream_distributed(config: str) -> None:
+    # vLLM sets distributed only from a bool true: this deployment streams whole on every rank.
+    with pytest.raises(UsageError, match='no "distributed": true'):
+        resolve_check(vllm="0.32", extra_config=config, nproc=2)
+    assert resolve_check(vllm="0.32", extra_config='{"distributed": true}', nproc=2).profile.vllm.name == "0.32"
+
+
 @pytest.mark.parametrize("version", ["0.19.1", "0.34.0", "1.0", "latest"])
 def test_a_release_nemoverify_does_not_know_is_a_usage_error_not_a_guess(version: str) -> None:
     with pytest.raises(UsageError):
@@ -286,6 +294,10 @@ def test_mtp_layers_are_read_from_llm_config_as_vllm_reads_it(make_checkpoint: C
     report = run(root, vllm="0.33", fail_on_unclaimed=True)
     assert report.ok and "unclaimed" not in report.components
     assert report.components["mlp1"].matched == 5
+    data["text_config"] = {"num_nextn_predict_layers": 0}  # both keys: text_config wins, as in vLLM's remap
+    with open(config, "w") as f:
+        json.dump(data, f)
+    assert run(root, vllm="0.33").components["unclaimed"].tensors == 2
 
 
 def test_without_mtp_layers_vllm_033_still_drops_the_final_layernorm(
@@ -346,6 +358,11 @@ def test_an_unknown_mlp1_weight_is_a_load_failure_on_either_load_path(cli, vl_ch
     [finding] = json.loads(result.stdout)["mismatches"]
     assert (finding["name"], finding["component"], finding["kind"]) == (name, "mlp1", "load-error")
     assert "KeyError" in finding["message"]
+    inventory = cli("inspect", root, "--format", "json")
+    assert inventory.exit_code == 0  # a structure that holds; the load is what fails
+    [raised] = json.loads(inventory.stdout)["components"]["mlp1"]["raises"]
+    assert raised["name"] == name and "KeyError" in raised["reason"]
+    assert "vLLM raises on 1 tensor(s)" in " ".join(cli("inspect", root).stdout.split())
 
 
 def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_skips_them(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
@@ -363,7 +380,8 @@ def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_ski
         mismatches = json.loads(result.stdout)["mismatches"]
         assert {m["name"] for m in mismatches} == set(sound)
         assert all(m["kind"] == "load-error" and "asserts" in m["message"] for m in mismatches)
-    assert cli("check", root, "--vllm", "0.33", "--text-only").exit_code == 0  # skipped before the assert
+    for vllm in ("0.21", "0.33"):  # skipped before the assert, on the pre-fix path as on the fixed one
+        assert cli("check", root, "--vllm", vllm, "--text-only").exit_code == 0
     assert cli("check", root, "--vllm", "0.20", "--text-only").exit_code == 1  # 0.20 has no text-only skip
     assert cli("check", root, "--vllm", "0.33", "--text-only", "--strict").exit_code == 3  # the config's warning
 

@@ -81,7 +81,7 @@ def test_an_unknown_sound_encoder_name_is_what_vllm_raises_on() -> None:
         # two linears; a name that is neither a parameter nor a buffer raises ValueError
         ("sound_projection.norm.weight", False),
         ("sound_projection.linear1.weight", False),
-        ("sound_projection.linear2.bias", False),  # present where the sound config sets projection_bias
+        ("sound_projection.linear2.bias", False),  # a parameter where projection_bias is set (not read: taken as one)
         ("sound_encoder.projection.linear1.weight", False),  # the same parameter by its module path
         ("sound_projection.norm.bias", True),  # an RMSNorm has no bias
         ("sound_projection.anything.weight", True),

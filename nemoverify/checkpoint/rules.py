@@ -87,7 +87,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("shape", "tensor", "The tensor's shape differs.", "Convert the checkpoint again with the expected shapes."),
     Rule("duplicate", "tensor", "The loader delivered the tensor more than once.", "Remove the duplicate tensor or stray shard the loader streams."),
     Rule("size", "tensor", "A shard file's size differs from the manifest.", "Copy the shard again in full."),
-    Rule("load-error", "tensor", "vLLM raises on the tensor: the load fails.", "Deploy a vLLM release whose load path accepts it, or fix the tensor."),
+    Rule("load-error", "tensor", "vLLM raises on the tensor: the load fails.", "Remove or rename the tensor (or declare what it needs, as a sound_config), or deploy a release that accepts it."),
 )
 
 

@@ -38,12 +38,17 @@ def render_inventory(inv: Inventory, console: Console) -> None:
             for name, reason in c.skipped:
                 kind = "unclaimed" if c.component == "unclaimed" else "skipped"
                 console.print(f"[yellow]{kind}[/] {escape(name)}: {escape(reason)}")
+            for name, reason in c.raises:
+                console.print(f"[bold red]raises[/] {escape(name)}: {escape(reason)}")
     errors = [p for p in inv.problems if p.severity == "error"]
     for p in inv.problems:
         style = "bold red" if p.severity == "error" else "yellow"
         console.print(f"[{style}]{p.severity}[/] {escape(f'[{p.rule}]')} {escape(p.render())}")
     for rule_id in dict.fromkeys(p.rule for p in inv.problems):  # how to fix each rule broken, once
         console.print(f"  [dim]fix {escape(f'[{rule_id}]')}:[/] {escape(rule(rule_id).fix)}")
+    raising = sum(len(c.raises) for c in inv.components.values())
+    if raising:  # not a structural problem: the load that `check` replays fails on these names
+        console.print(f"[bold red]vLLM raises on {raising} tensor(s)[/]: `check` reports each as a load-error")
     if errors:
         console.print(f"[bold red]INVALID[/]: {len(errors)} problem(s)")
     else:

@@ -21,14 +21,22 @@ def _outcome(cell: Cell | None) -> Text:
         return Text("not routed here", style="dim")
     if cell.safe:
         return Text("SAFE", style="green")
-    parts = ", ".join(f"{_SHORT[c]} {n}" for c, n in cell.corrupted.items())
-    return Text(f"{cell.total} corrupted ({parts})", style="bold red")
+    said = []
+    if cell.raises:
+        said.append(f"vLLM raises on {sum(cell.raises.values())} ({_parts(cell.raises)})")
+    if cell.corrupted:
+        said.append(f"{cell.total} corrupted ({_parts(cell.corrupted)})")
+    return Text("; ".join(said), style="bold red")
+
+
+def _parts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{_SHORT[c]} {n}" for c, n in counts.items())
 
 
 def _key(cell: Cell | None) -> tuple[object, ...]:
     if cell is None:
         return (None,)
-    return (cell.supported, tuple(sorted(cell.corrupted.items())))
+    return (cell.supported, tuple(sorted(cell.corrupted.items())), tuple(sorted(cell.raises.items())))
 
 
 def render_matrix(matrix: Matrix, console: Console) -> None:
@@ -80,7 +88,11 @@ def render_matrix(matrix: Matrix, console: Console) -> None:
             }
         )
         console.print(f"[bold red]EXPOSED as deployed[/]: {escape('; '.join(names))}")
-    else:
+    failing = matrix.fails_to_load
+    if failing:
+        names = sorted({f"vLLM {c.vllm.name}{' distributed' if c.distributed else ''}" for c in failing})
+        console.print(f"[bold red]FAILS TO LOAD as deployed[/] (vLLM raises): {escape('; '.join(names))}")
+    if not exposed and not failing:
         console.print(
             "[bold green]No deployment corrupts this checkpoint as deployed[/]"
             + ("; under stress some would" if any(not c.safe and c.supported for c in matrix.cells) else "")
