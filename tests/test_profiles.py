@@ -363,6 +363,10 @@ def test_an_unknown_mlp1_weight_is_a_load_failure_on_either_load_path(cli, vl_ch
     [raised] = json.loads(inventory.stdout)["components"]["mlp1"]["raises"]
     assert raised["name"] == name and "KeyError" in raised["reason"]
     assert "vLLM raises on 1 tensor(s)" in " ".join(cli("inspect", root).stdout.split())
+    # Under stress the pre-fix lists go stale too; the failure that stops the load is shown first.
+    table = " ".join(cli("check", root, "--vllm", vllm, "--stress", "--show", "1").stdout.split())
+    assert "vLLM raises on 1 tensor(s): the load fails" in table
+    assert table.index(name) < table.index("... and") if "... and" in table else name in table
 
 
 def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_skips_them(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]

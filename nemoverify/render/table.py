@@ -85,6 +85,15 @@ def _print_failures(report: Report, console: Console, show: int) -> None:
     failures = report.failures  # one per tensor (or shard file), whatever ranks and sources found it
     if not failures:
         return
+    raising = [f for f in failures if "load-error" in f.kinds]
+    if raising:
+        # A load that raises serves no model: that comes first, whatever else the replay saw.
+        failures = (*raising, *(f for f in failures if "load-error" not in f.kinds))
+        others = len(failures) - len(raising)
+        console.print(
+            f"[bold red]vLLM raises on {len(raising)} tensor(s)[/]: the load fails, no model is served"
+            + (f" (listed first; the other {others} failure(s) are what the check found besides)" if others else "")
+        )
     listed = failures[:show] if show > 0 else failures
     tensors, shards = len(report.failed_tensors), len(report.failed_shards)
     table = Table(
