@@ -684,7 +684,7 @@ def _emit(
 
 
 MATRIX_EXIT_HELP = (
-    "Exit codes: 0 no deployment corrupts the checkpoint as deployed; 1 at least one does (stress-only failures "
+    "Exit codes: 0 no deployment corrupts the checkpoint or fails to load it as deployed; 1 at least one does (stress-only failures "
     "do not fail); 2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; "
     "4 internal error; 130 interrupted."
 )
