@@ -388,12 +388,14 @@ CASES: list[Case] = [
         edit_index(lambda i: i["metadata"].update(total_size=i["metadata"]["total_size"] + 2)),
         "index-total-size",
         "metadata.total_size is",
+        strict=True,  # a warning: no loader reads it
     ),
     Case(
         "index-total-size-string",
         edit_index(lambda i: i["metadata"].update(total_size="12")),
         "index-total-size",
         "is not an integer",
+        strict=True,
     ),
     Case(
         "index-shard-missing",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
 from nemoverify.checkpoint.header import Header, TensorInfo, header_fingerprint, read_header
-from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.problems import Problem, Severity
 from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName, sparse_shards
 from nemoverify.errors import InvalidCheckpoint
 from nemoverify.model.routing import route
@@ -21,6 +21,11 @@ from nemoverify.model.routing import route
 Locate = Callable[[str], str]  # a file's name -> where a problem says it is (a path or an object URL)
 
 INDEX_NAME = "model.safetensors.index.json"
+
+# No loader reads metadata.total_size (vLLM, transformers and the safetensors library ignore it) and
+# published repositories carry wrong ones; damage it would hint at has rules of its own (a shard
+# missing or truncated, a tensor unmapped): a warning, an error under --strict.
+TOTAL_SIZE_SEVERITY: Severity = "warning"
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,14 @@ def _parse_index(text: str, file: str, problems: list[Problem]) -> tuple[dict[st
         return None, None
     total = data.get("metadata", {}).get("total_size") if isinstance(data.get("metadata"), dict) else None
     if total is not None and not (isinstance(total, int) and not isinstance(total, bool)):
-        problems.append(Problem("index-total-size", file, f"metadata.total_size {total!r} is not an integer"))
+        problems.append(
+            Problem(
+                "index-total-size",
+                file,
+                f"metadata.total_size {total!r} is not an integer",
+                severity=TOTAL_SIZE_SEVERITY,
+            )
+        )
         total = None
     return weight_map, total
 
@@ -295,6 +307,7 @@ def _cross_check_index(
                     "index-total-size",
                     index,
                     f"metadata.total_size is {total_size:,} but the shards hold {actual:,} bytes of tensors",
+                    severity=TOTAL_SIZE_SEVERITY,
                 )
             )
 
