@@ -199,7 +199,12 @@ def matrix(
     from nemoverify.options import resolve_check
 
     base = resolve_check(
-        algorithm=algorithm, strict=strict, device=device, extra_config=model_loader_extra_config, nproc=nproc
+        algorithm=algorithm,
+        strict=strict,
+        device=device,
+        extra_config=model_loader_extra_config,
+        nproc=nproc,
+        all_modes=True,
     )
     return run_matrix(path, base, nproc, rank_timeout, watch)
 

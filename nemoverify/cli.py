@@ -744,6 +744,7 @@ def matrix(
             device=device,
             extra_config=model_loader_extra_config,
             nproc=nproc,
+            all_modes=True,
         )
     )
 

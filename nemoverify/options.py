@@ -178,8 +178,11 @@ def resolve_check(
     extra_config: str | None = None,
     nproc: int = 1,
     distributed: bool = False,
+    all_modes: bool = False,
 ) -> CheckOptions:
-    """Resolve what the user asked for into one complete run; raise UsageError on contradictions."""
+    """Resolve what the user asked for into one complete run; raise UsageError on contradictions.
+    `all_modes`: for `matrix`, whose rows stream both ways, so the extra config's `distributed`
+    chooses nothing there."""
     if stress and loader == "safetensors":
         raise UsageError("--stress applies to the runai loader only")
     if (nproc > 1 or distributed) and loader == "safetensors":
@@ -192,9 +195,9 @@ def resolve_check(
     extra, notes = parse_extra_config(extra_config, profile)
     if text_only and not profile.vllm.text_only_skip:
         notes.append(f"vLLM {profile.vllm.name} has no text-only skip: mlp1, vision and sound load regardless")
-    if extra.get("distributed") and nproc == 1 and not distributed:
+    if extra.get("distributed") and nproc == 1 and not distributed and not all_modes:
         raise UsageError('"distributed": true needs --nproc N (N > 1) or --distributed under torchrun')
-    if extra_config is not None and (nproc > 1 or distributed) and not extra.get("distributed"):
+    if extra_config is not None and (nproc > 1 or distributed) and not extra.get("distributed") and not all_modes:
         # The pasted config is the deployment: without "distributed": true (a bool) vLLM streams
         # whole on every rank, so verifying distributed streaming would answer another question.
         raise UsageError(

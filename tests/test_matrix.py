@@ -70,6 +70,13 @@ def test_a_deployment_whose_vllm_raises_fails_to_load_it_is_not_corrupted(cli, v
     assert "vLLM raises on 1 (mlp1 1)" in text and "FAILS TO LOAD as deployed" in text and "corrupted (" not in text
 
 
+@pytest.mark.parametrize("config", ['{"concurrency": 16, "memory_limit": 5368709120}', '{"distributed": true}'])
+def test_matrix_takes_a_deployments_loader_config_whatever_its_distributed_key(cli, vl_checkpoint: str, config: str) -> None:  # type: ignore[no-untyped-def]
+    # Its rows stream both ways, so "distributed" chooses nothing there (check requires it with --nproc).
+    result = cli("matrix", vl_checkpoint, "--nproc", "1", "--model-loader-extra-config", config)
+    assert result.exit_code == 0, result.output
+
+
 def test_matrix_of_the_vl_example_in_one_process(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("matrix", os.path.join(EXAMPLES, "nano-12b-v2-vl-tiny"), "--nproc", "1", "--format", "json")
     assert result.exit_code == 0, result.output
