@@ -390,6 +390,21 @@ def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_ski
     assert cli("check", root, "--vllm", "0.33", "--text-only", "--strict").exit_code == 3  # the config's warning
 
 
+def test_a_name_vllm_raises_on_stays_a_load_error_when_delivered_twice(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    name = "mlp1.1.bias"
+    _stray(root, "extra-a.safetensors", {name: torch.ones(2)})
+    _stray(root, "extra-b.safetensors", {name: torch.ones(2)})
+    result = cli("check", root, "--format", "json")
+    assert result.exit_code == 1, result.output
+    [finding] = json.loads(result.stdout)["mismatches"]
+    assert (finding["name"], finding["kind"]) == (name, "load-error")  # not a duplicate: no copy is held
+    matrix = json.loads(cli("matrix", root, "--nproc", "1", "--format", "json").stdout)
+    assert matrix["exposed"] == [] and matrix["fails_to_load"]
+
+
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The reference stays the indexed checkpoint, whatever else the directory holds."""
     root = str(tmp_path / "c")
