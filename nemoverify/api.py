@@ -21,6 +21,7 @@ from nemoverify.gc_pause import cycle_collection_paused
 from nemoverify.progress import Progress, no_progress
 
 if TYPE_CHECKING:
+    from nemoverify.checkpoint.problems import Problem
     from nemoverify.inventory import Inventory
     from nemoverify.manifests import Manifest
     from nemoverify.options import CheckOptions, Loader
@@ -161,8 +162,10 @@ def manifest(
     strict: bool = False,
     max_bytes: int | None = None,
     watch: Watch | None = None,
+    warn: Callable[[Problem], None] | None = None,
 ) -> Manifest:
-    """One digest per tensor, recorded from the stored bytes (write it with `.to_json()`)."""
+    """One digest per tensor, recorded from the stored bytes (write it with `.to_json()`). `warn`
+    hears each warning about the checkpoint (a recorded checkpoint may still be one to look at)."""
     from nemoverify.checkpoint.layout import open_checkpoint, refuse_beyond
     from nemoverify.manifests import build_manifest
 
@@ -171,6 +174,9 @@ def manifest(
     checkpoint = open_checkpoint(path)
     checkpoint.require_valid(strict)
     refuse_beyond(checkpoint, max_bytes)
+    for problem in checkpoint.problems:
+        if problem.severity == "warning" and warn is not None:
+            warn(problem)
     with _watching(watch, {"manifest": checkpoint.total_bytes}) as progress:
         return build_manifest(checkpoint, algorithm, progress)
 

@@ -33,6 +33,7 @@ from nemoverify.profiles import LOAD_PATHS, LoadPath
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from nemoverify.checkpoint.problems import Problem
     from nemoverify.manifests import Manifest
     from nemoverify.outputs import Reports
     from nemoverify.profile_matrix import Matrix
@@ -853,6 +854,10 @@ def manifest(
 
     output = _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)["--output"]
 
+    def warn(problem: Problem) -> None:
+        if not quiet:
+            _stderr().print(f"[yellow]warning[/]: {escape(problem.render())}")
+
     def work() -> Manifest:
         return api.manifest(
             path,
@@ -860,6 +865,7 @@ def manifest(
             strict=strict,
             max_bytes=max_bytes,
             watch=lambda phases: _progress(not quiet, phases),
+            warn=warn,
         )
 
     recorded = _run(_bounded(work, storage_timeout, path))

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from nemoverify.checking import candidate_pass, routed_as
 from nemoverify.checkpoint.layout import Checkpoint
+from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered, find_differences
+from nemoverify.errors import InvalidCheckpoint
 from nemoverify.loaders.stored_bytes import hash_checkpoint
 from nemoverify.model.routing import COMPONENTS
 from nemoverify.options import CheckOptions
@@ -75,6 +77,7 @@ class Matrix:
     cells: tuple[Cell, ...]
     tensors: int
     elapsed_s: float
+    warnings: tuple[Problem, ...] = ()  # the checkpoint's, as check reports them
 
     @property
     def exposed(self) -> tuple[Cell, ...]:
@@ -106,6 +109,7 @@ class Matrix:
             "cells": [c.to_dict() for c in self.cells],
             "exposed": [c.to_dict() for c in self.exposed],
             "fails_to_load": [c.to_dict() for c in self.fails_to_load],
+            "warnings": [w.to_dict() for w in self.warnings],
         }
 
 
@@ -186,6 +190,16 @@ def run_matrix(
     ranks (None: the distributed rows are not run)."""
     started = time.monotonic()
     checkpoint.require_valid(base.strict)
+    if not any(_supported(release, checkpoint) for release in VLLM_RELEASES):
+        # No row would stream a byte: "no deployment corrupts it" would be a verdict on nothing.
+        raise InvalidCheckpoint(
+            checkpoint.root,
+            [
+                replace(p, severity="error", message=f"{p.message}; so no deployment profile applies to it")
+                for p in checkpoint.problems
+                if p.rule == "config-architecture"
+            ],
+        )
     progress = progress or (lambda phase, n: None)
     reference = hash_checkpoint(checkpoint, base.algorithm, progress, phase="reference").observations
     runs = matrix_profiles(base)
@@ -209,4 +223,5 @@ def run_matrix(
         tuple(cells),
         checkpoint.tensor_count,
         time.monotonic() - started,
+        tuple(p for p in checkpoint.problems if p.severity == "warning"),
     )

@@ -77,6 +77,35 @@ def test_matrix_takes_a_deployments_loader_config_whatever_its_distributed_key(c
     assert result.exit_code == 0, result.output
 
 
+def test_a_matrix_of_an_architecture_no_release_routes_here_gives_no_verdict(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"]}, f)
+    result = cli("matrix", root, "--nproc", "1", "--format", "json")
+    assert result.exit_code == 3, result.output  # no row streams a byte: nothing was checked
+    matrix = json.loads(result.stdout)
+    assert (matrix["ok"], matrix["status"], matrix["cells"]) == (False, "invalid", [])
+    [problem] = matrix["problems"]
+    assert problem["rule"] == "config-architecture" and "no deployment profile applies" in problem["message"]
+
+
+def test_matrix_shows_the_checkpoints_warnings_as_check_does(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(vl_checkpoint)
+    index = os.path.join(root, "model.safetensors.index.json")
+    with open(index) as f:
+        data = json.load(f)
+    data["metadata"]["total_size"] += 2
+    with open(index, "w") as f:
+        json.dump(data, f)
+    result = cli("matrix", root, "--nproc", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [w["rule"] for w in json.loads(result.stdout)["warnings"]] == ["index-total-size"]
+    assert "warning: " in cli("matrix", root, "--nproc", "1").stdout
+    recorded = cli("manifest", root, "-o", os.path.join(os.path.dirname(root), "m.json"))
+    assert recorded.exit_code == 0
+    assert "warning: " in recorded.stderr and "metadata.total_size is" in " ".join(recorded.stderr.split())
+
+
 def test_matrix_of_the_vl_example_in_one_process(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("matrix", os.path.join(EXAMPLES, "nano-12b-v2-vl-tiny"), "--nproc", "1", "--format", "json")
     assert result.exit_code == 0, result.output

@@ -77,6 +77,8 @@ def render_matrix(matrix: Matrix, console: Console) -> None:
                     _outcome(stress),
                 )
     console.print(table)
+    for w in matrix.warnings:
+        console.print(f"[yellow]warning[/]: {escape(w.render())}")
     if any(c.emulated for c in matrix.cells):
         console.print("[dim]* emulated on the installed streamer[/]")
     exposed = matrix.exposed
