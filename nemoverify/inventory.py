@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.model.routing import COMPONENTS, route
+from nemoverify.model.replay import NO_SOUND_ENCODER
+from nemoverify.model.routing import COMPONENTS, FINAL_LAYERNORM, UNCLAIMED, route
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,30 @@ def without_inventory(checkpoint: str, error: BaseException) -> dict[str, object
     return Inventory(checkpoint, None, False, False, {}, (), problems).to_dict()
 
 
+# The vision projector's final layernorm, by whether the model has MTP layers: vLLM 0.32+ loads it
+# then (inline, into mlp1), and every release drops it otherwise. inspect knows no release.
+_FINAL_LAYERNORM_FROM_032 = {
+    True: f"{UNCLAIMED} before vLLM 0.32; from 0.32 loaded inline into mlp1 (this model has MTP layers)",
+    False: f"{UNCLAIMED} (vLLM 0.32+ loads it only for a model with MTP layers; this one has none)",
+}
+
+
 def describe(checkpoint: Checkpoint) -> Inventory:
     by_component: dict[str, list[tuple[str, str, int, str | None]]] = {}
+    config = checkpoint.config
     for _, info in checkpoint.tensors():
         r = route(info.name)
-        by_component.setdefault(r.component, []).append((info.name, info.dtype, info.nbytes, r.skip))
+        skip = _FINAL_LAYERNORM_FROM_032[config.mtp_layers > 0] if info.name in FINAL_LAYERNORM else r.skip
+        if r.component == "sound" and not config.sound_encoder:
+            skip = None  # asserted on before Parakeet could skip it: listed under raises
+        by_component.setdefault(r.component, []).append((info.name, info.dtype, info.nbytes, skip))
     raises: dict[str, set[tuple[str, str]]] = {}  # over every file vLLM streams, stray ones included
     for shard in checkpoint.streamed:
         for info in shard.header.tensors:
             r = route(info.name)
-            if r.raises is not None and r.skip is None:
+            if r.component == "sound" and not config.sound_encoder:  # asserted before any sub-loader's rule
+                raises.setdefault("sound", set()).add((info.name, f"{NO_SOUND_ENCODER}, unless text-only mode skips it"))
+            elif r.raises is not None and r.skip is None:
                 raises.setdefault(r.component, set()).add((info.name, r.raises))
     components: dict[str, ComponentInventory] = {}
     for component in (c for c in COMPONENTS if c in by_component or c in raises):

@@ -14,6 +14,7 @@ import pytest
 from nemoverify.checking import check
 from nemoverify.checkpoint.layout import open_checkpoint
 from nemoverify.errors import UsageError
+from nemoverify.inventory import describe
 from nemoverify.options import resolve_check
 from nemoverify.profiles import NEWEST_VLLM, installed_version, resolve_profile, streamer_release, vllm_release
 
@@ -294,6 +295,8 @@ def test_mtp_layers_are_read_from_llm_config_as_vllm_reads_it(make_checkpoint: C
     report = run(root, vllm="0.33", fail_on_unclaimed=True)
     assert report.ok and "unclaimed" not in report.components
     assert report.components["mlp1"].matched == 5
+    [reason] = {s["reason"] for s in describe(open_checkpoint(root)).to_dict()["components"]["unclaimed"]["skipped"]}
+    assert "from 0.32 loaded inline into mlp1 (this model has MTP layers)" in reason  # inspect knows it too
     data["text_config"] = {"num_nextn_predict_layers": 0}  # both keys: text_config wins, as in vLLM's remap
     with open(config, "w") as f:
         json.dump(data, f)
@@ -386,6 +389,9 @@ def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_ski
         assert all(m["kind"] == "load-error" and "asserts" in m["message"] for m in mismatches)
     for vllm in ("0.21", "0.33"):  # skipped before the assert, on the pre-fix path as on the fixed one
         assert cli("check", root, "--vllm", vllm, "--text-only").exit_code == 0
+    inventory = json.loads(cli("inspect", root, "--format", "json").stdout)  # inspect says the same
+    assert {r["name"] for r in inventory["components"]["sound"]["raises"]} == set(sound)
+    assert inventory["components"]["sound"]["skipped"] == [] and inventory["ok"]
     assert cli("check", root, "--vllm", "0.20", "--text-only").exit_code == 1  # 0.20 has no text-only skip
     assert cli("check", root, "--vllm", "0.33", "--text-only", "--strict").exit_code == 3  # the config's warning
 
@@ -403,6 +409,14 @@ def test_a_name_vllm_raises_on_stays_a_load_error_when_delivered_twice(cli, vl_c
     assert (finding["name"], finding["kind"]) == (name, "load-error")  # not a duplicate: no copy is held
     matrix = json.loads(cli("matrix", root, "--nproc", "1", "--format", "json").stdout)
     assert matrix["exposed"] == [] and matrix["fails_to_load"]
+
+
+def test_a_sound_tensor_in_a_stray_file_is_what_the_missing_sound_config_warns_of(vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)  # no sound_config; vLLM streams the stray file and asserts on its tensor
+    _stray(root, "extra-sound.safetensors", {"sound_projection.norm.weight": torch.ones(2)})
+    assert [p.rule for p in open_checkpoint(root).problems if p.rule == "config-sound"] == ["config-sound"]
 
 
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -77,7 +77,8 @@ class Checkpoint:
 
     @property
     def has_sound(self) -> bool:
-        return any(route(info.name).component == "sound" for _, info in self.tensors())
+        """Sound tensors in any file vLLM streams (a stray one's are loaded, and asserted on, too)."""
+        return any(route(info.name).component == "sound" for shard in self.streamed for info in shard.header.tensors)
 
     def errors(self, strict: bool = False) -> list[Problem]:
         """The problems that refuse the checkpoint; under `strict`, warnings too, reported as the
