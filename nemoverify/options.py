@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 Loader = Literal["runai", "safetensors"]
 LOADERS: tuple[Loader, ...] = get_args(Loader)  # --loader's choices
 EXTRA_CONFIG_KEYS = {"distributed": bool, "concurrency": int, "memory_limit": int}
+EXTRA_CONFIG_LEAST = {"concurrency": 1, "memory_limit": -1}  # as --concurrency and --memory-limit take them
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,12 @@ def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, in
         value: object = data[key]
         wanted = "true or false" if kind is bool else "an integer"
         if isinstance(value, int) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            least = EXTRA_CONFIG_LEAST.get(key)
+            if least is not None and value < least:
+                # vLLM hands it on; the streamer would refuse it and the load fail: said before any work
+                raise UsageError(
+                    f"--model-loader-extra-config: {key} {value} is less than {least}, which the streamer refuses"
+                )
             out[key] = int(value)  # a bool is an int: true for "distributed" is 1
         elif isinstance(value, bool) or profile.vllm.rejects_unknown_extra_config:
             # true as a number would reach the streamer as the text "True" (vLLM's isinstance(v, int)
@@ -204,6 +211,12 @@ def resolve_check(
             '--model-loader-extra-config has no "distributed": true, so vLLM does not stream distributed; '
             "leave out --nproc/--distributed, or add it"
         )
+    for key, flag, given in (
+        ("concurrency", "--concurrency", concurrency),
+        ("memory_limit", "--memory-limit", memory_limit),
+    ):
+        if key in extra and given is not None and given != extra[key]:
+            raise UsageError(f"{flag} {given} and the extra config's {key} {extra[key]} disagree: give it once")
     concurrency = extra.get("concurrency", concurrency)
     memory_limit = extra.get("memory_limit", memory_limit)
     production_ring = None

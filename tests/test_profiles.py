@@ -88,6 +88,23 @@ def test_a_loader_config_value_of_another_type_is_ignored_as_vllm_ignores_it(con
         resolve_check(vllm="0.32", extra_config='{"concurrency": true}')  # would reach the streamer as "True"
 
 
+@pytest.mark.parametrize(
+    ("config", "flags", "says"),
+    [
+        ('{"memory_limit": -5}', {}, "memory_limit -5 is less than -1"),
+        ('{"concurrency": 0}', {}, "concurrency 0 is less than 1"),
+        ('{"concurrency": 4}', {"concurrency": 2}, "--concurrency 2 and the extra config's concurrency 4 disagree"),
+        ('{"memory_limit": 1000}', {"memory_limit": 2000}, "--memory-limit 2000 and the extra config's"),
+    ],
+)
+def test_a_loader_config_the_streamer_would_refuse_or_a_flag_contradicts_is_a_usage_error(
+    config: str, flags: dict[str, int], says: str
+) -> None:
+    with pytest.raises(UsageError, match=says):
+        resolve_check(vllm="0.32", extra_config=config, **flags)  # type: ignore[arg-type]
+    assert resolve_check(vllm="0.32", extra_config='{"concurrency": 4}', concurrency=4).concurrency == 4
+
+
 @pytest.mark.parametrize("config", ['{"distributed": "true"}', '{"distributed": false}', '{"concurrency": 4}'])
 def test_distributed_ranks_are_refused_when_the_pasted_config_does_not_stream_distributed(config: str) -> None:
     # vLLM sets distributed only from a bool true: this deployment streams whole on every rank.
