@@ -207,9 +207,15 @@ def resolve_check(
     if extra_config is not None and (nproc > 1 or distributed) and not extra.get("distributed") and not all_modes:
         # The pasted config is the deployment: without "distributed": true (a bool) vLLM streams
         # whole on every rank, so verifying distributed streaming would answer another question.
+        given = json.loads(extra_config).get("distributed")  # parsed above: valid JSON, an object
+        said = (
+            f'its "distributed" is {json.dumps(given)}, not true'
+            if given is not None
+            else 'it has no "distributed": true'
+        )
         raise UsageError(
-            '--model-loader-extra-config has no "distributed": true, so vLLM does not stream distributed; '
-            "leave out --nproc/--distributed, or add it"
+            f"--model-loader-extra-config: {said}, so vLLM does not stream distributed; "
+            "leave out --nproc/--distributed, or set it"
         )
     for key, flag, given in (
         ("concurrency", "--concurrency", concurrency),

@@ -108,8 +108,11 @@ def test_a_loader_config_the_streamer_would_refuse_or_a_flag_contradicts_is_a_us
 @pytest.mark.parametrize("config", ['{"distributed": "true"}', '{"distributed": false}', '{"concurrency": 4}'])
 def test_distributed_ranks_are_refused_when_the_pasted_config_does_not_stream_distributed(config: str) -> None:
     # vLLM sets distributed only from a bool true: this deployment streams whole on every rank.
-    with pytest.raises(UsageError, match='no "distributed": true'):
+    given = json.loads(config).get("distributed")
+    said = f'"distributed" is {json.dumps(given)}, not true' if given is not None else 'no "distributed": true'
+    with pytest.raises(UsageError) as refused:
         resolve_check(vllm="0.32", extra_config=config, nproc=2)
+    assert said in str(refused.value) and "so vLLM does not stream distributed" in str(refused.value)
     assert resolve_check(vllm="0.32", extra_config='{"distributed": true}', nproc=2).profile.vllm.name == "0.32"
 
 
