@@ -202,9 +202,18 @@ def matrix(
     watch: Watch | None = None,
 ) -> Matrix:
     """`path` against every deployment profile nemoverify knows (distributed rows on `nproc` ranks)."""
+    base = matrix_options(nproc, device, model_loader_extra_config, algorithm, strict)
+    return run_matrix(path, base, nproc, rank_timeout, watch)
+
+
+def matrix_options(
+    nproc: int, device: str, model_loader_extra_config: str | None, algorithm: str | None, strict: bool
+) -> CheckOptions:
+    """What every row of a matrix shares (its rows stream both ways: the loader config's
+    `distributed` chooses nothing there). Raises UsageError."""
     from nemoverify.options import resolve_check
 
-    base = resolve_check(
+    return resolve_check(
         algorithm=algorithm,
         strict=strict,
         device=device,
@@ -212,7 +221,6 @@ def matrix(
         nproc=nproc,
         all_modes=True,
     )
-    return run_matrix(path, base, nproc, rank_timeout, watch)
 
 
 @cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause

@@ -732,22 +732,12 @@ def matrix(
     0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
     deployments is exposed?"""
     from nemoverify import api
-    from nemoverify.options import resolve_check
     from nemoverify.outputs import STDOUT
     from nemoverify.profile_matrix import matrix_without_verdict
 
     stdout = "--format json" if output_format == "json" and not quiet else None
     json_file = _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout).get("--json")
-    base = _run(
-        lambda: resolve_check(
-            algorithm=algorithm,
-            strict=strict,
-            device=device,
-            extra_config=model_loader_extra_config,
-            nproc=nproc,
-            all_modes=True,
-        )
-    )
+    base = _run(lambda: api.matrix_options(nproc, device, model_loader_extra_config, algorithm, strict))
 
     import json
 
