@@ -139,8 +139,11 @@ def matrix_profiles(base: CheckOptions) -> list[CheckOptions]:
 
 
 def _supported(release: VllmRelease, checkpoint: Checkpoint) -> bool:
-    archs = checkpoint.config.architectures
-    return not archs or any(a in release.architectures for a in archs)
+    """Whether the release routes the checkpoint here. Without a config.json nothing says otherwise
+    (warned of); a config.json without architectures is one vLLM cannot resolve."""
+    if not checkpoint.config.present:
+        return True
+    return any(a in release.architectures for a in checkpoint.config.architectures)
 
 
 def _cell(

@@ -77,10 +77,11 @@ def test_matrix_takes_a_deployments_loader_config_whatever_its_distributed_key(c
     assert result.exit_code == 0, result.output
 
 
-def test_a_matrix_of_an_architecture_no_release_routes_here_gives_no_verdict(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("architectures", [["LlamaForCausalLM"], []])  # [] is one vLLM cannot resolve at all
+def test_a_matrix_of_an_architecture_no_release_routes_here_gives_no_verdict(cli, vl_checkpoint: str, copy_of, architectures: list[str]) -> None:  # type: ignore[no-untyped-def]
     root = copy_of(vl_checkpoint)
     with open(os.path.join(root, "config.json"), "w") as f:
-        json.dump({"architectures": ["LlamaForCausalLM"]}, f)
+        json.dump({"architectures": architectures}, f)
     result = cli("matrix", root, "--nproc", "1", "--format", "json")
     assert result.exit_code == 3, result.output  # no row streams a byte: nothing was checked
     matrix = json.loads(result.stdout)

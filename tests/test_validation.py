@@ -68,6 +68,15 @@ def test_problems_name_the_file_and_the_tensor(vl_checkpoint: str, copy_of) -> N
     assert "tensor 'mlp1.1.weight'" in problem.render()
 
 
+def test_a_missing_config_json_is_a_warning_unless_strict(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    os.remove(os.path.join(root, "config.json"))  # vLLM cannot build the model: nothing says which it is
+    result = cli("check", root)
+    assert result.exit_code == 0, result.output
+    assert "there is no config.json" in " ".join(result.stdout.split())
+    assert cli("check", root, "--strict").exit_code == 3
+
+
 def test_unknown_architecture_is_a_warning_unless_strict(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
     import json
 

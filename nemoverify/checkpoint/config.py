@@ -37,8 +37,16 @@ def is_nano_vl(architecture: str) -> bool:
 
 def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]]:
     """Parse config text (None: no config.json). Unknown architectures are warnings here."""
-    if text is None:
-        return ModelConfig(present=False), []
+    if text is None:  # the replay goes on as NemotronH_Nano_VL_V2, a sound encoder presumed where sound is
+        return ModelConfig(present=False), [
+            Problem(
+                "config-architecture",
+                file,
+                "there is no config.json: vLLM cannot build the model without one, and which model the load path "
+                "belongs to is presumed",
+                severity="warning",
+            )
+        ]
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:

@@ -70,7 +70,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("hf-not-cached", "structure", "The name is no local path and not in the local Hugging Face cache; nemoverify never downloads.", "Fetch it first (hf download REPO), or pass a path."),
     # config.json.
     Rule("config-json", "structure", "config.json is not a valid JSON object.", "Rewrite config.json from the model's source."),
-    Rule("config-architecture", "structure", "config.json names no architecture vLLM sends to NemotronH_Nano_VL_V2 (in any release, or in the deployment's): a warning unless --strict.", "Set architectures to the model's Nemotron Nano VL class, or deploy a vLLM release that routes it."),
+    Rule("config-architecture", "structure", "config.json is missing, or names no architecture vLLM sends to NemotronH_Nano_VL_V2 (in any release, or in the deployment's): a warning unless --strict.", "Set architectures to the model's Nemotron Nano VL class, or deploy a vLLM release that routes it."),
     Rule("config-sound", "structure", "config.json declares a sound encoder without sound tensors, or sound tensors without a sound_config.", "Declare sound_config exactly when the checkpoint holds sound tensors."),
     # Runs without a verdict.
     Rule("storage-error", "run", "Object storage failed: no verdict was reached.", "Check the credentials, the endpoint and the network, then run again."),
