@@ -18,6 +18,7 @@ from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.compare import Delivered, find_differences, summarize
 from nemoverify.dtypes import dtype_names
+from nemoverify.errors import InvalidCheckpoint
 from nemoverify.hashing import tensor_digester
 from nemoverify.loaders import TensorSource, require_loadable
 from nemoverify.loaders.runai import RunaiStreamer
@@ -185,6 +186,9 @@ def check(
     checkpoint.require_valid(options.strict)
     streamed = against or checkpoint  # --against: the local copy is the reference, the uploaded one is streamed
     streamed.require_valid(options.strict)
+    if options.strict and options.loader == "runai" and (unrouted := _release_warnings(streamed, options)):
+        # --strict makes a warning an error, this release's own ones too: it would refuse the model.
+        raise InvalidCheckpoint(streamed.root, [replace(p, severity="error") for p in unrouted])
     started = time.monotonic()
     cancel = threading.Event()
     # Both passes run on daemon threads and this thread only waits: an interrupt lands here and never
@@ -281,6 +285,8 @@ def _explain_duplicates(
         held = next((h for h in reversed(holders) if stored[(h, f.name)] == f.actual), None)
         if held is None:
             which = "holds bytes that match no stored copy (a stale buffer?)"
+        elif f.name not in indexed:  # only in files outside the index: no indexed copy to compare with
+            which = f"ends up holding the copy from {held} (no indexed copy exists)"
         elif held == indexed.get(f.name):
             which = f"ends up holding the indexed copy from {held}"
         else:

@@ -68,6 +68,8 @@ def find_differences(
         if obs.status == "raised":  # every copy routes alike: vLLM raises on the first, the load fails
             add(name, known.component if known else obs.component, "load-error", None, None, obs.reason)
             continue
+        if obs.status != "loaded":  # dropped (skipped, text-only, unclaimed) every time: no parameter holds one
+            continue
         copies = delivered.duplicates.count(name) + 1
         add(
             name,

@@ -354,6 +354,9 @@ def test_the_omni_architecture_is_routed_here_only_from_vllm_031(cli, make_check
     old = cli("check", path, "--vllm", "0.30")
     assert old.exit_code == 0  # the load itself is intact; the release would refuse the model: a warning
     assert "vLLM 0.22-0.30 does not route NemotronH_Omni_Reasoning_V3" in " ".join(old.stdout.split())
+    strict = cli("check", path, "--vllm", "0.30", "--strict")
+    assert strict.exit_code == 3, strict.output  # --strict: the release's own warning is an error too
+    assert "[config-architecture]" in strict.stderr
 
 
 def test_an_unknown_parakeet_weight_is_a_load_failure_of_the_release(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
@@ -437,6 +440,24 @@ def test_a_sound_tensor_in_a_stray_file_is_what_the_missing_sound_config_warns_o
     root = copy_of(vl_checkpoint)  # no sound_config; vLLM streams the stray file and asserts on its tensor
     _stray(root, "extra-sound.safetensors", {"sound_projection.norm.weight": torch.ones(2)})
     assert [p.rule for p in open_checkpoint(root).problems if p.rule == "config-sound"] == ["config-sound"]
+
+
+def test_a_name_vllm_drops_delivered_twice_fails_nothing_and_a_stray_only_one_says_so(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    dropped = "vision_model.radio_model.input_conditioner.extra"  # RADIO skips input_conditioner.*
+    for stray in ("stray-a.safetensors", "stray-b.safetensors"):
+        _stray(root, stray, {dropped: torch.ones(2)})
+    assert cli("check", root).exit_code == 0  # no parameter holds either copy
+    loaded = "language_model.backbone.extra.weight"
+    for stray in ("stray-a.safetensors", "stray-b.safetensors"):
+        _stray(root, stray, {dropped: torch.ones(2), loaded: torch.ones(2)})
+    result = cli("check", root, "--format", "json")
+    assert result.exit_code == 1
+    [finding] = json.loads(result.stdout)["mismatches"]
+    assert (finding["name"], finding["kind"]) == (loaded, "duplicate")
+    assert "no indexed copy exists" in finding["message"] and "differ from the indexed copy" not in finding["message"]
 
 
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
