@@ -460,6 +460,17 @@ def test_a_name_vllm_drops_delivered_twice_fails_nothing_and_a_stray_only_one_sa
     assert "no indexed copy exists" in finding["message"] and "differ from the indexed copy" not in finding["message"]
 
 
+def test_fail_on_unclaimed_sees_an_unclaimed_tensor_in_a_stray_file(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    _stray(root, "stray.safetensors", {"weird.thing": torch.ones(2)})  # streamed, claimed by no component
+    assert cli("check", root).exit_code == 0
+    result = cli("check", root, "--fail-on-unclaimed")
+    assert result.exit_code == 1, result.output
+    assert "weird.thing" in result.stdout and "unclaimed tensors present" in result.stdout
+
+
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The reference stays the indexed checkpoint, whatever else the directory holds."""
     root = str(tmp_path / "c")
