@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nemoverify.hashing import root_digest
-from nemoverify.model.routing import COMPONENTS
+from nemoverify.model.routing import COMPONENTS, loads_into, may_share_a_parameter, route
 from nemoverify.report import ComponentSummary, Finding, FindingKind, Observation, Skipped, Source
 
 
@@ -37,7 +37,9 @@ def find_differences(
     """Every way `delivered` differs from `expected`, tensor by tensor."""
     findings: list[Finding] = []
 
-    def add(name: str, component: str, kind: FindingKind, exp: str | None, act: str | None, detail: str | None = None) -> None:
+    def add(
+        name: str, component: str, kind: FindingKind, exp: str | None, act: str | None, detail: str | None = None
+    ) -> None:
         findings.append(Finding(name, component, kind, exp, act, against, rank, detail=detail))
 
     got = delivered.observations
@@ -79,7 +81,39 @@ def find_differences(
             got[name].digest,
             f"delivered {copies} times",
         )
+    findings.extend(_shared_parameters(delivered, expected, against, rank))
     return findings
+
+
+def _shared_parameters(
+    delivered: Delivered, expected: Mapping[str, Observation], against: Source, rank: int | None
+) -> list[Finding]:
+    """Two names that load into one parameter: it keeps the one loaded last, the other is lost
+    without a word (each name's bytes arrive intact, so no other finding sees it)."""
+    loaded = [o for o in delivered.observations.values() if o.status == "loaded"]
+    if not any(may_share_a_parameter(o.name) for o in loaded):  # the common case: one pass, no routing
+        return []
+    first: dict[tuple[str, str], str] = {}
+    found = []
+    for o in loaded:  # in the order they were loaded (recorded at the copy into the parameter)
+        target = (o.component, loads_into(o.name, route(o.name)))
+        earlier = first.setdefault(target, o.name)
+        if earlier != o.name:
+            known = expected.get(o.name)
+            detail = f"loads into the same {o.component} parameter as {earlier}, which it overwrites"
+            found.append(
+                Finding(
+                    o.name,
+                    o.component,
+                    "shared-parameter",
+                    known.digest if known else None,
+                    o.digest,
+                    against,
+                    rank,
+                    detail=detail,
+                )
+            )
+    return found
 
 
 def summarize(

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 Status = Literal["loaded", "skipped", "unclaimed", "raised"]  # raised: vLLM raises on it, the load fails
 Source = Literal["reference", "manifest"]  # what a finding was found against
-FindingKind = Literal["bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error"]
+FindingKind = Literal[
+    "bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error", "shared-parameter"
+]
 # What a run concluded: "verified" (exit 0), "failed" (exit 1), or no verdict (exit 3): "invalid" (the
 # checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
 # that cannot be read, a crash; `problems` holds what happened).
@@ -81,6 +83,7 @@ class Finding:
             "duplicate": "delivered more than once",
             "size": "shard size differs from the manifest",
             "load-error": "vLLM fails to load it",
+            "shared-parameter": "another name loads into its parameter",
         }[self.kind]
 
     def _describe(self, cut: int | None) -> str:
@@ -101,7 +104,7 @@ def _describe(findings: tuple[Finding, ...], cut: int | None) -> str:
     for (kind, _, more), group in groups.items():
         ranks = sorted({f.rank for f in group if f.rank is not None})
         where = f" on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}" if ranks else ""
-        if kind == "duplicate" and more:
+        if kind in ("duplicate", "shared-parameter") and more:
             parts.append(f"{more}{where}")
             continue
         if kind == "load-error" and more:
@@ -252,7 +255,9 @@ class Report:
         if self.no_verdict is not None:
             return ()
         if not self.replays_load_path:
-            return ("how vLLM loads these bytes: verify reads the stored bytes only; nemoverify check replays the load path",)
+            return (
+                "how vLLM loads these bytes: verify reads the stored bytes only; nemoverify check replays the load path",
+            )
         if self.manifest is None and self.copy is None:
             return (
                 "the stored bytes against any record: both loaders read the same files, so bytes damaged at "

@@ -471,6 +471,20 @@ def test_fail_on_unclaimed_sees_an_unclaimed_tensor_in_a_stray_file(cli, vl_chec
     assert "weird.thing" in result.stdout and "unclaimed tensors present" in result.stdout
 
 
+def test_a_stray_name_that_loads_into_an_indexed_ones_parameter_fails(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    [shape] = [info.shape for _, info in open_checkpoint(root).tensors() if info.name == "mlp1.0.weight"]
+    _stray(root, "z-old.safetensors", {"mlp1_old.0.weight": torch.zeros(shape)})
+    result = cli("check", root, "--format", "json")
+    assert result.exit_code == 1, result.output
+    # Tensors arrive in completion order: whichever loads last is held, so the run names that one.
+    [shared] = [m for m in json.loads(result.stdout)["mismatches"] if m["kind"] == "shared-parameter"]
+    names = {"mlp1.0.weight", "mlp1_old.0.weight"}
+    assert shared["name"] in names and (names - {shared["name"]}).pop() in shared["message"]
+
+
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The reference stays the indexed checkpoint, whatever else the directory holds."""
     root = str(tmp_path / "c")

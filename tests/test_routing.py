@@ -120,3 +120,32 @@ def test_the_vision_final_layernorm_is_routed_only_from_vllm_032_with_mtp_layers
     routed = route(name, final_layernorm=True)
     assert (routed.component, routed.inline, routed.skip) == ("mlp1", True, None)
     assert route("vision_projector.0.weight", final_layernorm=True).component == "unclaimed"
+
+
+def test_names_that_load_into_one_parameter_are_found_in_load_order() -> None:
+    from nemoverify.compare import Delivered, find_differences
+    from nemoverify.report import Observation
+
+    # Both names are in the checkpoint and each arrives intact, so only the shared parameter shows:
+    # vLLM hands `mlp1_old.0.weight` on as `0.weight` (it routes on startswith("mlp1")).
+    old, new = (
+        Observation(n, "mlp1", "BF16", (4,), 8, d) for n, d in (("mlp1.0.weight", "aa"), ("mlp1_old.0.weight", "bb"))
+    )
+    delivered = Delivered()
+    delivered.add(old)
+    delivered.add(new)
+    [finding] = find_differences({o.name: o for o in (old, new)}, delivered)
+    assert (finding.name, finding.kind) == ("mlp1_old.0.weight", "shared-parameter")
+    assert "as mlp1.0.weight, which it overwrites" in finding.message
+    alone = Delivered()
+    alone.add(old)
+    assert find_differences({old.name: old}, alone) == []
+    # Parakeet's two paths to its projection
+    a, b = (
+        Observation(n, "sound", "BF16", (4,), 8, "cc")
+        for n in ("sound_projection.linear1.weight", "sound_encoder.projection.linear1.weight")
+    )
+    both = Delivered()
+    both.add(a)
+    both.add(b)
+    assert [f.kind for f in find_differences({a.name: a, b.name: b}, both)] == ["shared-parameter"]

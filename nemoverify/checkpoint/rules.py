@@ -86,6 +86,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("dtype", "tensor", "The tensor's dtype differs.", "Convert the checkpoint again with the expected dtype."),
     Rule("shape", "tensor", "The tensor's shape differs.", "Convert the checkpoint again with the expected shapes."),
     Rule("duplicate", "tensor", "The loader delivered the tensor more than once.", "Remove the duplicate tensor or stray shard the loader streams."),
+    Rule("shared-parameter", "tensor", "Two checkpoint names load into one parameter (vLLM routes on name prefixes): the parameter keeps the one loaded last.", "Remove or rename the other name (mlp1_old.* loads into mlp1.*)."),
     Rule("size", "tensor", "A shard file's size differs from the manifest.", "Copy the shard again in full."),
     Rule("load-error", "tensor", "vLLM raises on the tensor: the load fails.", "Remove or rename the tensor (or declare what it needs, as a sound_config), or deploy a release that accepts it."),
 )

@@ -77,6 +77,27 @@ def route(name: str, final_layernorm: bool = False) -> Route:
     return Route("unclaimed", name, UNCLAIMED)
 
 
+def loads_into(name: str, r: Route) -> str:
+    """The name the component's loader resolves to a parameter. Two checkpoint names with the same one
+    (the predicates match prefixes: `mlp1_old.0.weight` is handed on as `0.weight`; Parakeet maps
+    `sound_projection.X` and `sound_encoder.projection.X` both to `projection.X`) load into one
+    parameter, which keeps whichever is loaded last."""
+    if r.component == "sound" and name.startswith("sound_projection."):
+        return "projection." + name[len("sound_projection.") :]
+    if r.component == "sound" and name.startswith("sound_encoder."):
+        return name[len("sound_encoder.") :]
+    return r.handed_on
+
+
+# Names that can share a parameter with another: a first dotted part other than the predicate's own
+# word (`language_modelX.`, `mlp1_old.`), or Parakeet's second path to its projection.
+_OWN_PREFIXES = ("language_model.", "mlp1.", "vision_model.", "sound_encoder.", "sound_projection.", "vision_projector.")
+
+
+def may_share_a_parameter(name: str) -> bool:
+    return not name.startswith(_OWN_PREFIXES) or name.startswith("sound_encoder.projection.")
+
+
 def _nemotron_h_skip(handed_on: str) -> str | None:
     if handed_on.startswith("mtp"):
         return "NemotronH drops multi-token-prediction weights (mtp*)"
