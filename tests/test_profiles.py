@@ -73,7 +73,8 @@ def test_only_vllm_033_rejects_unknown_loader_config_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    "config", ['{"memory_limit": "4000000000"}', '{"memory_limit": 4e9}', '{"concurrency": "8"}', '{"distributed": "true"}']
+    "config",
+    ['{"memory_limit": "4000000000"}', '{"memory_limit": 4e9}', '{"concurrency": "8"}', '{"distributed": "true"}'],
 )
 def test_a_loader_config_value_of_another_type_is_ignored_as_vllm_ignores_it(config: str) -> None:
     # vLLM 0.20-0.32 set a key only where isinstance(value, int) (bool for distributed): the deployment
@@ -323,6 +324,18 @@ def test_mtp_layers_are_read_from_llm_config_as_vllm_reads_it(make_checkpoint: C
     assert run(root, vllm="0.33").components["unclaimed"].tensors == 2
 
 
+@pytest.mark.parametrize(
+    ("value", "layers"), [("1", 1), ("true", 1), ("1.0", 1), ("Infinity", 1), ("0", 0), ("-1", 0), ('"2"', 0)]
+)
+def test_mtp_layers_are_what_vllms_greater_than_zero_test_says(value: str, layers: int) -> None:
+    from nemoverify.checkpoint.config import read_config
+
+    config, _ = read_config(
+        f'{{"architectures": ["NemotronH_Nano_VL_V2"], "llm_config": {{"num_nextn_predict_layers": {value}}}}}', "c"
+    )
+    assert config.mtp_layers == layers
+
+
 def test_without_mtp_layers_vllm_033_still_drops_the_final_layernorm(
     make_checkpoint: Callable[..., str], copy_of
 ) -> None:
@@ -373,7 +386,9 @@ def test_an_unknown_parakeet_weight_is_a_load_failure_of_the_release(cli, omni_c
 
 
 @pytest.mark.parametrize("vllm", ["0.20", "0.33"])  # mlp1 looked up inline (pre-fix) and after the drain (fixed)
-def test_an_unknown_mlp1_weight_is_a_load_failure_on_either_load_path(cli, vl_checkpoint: str, copy_of, vllm: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_mlp1_weight_is_a_load_failure_on_either_load_path(
+    cli, vl_checkpoint: str, copy_of, vllm: str
+) -> None:  # type: ignore[no-untyped-def]
     import torch
 
     root = copy_of(vl_checkpoint)
@@ -395,7 +410,9 @@ def test_an_unknown_mlp1_weight_is_a_load_failure_on_either_load_path(cli, vl_ch
     assert table.index(name) < table.index("... and") if "... and" in table else name in table
 
 
-def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_skips_them(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_skips_them(
+    cli, omni_checkpoint: str, copy_of
+) -> None:  # type: ignore[no-untyped-def]
     root = copy_of(omni_checkpoint)
     config = os.path.join(root, "config.json")
     with open(config) as f:
@@ -442,7 +459,9 @@ def test_a_sound_tensor_in_a_stray_file_is_what_the_missing_sound_config_warns_o
     assert [p.rule for p in open_checkpoint(root).problems if p.rule == "config-sound"] == ["config-sound"]
 
 
-def test_a_name_vllm_drops_delivered_twice_fails_nothing_and_a_stray_only_one_says_so(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+def test_a_name_vllm_drops_delivered_twice_fails_nothing_and_a_stray_only_one_says_so(
+    cli, vl_checkpoint: str, copy_of
+) -> None:  # type: ignore[no-untyped-def]
     import torch
 
     root = copy_of(vl_checkpoint)
@@ -531,7 +550,9 @@ def test_a_dtype_torch_cannot_hold_is_one_load_failure_whichever_the_loader(cli,
 
 
 @pytest.mark.slow
-def test_where_the_ring_decides_the_verdict_as_deployed_uses_productions_ring(make_checkpoint: Callable[..., str]) -> None:
+def test_where_the_ring_decides_the_verdict_as_deployed_uses_productions_ring(
+    make_checkpoint: Callable[..., str],
+) -> None:
     """The pre-fix path over 0.16's views is safe in production for a checkpoint its 40 GB ring holds
     (900 MB here): as deployed must say so, though nemoverify's faster default ring is 256 MiB. With
     that small ring forced, the same deployment is corrupted: the ring size is the verdict here."""

@@ -15,7 +15,9 @@ class ModelConfig:
     present: bool
     architectures: tuple[str, ...] = ()
     declares_sound: bool = False
-    mtp_layers: int = 0  # num_nextn_predict_layers of the language model's config: vLLM 0.32+ routes the final layernorm if > 0
+    mtp_layers: int = (
+        0  # num_nextn_predict_layers of the language model's config: vLLM 0.32+ routes the final layernorm if > 0
+    )
 
     @property
     def sound_encoder(self) -> bool:
@@ -84,5 +86,8 @@ def _mtp_layers(data: dict[str, object]) -> int:
         section = data.get(key)
         if isinstance(section, dict):
             mtp = section.get("num_nextn_predict_layers")
-            return mtp if isinstance(mtp, int) and not isinstance(mtp, bool) and mtp > 0 else 0
+            # vLLM tests `num_nextn_predict_layers > 0`, which true and 1.0 pass as well as 1.
+            if not isinstance(mtp, (int, float)) or not mtp > 0:
+                return 0
+            return mtp if isinstance(mtp, int) and not isinstance(mtp, bool) else 1  # 1.0, true, Infinity: some
     return 0
