@@ -92,7 +92,7 @@ def _shared_parameters(
     """Two names that load into one parameter: it keeps the one loaded last, the other is lost
     without a word (each name's bytes arrive intact, so no other finding sees it)."""
     loaded = [o for o in delivered.observations.values() if o.status == "loaded"]
-    if not any(may_share_a_parameter(o.name) for o in loaded):  # the common case: one pass, no routing
+    if not may_share_a_parameter([o.name for o in loaded]):  # the common case: no routing at all
         return []
     first: dict[tuple[str, str], str] = {}
     found = []
