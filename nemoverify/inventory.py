@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.model.replay import NO_SOUND_ENCODER
+from nemoverify.model.replay import NO_SOUND_ENCODER, asserts_on_sound
 from nemoverify.model.routing import COMPONENTS, FINAL_LAYERNORM, UNCLAIMED, route
 
 
@@ -84,15 +84,17 @@ def describe(checkpoint: Checkpoint) -> Inventory:
     for _, info in checkpoint.tensors():
         r = route(info.name)
         skip = _FINAL_LAYERNORM_FROM_032[config.mtp_layers > 0] if info.name in FINAL_LAYERNORM else r.skip
-        if r.component == "sound" and not config.sound_encoder:
+        if asserts_on_sound(r, False, config.sound_encoder):
             skip = None  # asserted on before Parakeet could skip it: listed under raises
         by_component.setdefault(r.component, []).append((info.name, info.dtype, info.nbytes, skip))
     raises: dict[str, set[tuple[str, str]]] = {}  # over every file vLLM streams, stray ones included
     for shard in checkpoint.streamed:
         for info in shard.header.tensors:
             r = route(info.name)
-            if r.component == "sound" and not config.sound_encoder:  # asserted before any sub-loader's rule
-                raises.setdefault("sound", set()).add((info.name, f"{NO_SOUND_ENCODER}, unless text-only mode skips it"))
+            if asserts_on_sound(r, False, config.sound_encoder):  # asserted before any sub-loader's rule
+                raises.setdefault("sound", set()).add(
+                    (info.name, f"{NO_SOUND_ENCODER}, unless text-only mode skips it")
+                )
             elif r.raises is not None and r.skip is None:
                 raises.setdefault(r.component, set()).add((info.name, r.raises))
     components: dict[str, ComponentInventory] = {}

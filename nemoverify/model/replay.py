@@ -24,6 +24,7 @@ Strategy = Literal["fixed", "legacy"]
 TEXT_ONLY = "text-only mode: every modality limit is 0, so vLLM skips it"
 Weights = Iterable[tuple[str, "torch.Tensor"]]
 Take = Callable[["torch.Tensor"], "torch.Tensor"] | None  # the 0.22+ iterator's clone, or None
+Router = Callable[[str], Route]  # `route`, as the release calls it
 
 
 class LoadEvents(Protocol):
@@ -60,7 +61,7 @@ def replay(
     # reference pass does, or, where the release routes the final layernorm (0.32+ with MTP layers),
     # `route(name, True)` as `checking.routed_as` does (a keyword would be another cache key).
     router = _final_layernorm_router if rules.final_layernorm else route
-    REPLAYS[rules.load_path](weights, events, rules.text_only, router, take, rules.sound_encoder)
+    REPLAYS[rules.load_path](weights, events, rules, router, take)
 
 
 def _final_layernorm_router(name: str) -> Route:
@@ -110,23 +111,18 @@ def _not_loaded(r: Route, text_only: bool) -> str | None:
 NO_SOUND_ENCODER = "vLLM's load_weights asserts the model has a sound encoder (config.json declares no sound_config)"
 
 
-def _asserts(r: Route, text_only: bool, sound_encoder: bool) -> bool:
+def asserts_on_sound(r: Route, text_only: bool, sound_encoder: bool) -> bool:
     """load_weights asserts on a sound name when the model has no sound encoder: after the text-only
-    skip, before any sub-loader sees the name (so before Parakeet's own skips and raises)."""
+    skip, before any sub-loader sees the name (so before Parakeet's own skips and raises). `inspect`
+    asks it too, knowing no text-only mode."""
     return not sound_encoder and r.component == "sound" and not text_only
 
 
-def replay_fixed(  # type: ignore[no-untyped-def]
-    weights: Weights,
-    events: LoadEvents,
-    text_only: bool = False,
-    router=route,
-    take: Take = None,
-    sound_encoder: bool = True,
-) -> None:
+def replay_fixed(weights: Weights, events: LoadEvents, rules: LoadRules, router: Router, take: Take) -> None:
     """After PR 42244: language-model weights are consumed as they are yielded; multimodal ones are
     `detach().clone()`d, the iterator is drained, then mlp1, vision and sound are loaded. `take`:
     the 0.22+ iterator's clone, taken as each tensor is yielded."""
+    text_only, sound_encoder = rules.text_only, rules.sound_encoder
     deferred: dict[Component, list[tuple[str, torch.Tensor]]] = {"mlp1": [], "vision": [], "sound": []}
 
     def language_model_weights() -> Iterator[tuple[str, torch.Tensor]]:
@@ -137,7 +133,7 @@ def replay_fixed(  # type: ignore[no-untyped-def]
             if r.component == "language_model" and r.skip is None:  # the common case, checked first
                 yield name, w
                 continue
-            if _asserts(r, text_only, sound_encoder):
+            if asserts_on_sound(r, text_only, sound_encoder):
                 events.failed(name, "sound", NO_SOUND_ENCODER, w)
                 continue
             reason = _not_loaded(r, text_only)
@@ -162,25 +158,19 @@ def replay_fixed(  # type: ignore[no-untyped-def]
             events.loaded(name, component, w)
 
 
-def replay_legacy(  # type: ignore[no-untyped-def]
-    weights: Weights,
-    events: LoadEvents,
-    text_only: bool = False,
-    router=route,
-    take: Take = None,
-    sound_encoder: bool = True,
-) -> None:
+def replay_legacy(weights: Weights, events: LoadEvents, rules: LoadRules, router: Router, take: Take) -> None:
     """Before PR 42244: one pass keeps *references* to language-model, vision and sound tensors in
     lists (mlp1 alone is copied inline), and only then are the lists loaded. Unsafe with any loader
     that reuses its buffers; kept so users can prove a loader is or is not. `take`: as in
     `replay_fixed`."""
+    text_only, sound_encoder = rules.text_only, rules.sound_encoder
     kept: dict[Component, list[tuple[str, torch.Tensor]]] = {"language_model": [], "vision": [], "sound": []}
     for name, w in weights:
         if take is not None:
             w = take(w)
         r = router(name)
         reason = _not_loaded(r, text_only)
-        if _asserts(r, text_only, sound_encoder):  # asserted inside the routing loop
+        if asserts_on_sound(r, text_only, sound_encoder):  # asserted inside the routing loop
             events.failed(name, "sound", NO_SOUND_ENCODER, w)
         elif reason is not None:
             events.passed(name, r.component, reason, w)
