@@ -15,9 +15,7 @@ class ModelConfig:
     present: bool
     architectures: tuple[str, ...] = ()
     declares_sound: bool = False
-    mtp_layers: int = (
-        0  # num_nextn_predict_layers of the language model's config: vLLM 0.32+ routes the final layernorm if > 0
-    )
+    mtp_layers: int = 0  # the language model's num_nextn_predict_layers: > 0, 0.32+ routes the final layernorm
 
     @property
     def sound_encoder(self) -> bool:
