@@ -80,7 +80,7 @@ print(time.perf_counter() - t0)
 WORK_CHECK = """
 import sys, time
 import torch, runai_model_streamer, safetensors  # before the clock, as in WORK_STREAM
-import nemoverify.checking, nemoverify.cli
+import nemoverify.engine.check, nemoverify.cli
 t0 = time.perf_counter()
 try:
     nemoverify.cli.run(sys.argv[2:])
@@ -95,7 +95,7 @@ OWN_IMPORTS = """
 import time
 import torch, runai_model_streamer, safetensors
 t0 = time.perf_counter()
-import nemoverify.__main__, nemoverify.cli, nemoverify.api, nemoverify.checking, nemoverify.options
+import nemoverify.__main__, nemoverify.cli, nemoverify.api, nemoverify.engine.check, nemoverify.deployment.options
 nemoverify.cli.build_parser()
 print(time.perf_counter() - t0)
 """

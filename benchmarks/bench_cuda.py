@@ -18,8 +18,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 from bench_check import spec_for  # noqa: E402
 
-from nemoverify.checking import CheckOptions, candidate_pass, check  # noqa: E402
 from nemoverify.checkpoint.layout import open_checkpoint  # noqa: E402
+from nemoverify.deployment.options import CheckOptions  # noqa: E402
+from nemoverify.engine.check import check  # noqa: E402
+from nemoverify.engine.passes import candidate_pass  # noqa: E402
 from nemoverify.testing.synthetic import write_checkpoint  # noqa: E402
 
 

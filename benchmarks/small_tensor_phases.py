@@ -36,16 +36,17 @@ def main() -> None:
     import torch  # noqa: F401  (imports before the clock, as in a run)
     from runai_model_streamer import SafetensorsStreamer
 
-    from nemoverify import checking
     from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.deployment.options import resolve_check
+    from nemoverify.engine import check as checking
+    from nemoverify.engine import passes
     from nemoverify.hashing import tensor_digester
     from nemoverify.model.routing import route
-    from nemoverify.options import resolve_check
 
     gc.freeze()  # as the CLI does after its imports
     files = sorted(glob.glob(os.path.join(args.dir, "*.safetensors")))
     checkpoint = open_checkpoint(args.dir)
-    options = resolve_check().fitted_to(checkpoint)
+    options = resolve_check().fitted_to(checkpoint.largest_streamed_tensor)
     digest = tensor_digester(options.algorithm)
 
     def bare_stream() -> None:
@@ -62,16 +63,16 @@ def main() -> None:
 
     def candidate_pass() -> None:
         route.cache_clear()  # a run routes every name once, cold, in its candidate pass
-        checking.candidate_pass(checkpoint, options)
+        passes.candidate_pass(checkpoint, options)
 
     def header_parse() -> None:
         open_checkpoint(args.dir)
 
     def reference_pass() -> None:
-        checking.reference_pass(checkpoint, options.algorithm)
+        passes.reference_pass(checkpoint, options.algorithm)
 
-    reference = checking.reference_pass(checkpoint, options.algorithm)
-    delivered = checking.candidate_pass(checkpoint, options)
+    reference = passes.reference_pass(checkpoint, options.algorithm)
+    delivered = passes.candidate_pass(checkpoint, options)
 
     def report() -> None:
         checking.build_report(checkpoint, options, checking.routed_as(reference, options, checkpoint), {0: delivered}, 0)

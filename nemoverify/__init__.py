@@ -19,7 +19,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from nemoverify._version import __version__
 
 _EXPORTS = {
     "check": "nemoverify.api",
@@ -27,23 +27,23 @@ _EXPORTS = {
     "manifest": "nemoverify.api",
     "inspect": "nemoverify.api",
     "matrix": "nemoverify.api",
-    "CheckOptions": "nemoverify.options",
-    "resolve_check": "nemoverify.options",
-    "Profile": "nemoverify.profiles",
-    "resolve_profile": "nemoverify.profiles",
-    "VLLM_RELEASES": "nemoverify.profiles",
-    "STREAMER_RELEASES": "nemoverify.profiles",
+    "CheckOptions": "nemoverify.deployment.options",
+    "resolve_check": "nemoverify.deployment.options",
+    "Profile": "nemoverify.deployment.profiles",
+    "resolve_profile": "nemoverify.deployment.profiles",
+    "VLLM_RELEASES": "nemoverify.deployment.profiles",
+    "STREAMER_RELEASES": "nemoverify.deployment.profiles",
     "Report": "nemoverify.report",
     "Finding": "nemoverify.report",
-    "Observation": "nemoverify.report",
+    "Observation": "nemoverify.observations",
     "ComponentSummary": "nemoverify.report",
-    "Manifest": "nemoverify.manifests",
-    "Inventory": "nemoverify.inventory",
-    "Matrix": "nemoverify.profile_matrix",
+    "Manifest": "nemoverify.engine.manifests",
+    "Inventory": "nemoverify.engine.inventory",
+    "Matrix": "nemoverify.engine.matrix",
     "Problem": "nemoverify.checkpoint.problems",
     "ExitCode": "nemoverify.errors",
     "NemoverifyError": "nemoverify.errors",
-    "InvalidCheckpoint": "nemoverify.errors",
+    "InvalidCheckpoint": "nemoverify.checkpoint.problems",
     "UsageError": "nemoverify.errors",
 }
 __all__ = [
@@ -75,14 +75,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from nemoverify.api import check, inspect, manifest, matrix, verify
-    from nemoverify.checkpoint.problems import Problem
-    from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, UsageError
-    from nemoverify.inventory import Inventory
-    from nemoverify.manifests import Manifest
-    from nemoverify.options import CheckOptions, resolve_check
-    from nemoverify.profile_matrix import Matrix
-    from nemoverify.profiles import STREAMER_RELEASES, VLLM_RELEASES, Profile, resolve_profile
-    from nemoverify.report import ComponentSummary, Finding, Observation, Report
+    from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
+    from nemoverify.deployment.options import CheckOptions, resolve_check
+    from nemoverify.deployment.profiles import STREAMER_RELEASES, VLLM_RELEASES, Profile, resolve_profile
+    from nemoverify.engine.inventory import Inventory
+    from nemoverify.engine.manifests import Manifest
+    from nemoverify.engine.matrix import Matrix
+    from nemoverify.errors import ExitCode, NemoverifyError, UsageError
+    from nemoverify.observations import Observation
+    from nemoverify.report import ComponentSummary, Finding, Report
 
 
 def __getattr__(name: str) -> Any:

@@ -22,11 +22,11 @@ from nemoverify.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from nemoverify.checkpoint.problems import Problem
-    from nemoverify.inventory import Inventory
-    from nemoverify.manifests import Manifest
-    from nemoverify.options import CheckOptions, Loader
-    from nemoverify.profile_matrix import Matrix
-    from nemoverify.profiles import LoadPath
+    from nemoverify.deployment.options import CheckOptions, Loader
+    from nemoverify.deployment.profiles import LoadPath
+    from nemoverify.engine.inventory import Inventory
+    from nemoverify.engine.manifests import Manifest
+    from nemoverify.engine.matrix import Matrix
     from nemoverify.report import Report
 
 Watch = Callable[[dict[str, int]], AbstractContextManager[Progress]]
@@ -62,8 +62,8 @@ def check(
 ) -> Report | None:
     """Load `path` as the stored bytes and through the deployment's load path; compare every tensor.
     With `distributed` (a process torchrun started) only rank 0 gets the report; the others None."""
-    from nemoverify.manifests import load_manifest
-    from nemoverify.options import resolve_check
+    from nemoverify.deployment.options import resolve_check
+    from nemoverify.engine.manifests import load_manifest
 
     recorded = load_manifest(manifest) if manifest else None
     options = resolve_check(
@@ -102,11 +102,12 @@ def run_check(
 ) -> Report | None:
     """`check` with its options already resolved (`options.resolve_check`) and its manifest, if any,
     already read (`recorded`, from the file `manifest`, which reports name)."""
-    from nemoverify import distributed as dist_run
-    from nemoverify.checking import check as check_passes
-    from nemoverify.checkpoint.layout import open_checkpoint, refuse_beyond
+    from nemoverify.checkpoint.layout import refuse_beyond
+    from nemoverify.engine import ranks as dist_run
+    from nemoverify.engine.check import check as check_passes
+    from nemoverify.model.checks import open_for_vllm
 
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_for_vllm(path)
     if max_bytes is not None:  # before any rank or pass starts
         refuse_beyond(checkpoint, max_bytes)
     _require_gpus(options.device, nproc)
@@ -121,7 +122,7 @@ def run_check(
         ranks = lambda: dist_run.run_ranks(streamed_path, options, nproc, rank_timeout)  # noqa: E731
     if recorded is None:
         checkpoint.require_valid(options.strict)
-    copy = open_checkpoint(against) if against else None
+    copy = open_for_vllm(against) if against else None
     total = checkpoint.total_bytes
     phases = {"reference": total, "candidate": total} | ({"manifest": total} if recorded else {})
     with _watching(watch, phases) as progress:
@@ -135,7 +136,9 @@ def _require_gpus(device: str, nproc: int) -> None:
 
     wanted = int(device.partition(":")[2] or 0) + 1 if nproc == 1 else nproc
     if not torch.cuda.is_available() or torch.cuda.device_count() < wanted:
-        raise UsageError(f"--device {device}: needs {wanted} CUDA device(s), this machine has {torch.cuda.device_count()}")
+        raise UsageError(
+            f"--device {device}: needs {wanted} CUDA device(s), this machine has {torch.cuda.device_count()}"
+        )
 
 
 @cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
@@ -143,12 +146,13 @@ def verify(
     path: str, manifest: str, *, strict: bool = False, max_bytes: int | None = None, watch: Watch | None = None
 ) -> Report:
     """Only the stored bytes against a manifest, as fast as the disk allows (no load path replayed)."""
-    from nemoverify.checking import verify_manifest
-    from nemoverify.checkpoint.layout import open_checkpoint, refuse_beyond
-    from nemoverify.manifests import load_manifest
+    from nemoverify.checkpoint.layout import refuse_beyond
+    from nemoverify.engine.check import verify_manifest
+    from nemoverify.engine.manifests import load_manifest
+    from nemoverify.model.checks import open_for_vllm
 
     recorded = load_manifest(manifest)
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_for_vllm(path)
     refuse_beyond(checkpoint, max_bytes)
     with _watching(watch, {"manifest": checkpoint.total_bytes}) as progress:
         return verify_manifest(checkpoint, recorded, manifest, progress, strict)
@@ -166,12 +170,13 @@ def manifest(
 ) -> Manifest:
     """One digest per tensor, recorded from the stored bytes (write it with `.to_json()`). `warn`
     hears each warning about the checkpoint (a recorded checkpoint may still be one to look at)."""
-    from nemoverify.checkpoint.layout import open_checkpoint, refuse_beyond
-    from nemoverify.manifests import build_manifest
+    from nemoverify.checkpoint.layout import refuse_beyond
+    from nemoverify.engine.manifests import build_manifest
+    from nemoverify.model.checks import open_for_vllm
 
     if algorithm == "lin128":
         raise UsageError("lin128 is not for manifests: it compares loaders, it does not guard bytes")
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_for_vllm(path)
     checkpoint.require_valid(strict)
     refuse_beyond(checkpoint, max_bytes)
     for problem in checkpoint.problems:
@@ -184,10 +189,10 @@ def manifest(
 @cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def inspect(path: str) -> Inventory:
     """What the checkpoint holds, from its headers alone, and every structural problem."""
-    from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.inventory import describe
+    from nemoverify.engine.inventory import describe
+    from nemoverify.model.checks import open_for_vllm
 
-    return describe(open_checkpoint(path))
+    return describe(open_for_vllm(path))
 
 
 def matrix(
@@ -211,7 +216,7 @@ def matrix_options(
 ) -> CheckOptions:
     """What every row of a matrix shares (its rows stream both ways: the loader config's
     `distributed` chooses nothing there). Raises UsageError."""
-    from nemoverify.options import resolve_check
+    from nemoverify.deployment.options import resolve_check
 
     return resolve_check(
         algorithm=algorithm,
@@ -228,12 +233,12 @@ def run_matrix(
     path: str, base: CheckOptions, nproc: int = 2, rank_timeout: int = 300, watch: Watch | None = None
 ) -> Matrix:
     """`matrix` with its base options already resolved."""
-    from nemoverify import distributed as dist_run
-    from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.profile_matrix import matrix_profiles
-    from nemoverify.profile_matrix import run_matrix as run_all
+    from nemoverify.engine import ranks as dist_run
+    from nemoverify.engine.matrix import matrix_profiles
+    from nemoverify.engine.matrix import run_matrix as run_all
+    from nemoverify.model.checks import open_for_vllm
 
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_for_vllm(path)
     checkpoint.require_valid(base.strict)
     _require_gpus(base.device, nproc if nproc > 1 else 1)
     runs = None

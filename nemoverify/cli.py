@@ -21,22 +21,24 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nemoverify import __version__
+from nemoverify._version import __version__
+from nemoverify.checkpoint.problems import InvalidCheckpoint
 from nemoverify.completion import SHELLS, commands
 from nemoverify.deadline import DEFAULT_STORAGE_TIMEOUT_S
-from nemoverify.errors import ExitCode, InvalidCheckpoint, NemoverifyError, redact
+from nemoverify.deployment.options import LOADERS, Loader
+from nemoverify.deployment.profiles import LOAD_PATHS, LoadPath
+from nemoverify.errors import ExitCode, NemoverifyError
 from nemoverify.hashing import ALGORITHMS, DEFAULT_MANIFEST_ALGORITHM, MANIFEST_ALGORITHMS, Algorithm
-from nemoverify.options import LOADERS, Loader
-from nemoverify.outputs import OUTPUT_FORMATS, OutputFormat
-from nemoverify.profiles import LOAD_PATHS, LoadPath
+from nemoverify.output.files import OUTPUT_FORMATS, OutputFormat
+from nemoverify.redaction import redact
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from nemoverify.checkpoint.problems import Problem
-    from nemoverify.manifests import Manifest
-    from nemoverify.outputs import Reports
-    from nemoverify.profile_matrix import Matrix
+    from nemoverify.engine.manifests import Manifest
+    from nemoverify.engine.matrix import Matrix
+    from nemoverify.output.files import Reports
     from nemoverify.report import Report
 
 EXIT_CODES_HELP = (
@@ -262,7 +264,7 @@ def _leave_reports(error: BaseException, reports: Reports | None = None) -> None
     for message in reports.write(report):
         _fail(message, ExitCode.INVALID)
     if reports.format_json:
-        from nemoverify.render.jsonout import report_json
+        from nemoverify.output.render.jsonout import report_json
 
         sys.stdout.write(report_json(report))
 
@@ -324,7 +326,7 @@ def _leave_json(text: str, json_file: str | None, on_stdout: bool) -> None:
     """The JSON of a command (`matrix`, `inspect`) that an error ended before its result: written
     to --json and printed under --format json all the same, so that CI's `if: always()` steps find
     why. A file that cannot be written is one more error line; the run's own exit code stands."""
-    from nemoverify.outputs import write_output
+    from nemoverify.output.files import write_output
 
     if json_file:
         try:
@@ -336,7 +338,7 @@ def _leave_json(text: str, json_file: str | None, on_stdout: bool) -> None:
 
 
 def _write_output(path: str, text: str) -> None:
-    from nemoverify.outputs import write_output
+    from nemoverify.output.files import write_output
 
     try:
         write_output(path, text)
@@ -376,7 +378,7 @@ def _plan_outputs(
 ) -> dict[str, str]:
     """Refuse (exit 2) outputs that cannot be written or would land in what the run reads, before any
     work. Returns each output as it is to be written (a name of a standard stream: `-` or its stream)."""
-    from nemoverify.outputs import guarded, plan_outputs
+    from nemoverify.output.files import guarded, plan_outputs
 
     guards = [g for location, what in reads for g in guarded(location, what)]
     return _run(lambda: plan_outputs(requested, guards, stdout_taken_by))
@@ -399,7 +401,7 @@ def _plan_reports(
 ) -> Reports:
     """Check every report path before the run starts: a bad one is a usage error (exit 2), found
     before any work, never after a verdict that it would then lose."""
-    from nemoverify.outputs import plan_reports
+    from nemoverify.output.files import plan_reports
 
     stdout = "--format json" if output_format == "json" and not quiet else None
     reports = _run(lambda: plan_reports(path, json_file, junit_xml, sarif, against, manifest, stdout))
@@ -664,7 +666,7 @@ def _emit(
 ) -> None:
     """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
     be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
-    from nemoverify.outputs import Reports
+    from nemoverify.output.files import Reports
 
     reports = _REPORTS.get() or Reports(json_file, junit_xml, sarif)
     failed = reports.write(report)
@@ -672,11 +674,11 @@ def _emit(
         _fail(message, ExitCode.USAGE)
     if not quiet:
         if output_format == "json":
-            from nemoverify.render.jsonout import report_json
+            from nemoverify.output.render.jsonout import report_json
 
             sys.stdout.write(report_json(report))
         else:
-            from nemoverify.render.table import render_report
+            from nemoverify.output.render.table import render_report
 
             # A report on standard output (`--json -`) keeps it clean: the table goes to stderr.
             render_report(report, _stderr() if reports.to_stdout else _stdout(), show)
@@ -732,8 +734,8 @@ def matrix(
     0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
     deployments is exposed?"""
     from nemoverify import api
-    from nemoverify.outputs import STDOUT
-    from nemoverify.profile_matrix import matrix_without_verdict
+    from nemoverify.engine.matrix import matrix_without_verdict
+    from nemoverify.output.files import STDOUT
 
     stdout = "--format json" if output_format == "json" and not quiet else None
     json_file = _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout).get("--json")
@@ -758,7 +760,7 @@ def matrix(
         if output_format == "json":
             sys.stdout.write(text)
         else:
-            from nemoverify.render.profile_matrix import render_matrix
+            from nemoverify.output.render.matrix import render_matrix
 
             render_matrix(result, _stderr() if json_file == STDOUT else _stdout())
     raise SystemExit(int(ExitCode.VERIFIED if result.ok else ExitCode.FAILED))
@@ -780,13 +782,13 @@ def inspect(
     import json
 
     from nemoverify import api
-    from nemoverify.outputs import STDOUT
+    from nemoverify.output.files import STDOUT
 
     stdout = "--format json" if output_format == "json" else None
     json_file = _plan_outputs({"--json": json_file}, [(path, "the checkpoint")], stdout).get("--json")
 
     def leave(error: BaseException) -> None:  # no inventory: the JSON asked for still says why
-        from nemoverify.inventory import without_inventory
+        from nemoverify.engine.inventory import without_inventory
 
         _leave_json(json.dumps(without_inventory(path, error), indent=2) + "\n", json_file, output_format == "json")
 
@@ -801,7 +803,7 @@ def inspect(
     if output_format == "json":
         sys.stdout.write(text)
     else:
-        from nemoverify.render.inventory import render_inventory
+        from nemoverify.output.render.inventory import render_inventory
 
         render_inventory(inventory, _stderr() if json_file == STDOUT else _stdout())
     bad = [p for p in inventory.problems if strict or p.severity == "error"]
@@ -840,7 +842,7 @@ def manifest(
 ) -> None:
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
     from nemoverify import api
-    from nemoverify.outputs import STDOUT
+    from nemoverify.output.files import STDOUT
 
     output = _plan_outputs({"--output": output}, [(path, "the checkpoint")], None)["--output"]
 

@@ -20,7 +20,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from nemoverify.errors import ExitCode, StorageError, redact
+from nemoverify.errors import ExitCode, StorageError
+from nemoverify.redaction import redact
 
 DEFAULT_STORAGE_TIMEOUT_S = 3600
 EXIT_GRACE_S = 5.0

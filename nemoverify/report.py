@@ -9,14 +9,15 @@ job asked for exists whatever the outcome.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal
 
-from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
+from nemoverify.errors import ManifestError, NemoverifyError
+from nemoverify.redaction import redact
 
 if TYPE_CHECKING:
-    from nemoverify.profiles import Profile
+    from nemoverify.deployment.profiles import Profile
 
-Status = Literal["loaded", "skipped", "unclaimed", "raised"]  # raised: vLLM raises on it, the load fails
 Source = Literal["reference", "manifest"]  # what a finding was found against
 FindingKind = Literal[
     "bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error", "shared-parameter"
@@ -30,20 +31,6 @@ Verdict = Literal["verified", "failed", "invalid", "error"]
 # with its meaning, so a reader of version 1 that decides on `ok` keeps working.
 REPORT_VERSION = 2
 STORED_BYTES = "stored bytes"  # the candidate of `verify`, which reads the files and replays nothing
-
-
-class Observation(NamedTuple):
-    """One tensor as one side saw it (the reference reader, a candidate rank, or a manifest).
-    A named tuple: made once per tensor per pass, it costs a third of a frozen dataclass."""
-
-    name: str
-    component: str
-    dtype: str
-    shape: tuple[int, ...]
-    nbytes: int
-    digest: str
-    status: Status = "loaded"
-    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -292,7 +279,7 @@ class Report:
         return sum(c.bytes for c in self.components.values())
 
     def to_dict(self) -> dict[str, object]:
-        from nemoverify import __version__
+        from nemoverify._version import __version__
 
         return {
             "report_version": REPORT_VERSION,
@@ -323,3 +310,19 @@ class Report:
             "problems": [p.to_dict() for p in self.problems],
             "not_checked": list(self.not_checked),
         }
+
+
+def problems_of(
+    error: BaseException, checkpoint: str, manifest: str | None = None
+) -> tuple[Literal["invalid", "error"], tuple[Problem, ...]]:
+    """What a report without a verdict says: an invalid checkpoint's structural problems, or the
+    one problem that stopped the run, under the error's rule id (a crash: `internal-error`)."""
+    if isinstance(error, InvalidCheckpoint) and error.problems:
+        return "invalid", tuple(error.problems)
+    if isinstance(error, NemoverifyError):
+        rule, message = error.rule, str(error)
+    else:
+        rule, message = "internal-error", f"unexpected {type(error).__name__}: {error}"
+    where = manifest if isinstance(error, ManifestError) and manifest else checkpoint
+    message = redact(message.removeprefix(f"{where}: "))
+    return "error", (Problem(rule, where, message),)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from nemoverify import cli as nemoverify_cli
-from nemoverify.loaders.runai import environment
+from nemoverify.readers.runai import environment
 from nemoverify.testing.synthetic import Spec, write_checkpoint
 
 CLI_ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}

@@ -348,7 +348,7 @@ def test_az_without_an_account_name_is_exit_3(cli, monkeypatch) -> None:  # type
 
 
 def test_redact_hides_a_sas_signature_in_any_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nemoverify.errors import redact
+    from nemoverify.redaction import redact
 
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", "?sv=2025-01-05&ss=b&sig=c2lnbmF0dXJl%2Bx%3D")
     # The SDK may put the parameters back in another order: the signature still goes.

@@ -6,15 +6,15 @@ from collections.abc import Callable
 
 import pytest
 
-from nemoverify.checking import check
-from nemoverify.checkpoint.layout import open_checkpoint
-from nemoverify.options import resolve_check
+from nemoverify.deployment.options import resolve_check
+from nemoverify.engine.check import check
+from nemoverify.model.checks import open_for_vllm
 
 pytestmark = pytest.mark.streamer
 
 
 def run(path: str, **options: object):  # type: ignore[no-untyped-def]
-    return check(open_checkpoint(path), resolve_check(**options))  # type: ignore[arg-type]
+    return check(open_for_vllm(path), resolve_check(**options))  # type: ignore[arg-type]
 
 
 def test_fixed_load_path_verifies_a_clean_checkpoint(vl_checkpoint: str) -> None:
@@ -22,7 +22,7 @@ def test_fixed_load_path_verifies_a_clean_checkpoint(vl_checkpoint: str) -> None
     assert report.ok, report.mismatches[:3]
     assert set(report.components) == {"language_model", "mlp1", "vision"}
     assert all(c.mismatched == 0 and c.missing == 0 for c in report.components.values())
-    assert report.tensors == open_checkpoint(vl_checkpoint).tensor_count
+    assert report.tensors == open_for_vllm(vl_checkpoint).tensor_count
 
 
 def test_fixed_load_path_is_safe_under_maximum_buffer_reuse(omni_checkpoint: str) -> None:
@@ -78,9 +78,9 @@ def test_unclaimed_names_are_reported_and_can_fail_the_check(omni_checkpoint: st
 @pytest.mark.parametrize("quant", ["fp8", "nvfp4"])
 def test_quantized_layouts_with_scalar_scales_verify(make_checkpoint: Callable[..., str], quant: str) -> None:
     path = make_checkpoint(quant=quant)
-    dtypes = {info.dtype for _, info in open_checkpoint(path).tensors()}
+    dtypes = {info.dtype for _, info in open_for_vllm(path).tensors()}
     assert "F8_E4M3" in dtypes
-    assert any(info.shape == () for _, info in open_checkpoint(path).tensors())  # 0-dim scales
+    assert any(info.shape == () for _, info in open_for_vllm(path).tensors())  # 0-dim scales
     report = run(path, vllm="0.21", strategy="fixed", stress=True)
     assert report.ok
     assert not run(path, vllm="0.20", stress=True).ok
@@ -114,12 +114,12 @@ def test_component_digests_are_stable_and_algorithm_specific(vl_checkpoint: str)
 
 def test_single_file_checkpoint_without_index(make_checkpoint: Callable[..., str]) -> None:
     path = make_checkpoint(shards=1)
-    assert not open_checkpoint(path).indexed
+    assert not open_for_vllm(path).indexed
     assert run(path).ok
 
 
 def test_the_default_ring_fits_this_machine(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.loaders.runai import MIN_RING, STREAMER_DEFAULT_RING, default_ring_bytes
+    from nemoverify.deployment.ring import MIN_RING, STREAMER_DEFAULT_RING, default_ring_bytes
 
     none = str(tmp_path / "absent")
     small = tmp_path / "small"
@@ -145,7 +145,7 @@ def _cgroup(tmp_path, lines: str, files: dict[str, str]) -> tuple[str, str]:  # 
 
 def test_a_container_memory_limit_bounds_the_ring(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """In a CI container MemAvailable is the host's; the cgroup's limit is what counts."""
-    from nemoverify.loaders.runai import cgroup_headroom, default_ring_bytes
+    from nemoverify.deployment.ring import cgroup_headroom, default_ring_bytes
 
     host = tmp_path / "meminfo"
     host.write_text("MemAvailable:  500000000 kB\n")  # a 500 GB host
@@ -183,7 +183,7 @@ def test_the_report_shows_the_ring_used_and_the_environment_wins(
 ) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from nemoverify.loaders.runai import CHOSEN_RING, default_ring_bytes
+    from nemoverify.deployment.ring import CHOSEN_RING, default_ring_bytes
 
     out = tmp_path / "r.json"
     assert cli("check", vl_checkpoint, "--json", str(out), "-q").exit_code == 0
@@ -206,11 +206,12 @@ def test_hashing_the_iterator_clone_as_it_is_taken_equals_the_real_clone(
     largest tensor: every buffer reused at once) and on both load paths (legacy keeps references to
     what the iterator yielded until after the drain), both ways give identical observations, and
     the legacy path, stale without the clone, is safe with it either way."""
-    from nemoverify.checking import candidate_pass
+    from nemoverify.engine.passes import candidate_pass
+    from nemoverify.model.replay import load_rules
 
-    checkpoint = open_checkpoint(omni_checkpoint)
+    checkpoint = open_for_vllm(omni_checkpoint)
     options = resolve_check(vllm="0.33", stress=True, strategy=strategy, algorithm=algorithm)  # type: ignore[arg-type]
-    assert options.profile.borrowed and options.load_rules(checkpoint.config).iterator_clones
+    assert options.profile.borrowed and load_rules(options, checkpoint.config).iterator_clones
     real = candidate_pass(checkpoint, options, real_clone=True)
     hashed = candidate_pass(checkpoint, options)
     assert real.observations == hashed.observations
@@ -227,20 +228,20 @@ def test_without_the_iterator_clone_the_legacy_path_goes_stale(omni_checkpoint: 
 def test_the_default_ring_holds_two_of_the_largest_tensor_and_a_users_ring_is_left_alone(
     make_checkpoint: Callable[..., str], monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.loaders import runai
-    from nemoverify.loaders.runai import fitted_ring
+    from nemoverify.deployment import ring as runai
+    from nemoverify.deployment.ring import fitted_ring
 
     monkeypatch.setattr(runai, "default_ring_bytes", lambda: 10 << 30)
     assert fitted_ring(256 << 20, 100 << 20) == 256 << 20
     assert fitted_ring(256 << 20, 1 << 30) == 2 << 30  # two of the largest, within the memory bound
     assert fitted_ring(256 << 20, 8 << 30) == 10 << 30  # the bound caps it ...
     assert fitted_ring(256 << 20, 12 << 30) == 12 << 30  # ... but never below one tensor (the streamer's floor)
-    checkpoint = open_checkpoint(make_checkpoint())
+    checkpoint = open_for_vllm(make_checkpoint())
     largest = max(t.nbytes for s in checkpoint.streamed for t in s.header.tensors)
     default = resolve_check()
     tiny = resolve_check(memory_limit=largest)  # the user's: left alone
-    assert tiny.fitted_to(checkpoint).memory_limit == largest
+    assert tiny.fitted_to(checkpoint.largest_streamed_tensor).memory_limit == largest
     monkeypatch.setattr(runai, "CHOSEN_RING", largest)
-    assert default.fitted_to(checkpoint) is default  # 256 MiB holds two of a small checkpoint's largest
+    assert default.fitted_to(checkpoint.largest_streamed_tensor) is default  # 256 MiB holds two of a small checkpoint's largest
     small = resolve_check()
-    assert small.memory_limit == largest and small.fitted_to(checkpoint).memory_limit == 2 * largest
+    assert small.memory_limit == largest and small.fitted_to(checkpoint.largest_streamed_tensor).memory_limit == 2 * largest

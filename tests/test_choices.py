@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import nemoverify.cli
+from nemoverify.deployment.options import LOADERS
+from nemoverify.deployment.profiles import LOAD_PATHS
 from nemoverify.hashing import ALGORITHMS, MANIFEST_ALGORITHMS
-from nemoverify.options import LOADERS
-from nemoverify.outputs import OUTPUT_FORMATS
-from nemoverify.profiles import LOAD_PATHS
+from nemoverify.output.files import OUTPUT_FORMATS
 
 
 def test_the_cli_defines_no_choices_of_its_own() -> None:

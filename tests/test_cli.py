@@ -126,12 +126,12 @@ def test_a_crash_is_exit_4_never_the_invalid_checkpoint_code(cli, vl_checkpoint:
     """A bug must not look like a broken upload: the tests that expect exit 3 can tell the two apart."""
     import json
 
-    import nemoverify.checking
+    import nemoverify.engine.check
 
     def bug(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")  # the one thing this test cannot make happen for real
 
-    monkeypatch.setattr(nemoverify.checking, "check", bug)
+    monkeypatch.setattr(nemoverify.engine.check, "check", bug)
     out = tmp_path / "r.json"
     result = cli("check", vl_checkpoint, "--json", str(out))
     assert result.exit_code == 4

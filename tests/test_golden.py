@@ -11,11 +11,10 @@ import os
 import pytest
 from rich.console import Console
 
-import nemoverify
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.profiles import Profile, streamer_release, vllm_release
-from nemoverify.render.jsonout import report_json
-from nemoverify.render.table import render_report
+from nemoverify.deployment.profiles import Profile, streamer_release, vllm_release
+from nemoverify.output.render.jsonout import report_json
+from nemoverify.output.render.table import render_report
 from nemoverify.report import STORED_BYTES, ComponentSummary, Finding, Report, Skipped
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -129,7 +128,9 @@ def _compare(name: str, text: str) -> None:
 
 @pytest.fixture(autouse=True)
 def pinned_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nemoverify, "__version__", "0.0.0-golden")
+    import nemoverify._version
+
+    monkeypatch.setattr(nemoverify._version, "__version__", "0.0.0-golden")
 
 
 @pytest.mark.parametrize("width", [80, 120])

@@ -228,12 +228,12 @@ def test_manifest_algorithm_accepts_what_its_help_says_and_refuses_lin128(cli, v
 def test_a_crash_points_at_nemoverify_debug_and_still_leaves_its_report(
     cli, vl_checkpoint: str, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import nemoverify.checking
+    import nemoverify.engine.check
 
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(nemoverify.checking, "check", crash)
+    monkeypatch.setattr(nemoverify.engine.check, "check", crash)
     out = tmp_path / "r.json"
     result = cli("check", vl_checkpoint, "--json", str(out))
     assert result.exit_code == 4  # a crash, not an invalid checkpoint

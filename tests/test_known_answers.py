@@ -183,7 +183,7 @@ def test_a_manifest_written_in_the_first_format_still_verifies() -> None:
     """tests/vectors/manifest-v1.json, as nemoverify.manifests/v1 wrote it (roots over tab-separated
     lines), records examples/nano-12b-v2-vl-tiny: it verifies, and its root is the v1 definition's."""
     import nemoverify
-    from nemoverify.manifests import FORMAT_V1, load_manifest
+    from nemoverify.engine.manifests import FORMAT_V1, load_manifest
 
     path = os.path.join(HERE, "vectors", "manifest-v1.json")
     loaded = load_manifest(path)
@@ -204,15 +204,15 @@ def test_the_readme_tensor_digest_command_gives_the_manifest_digest(tmp_path) ->
     import subprocess
     import sys
 
-    from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.loaders.stored_bytes import hash_checkpoint
+    from nemoverify.model.checks import open_for_vllm
+    from nemoverify.readers.stored_bytes import hash_checkpoint
 
     with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
         readme = f.read()
     found = re.search(r'`python -c "(import blake3,json,struct,sys;[^"]+)" SHARD NAME`', readme)
     assert found, "the README lost its tensor-digest command"
     example = os.path.join(os.path.dirname(__file__), "..", "examples", "nano-omni-tiny")
-    checkpoint = open_checkpoint(example)
+    checkpoint = open_for_vllm(example)
     recorded = hash_checkpoint(checkpoint, "blake3", lambda phase, n: None).observations
     for shard in checkpoint.shards:
         for info in shard.header.tensors[:3]:

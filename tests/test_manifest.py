@@ -360,7 +360,7 @@ def test_junit_and_sarif_are_valid_against_their_schemas(
 
 
 def test_an_interrupted_manifest_exits_130_and_leaves_no_file(cli, omni_checkpoint: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import nemoverify.loaders.stored_bytes as reader
+    import nemoverify.readers.stored_bytes as reader
 
     real, calls = reader.one_shot, []
 
@@ -384,7 +384,7 @@ def test_an_interrupted_manifest_exits_130_and_leaves_no_file(cli, omni_checkpoi
 
 
 def test_a_write_interrupted_at_the_last_moment_leaves_nothing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify import atomic
+    from nemoverify.output import atomic
 
     target = tmp_path / "report.json"
 
@@ -398,7 +398,7 @@ def test_a_write_interrupted_at_the_last_moment_leaves_nothing(tmp_path, monkeyp
 
 
 def test_an_existing_file_is_replaced_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.atomic import write_atomic
+    from nemoverify.output.atomic import write_atomic
 
     target = tmp_path / "m.json"
     target.write_text("old")
@@ -411,7 +411,7 @@ def test_zero_byte_tensors_anywhere_in_a_shard_get_their_own_digest(tmp_path) ->
     import hashlib
 
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.loaders.stored_bytes import hash_checkpoint
+    from nemoverify.readers.stored_bytes import hash_checkpoint
 
     entries = {
         "z0": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
@@ -427,10 +427,10 @@ def test_zero_byte_tensors_anywhere_in_a_shard_get_their_own_digest(tmp_path) ->
 
 
 def test_a_shard_that_changes_while_verified_is_refused(omni_checkpoint: str, recorded: str, copy_of) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.checking import verify_manifest
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.errors import InvalidCheckpoint
-    from nemoverify.manifests import load_manifest
+    from nemoverify.checkpoint.problems import InvalidCheckpoint
+    from nemoverify.engine.check import verify_manifest
+    from nemoverify.engine.manifests import load_manifest
 
     root = copy_of(omni_checkpoint)
     checkpoint = open_checkpoint(root)  # headers read; now a writer appends to a shard
@@ -456,7 +456,7 @@ def test_a_name_imitating_another_entry_cannot_forge_the_root(cli, tmp_path) -> 
     import blake3
 
     from nemoverify.hashing import root_digest, root_digest_v1
-    from nemoverify.report import Observation
+    from nemoverify.observations import Observation
 
     a, b = b"\x01\x02\x03\x04", b"\x05\x06\x07"
     da, db = blake3.blake3(a).hexdigest(), blake3.blake3(b).hexdigest()
@@ -592,10 +592,11 @@ def swap_in(target: str, blob: bytes, how: str) -> None:
 def test_a_shard_swapped_while_it_is_read_is_never_verified(
     cli, omni_checkpoint: str, recorded: str, copy_of, how: str, command: str
 ) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.checking import CheckOptions, check, verify_manifest
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.errors import InvalidCheckpoint
-    from nemoverify.manifests import load_manifest
+    from nemoverify.checkpoint.problems import InvalidCheckpoint
+    from nemoverify.deployment.options import CheckOptions
+    from nemoverify.engine.check import check, verify_manifest
+    from nemoverify.engine.manifests import load_manifest
 
     root = copy_of(omni_checkpoint)
     target = os.path.join(root, SHARD3)
@@ -660,7 +661,7 @@ def test_a_malformed_manifest_is_invalid_input_naming_the_file(
 
 
 def test_a_manifest_beyond_its_bound_is_refused_unread(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from nemoverify.manifests import MAX_MANIFEST_BYTES
+    from nemoverify.engine.manifests import MAX_MANIFEST_BYTES
 
     big = tmp_path / "big.json"
     with open(big, "wb") as f:

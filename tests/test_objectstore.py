@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from malformed import SHARD2, flip_byte
 
-from nemoverify.loaders.runai import endpoint_environment
+from nemoverify.readers.runai import endpoint_environment
 
 SECRET = "s3cr3t-never-printed-0xDEADBEEF"
 
@@ -358,7 +358,7 @@ def test_gcs_errors_are_exit_3(cli, gcs_env) -> None:  # type: ignore[no-untyped
 
 
 def test_redact_hides_url_userinfo_and_query_values() -> None:
-    from nemoverify.errors import redact
+    from nemoverify.redaction import redact
 
     assert redact('endpoint URL: "http://user:hunter2@127.0.0.1:9000/b?list-type=2&prefix=m"') == (
         'endpoint URL: "http://***@127.0.0.1:9000/b?list-type=***&prefix=***"'
@@ -406,15 +406,16 @@ def test_reports_redact_urls_in_every_format(cli, vl_checkpoint: str, tmp_path) 
 
     from rich.console import Console
 
-    from nemoverify.checking import CheckOptions, check
-    from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.checkpoint.problems import Problem
-    from nemoverify.render.jsonout import report_json
-    from nemoverify.render.junit import report_junit
-    from nemoverify.render.sarif import report_sarif
-    from nemoverify.render.table import render_report
+    from nemoverify.deployment.options import CheckOptions
+    from nemoverify.engine.check import check
+    from nemoverify.model.checks import open_for_vllm
+    from nemoverify.output.render.jsonout import report_json
+    from nemoverify.output.render.junit import report_junit
+    from nemoverify.output.render.sarif import report_sarif
+    from nemoverify.output.render.table import render_report
 
-    report = check(open_checkpoint(vl_checkpoint), CheckOptions(loader="safetensors"))
+    report = check(open_for_vllm(vl_checkpoint), CheckOptions(loader="safetensors"))
     leaky = "https://user:hunter2@host.example/m?token=T0KEN&x=1"
     report = dataclasses.replace(
         report,

@@ -25,7 +25,7 @@ def no_work(monkeypatch):  # type: ignore[no-untyped-def]
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the checkpoint was opened: the output should have been refused first")
 
-    monkeypatch.setattr(layout, "open_checkpoint", refuse)
+    monkeypatch.setattr(layout, "build_checkpoint", refuse)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +239,7 @@ def test_a_name_of_stdout_redirected_into_the_checkpoint_is_still_refused(copy_o
 
 def test_report_files_are_written_before_a_fifo_whose_reader_may_stall(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # A reader that never reads blocks the FIFO's write: the files must already be there by then.
-    from nemoverify import outputs
+    from nemoverify.output import files as outputs
     from nemoverify.report import Report
 
     fifo = tmp_path / "reports.fifo"

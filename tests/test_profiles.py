@@ -11,12 +11,18 @@ from collections.abc import Callable
 
 import pytest
 
-from nemoverify.checking import check
-from nemoverify.checkpoint.layout import open_checkpoint
+from nemoverify.deployment.options import resolve_check
+from nemoverify.deployment.profiles import (
+    NEWEST_VLLM,
+    installed_version,
+    resolve_profile,
+    streamer_release,
+    vllm_release,
+)
+from nemoverify.engine.check import check
+from nemoverify.engine.inventory import describe
 from nemoverify.errors import UsageError
-from nemoverify.inventory import describe
-from nemoverify.options import resolve_check
-from nemoverify.profiles import NEWEST_VLLM, installed_version, resolve_profile, streamer_release, vllm_release
+from nemoverify.model.checks import open_for_vllm
 
 pytestmark = pytest.mark.streamer
 
@@ -24,7 +30,7 @@ INSTALLED_STREAMER = installed_version("runai-model-streamer") or ""
 
 
 def run(path: str, **options: object):  # type: ignore[no-untyped-def]
-    return check(open_checkpoint(path), resolve_check(**options))  # type: ignore[arg-type]
+    return check(open_for_vllm(path), resolve_check(**options))  # type: ignore[arg-type]
 
 
 # --- the release tables themselves -----------------------------------------------------------------
@@ -225,7 +231,7 @@ def test_a_stray_file_beside_the_checkpoint_is_streamed_and_its_copy_is_what_the
 
     root = copy_of(vl_checkpoint)
     name = "language_model.backbone.embeddings.weight"
-    shape = open_checkpoint(root).shards[0].header.tensors[0].shape  # any shape will do
+    shape = open_for_vllm(root).shards[0].header.tensors[0].shape  # any shape will do
     stray = _stray(root, "zz-old-consolidated.safetensors", {name: torch.zeros(shape, dtype=torch.bfloat16)})
     out = tmp_path / "r.json"
     result = cli("check", root, "--json", str(out), "--show", "0")
@@ -249,7 +255,7 @@ def test_a_duplicate_with_the_same_bytes_still_fails_and_says_so(vl_checkpoint: 
     from safetensors import safe_open
 
     root = copy_of(vl_checkpoint)
-    first = open_checkpoint(root).shards[0]
+    first = open_for_vllm(root).shards[0]
     name = first.header.tensors[-1].name
     with safe_open(first.location, framework="pt") as f:
         same = f.get_tensor(name)
@@ -283,7 +289,7 @@ def test_the_candidate_streams_files_in_glob_order(vl_checkpoint: str, copy_of) 
     import glob
 
     root = copy_of(vl_checkpoint)
-    checkpoint = open_checkpoint(root)
+    checkpoint = open_for_vllm(root)
     expected = [os.path.basename(p) for p in glob.glob(os.path.join(root, "*.safetensors"))]
     assert [s.name for s in checkpoint.streamed] == expected
 
@@ -316,7 +322,7 @@ def test_mtp_layers_are_read_from_llm_config_as_vllm_reads_it(make_checkpoint: C
     report = run(root, vllm="0.33", fail_on_unclaimed=True)
     assert report.ok and "unclaimed" not in report.components
     assert report.components["mlp1"].matched == 5
-    [reason] = {s["reason"] for s in describe(open_checkpoint(root)).to_dict()["components"]["unclaimed"]["skipped"]}
+    [reason] = {s["reason"] for s in describe(open_for_vllm(root)).to_dict()["components"]["unclaimed"]["skipped"]}
     assert "from 0.32 loaded inline into mlp1 (this model has MTP layers)" in reason  # inspect knows it too
     data["text_config"] = {"num_nextn_predict_layers": 0}  # both keys: text_config wins, as in vLLM's remap
     with open(config, "w") as f:
@@ -420,7 +426,7 @@ def test_sound_tensors_without_a_sound_config_fail_the_load_unless_text_only_ski
     data.pop("sound_config")
     with open(config, "w") as f:
         json.dump(data, f)
-    sound = [info.name for _, info in open_checkpoint(root).tensors() if info.name.startswith("sound")]
+    sound = [info.name for _, info in open_for_vllm(root).tensors() if info.name.startswith("sound")]
     for vllm in ("0.20", "0.33"):  # asserted in the routing loop, on either load path
         result = cli("check", root, "--vllm", vllm, "--format", "json")
         assert result.exit_code == 1, result.output
@@ -456,7 +462,7 @@ def test_a_sound_tensor_in_a_stray_file_is_what_the_missing_sound_config_warns_o
 
     root = copy_of(vl_checkpoint)  # no sound_config; vLLM streams the stray file and asserts on its tensor
     _stray(root, "extra-sound.safetensors", {"sound_projection.norm.weight": torch.ones(2)})
-    assert [p.rule for p in open_checkpoint(root).problems if p.rule == "config-sound"] == ["config-sound"]
+    assert [p.rule for p in open_for_vllm(root).problems if p.rule == "config-sound"] == ["config-sound"]
 
 
 def test_a_name_vllm_drops_delivered_twice_fails_nothing_and_a_stray_only_one_says_so(
@@ -494,7 +500,7 @@ def test_a_stray_name_that_loads_into_an_indexed_ones_parameter_fails(cli, vl_ch
     import torch
 
     root = copy_of(vl_checkpoint)
-    [shape] = [info.shape for _, info in open_checkpoint(root).tensors() if info.name == "mlp1.0.weight"]
+    [shape] = [info.shape for _, info in open_for_vllm(root).tensors() if info.name == "mlp1.0.weight"]
     _stray(root, "z-old.safetensors", {"mlp1_old.0.weight": torch.zeros(shape)})
     result = cli("check", root, "--format", "json")
     assert result.exit_code == 1, result.output
@@ -508,9 +514,9 @@ def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_pat
     """The reference stays the indexed checkpoint, whatever else the directory holds."""
     root = str(tmp_path / "c")
     shutil.copytree(vl_checkpoint, root)
-    before = open_checkpoint(root)
+    before = open_for_vllm(root)
     _stray(root, "unrelated.safetensors", {"optimizer.step": __import__("torch").zeros(1)})
-    after = open_checkpoint(root)
+    after = open_for_vllm(root)
     assert [s.name for s in after.shards] == [s.name for s in before.shards]
     assert len(after.streamed) == len(before.streamed) + 1
 

@@ -123,8 +123,8 @@ def test_the_vision_final_layernorm_is_routed_only_from_vllm_032_with_mtp_layers
 
 
 def test_names_that_load_into_one_parameter_are_found_in_load_order() -> None:
-    from nemoverify.compare import Delivered, find_differences
-    from nemoverify.report import Observation
+    from nemoverify.engine.compare import find_differences
+    from nemoverify.observations import Delivered, Observation
 
     # Both names are in the checkpoint and each arrives intact, so only the shared parameter shows:
     # vLLM hands `mlp1_old.0.weight` on as `0.weight` (it routes on startswith("mlp1")).

@@ -14,7 +14,7 @@ import nemoverify
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.checkpoint.rules import RULES
 from nemoverify.errors import ManifestError, NemoverifyError
-from nemoverify.outputs import ERROR_RULES, problems_of
+from nemoverify.report import problems_of
 
 PACKAGE = Path(nemoverify.__file__).parent
 TESTS = Path(__file__).parent
@@ -45,8 +45,8 @@ def rule_ids_in_source() -> dict[str, list[str]]:
                 found.setdefault(first.value, []).append(where)
             else:
                 forwarding.append(path.relative_to(PACKAGE).as_posix())
-    # header.py's `problem(rule, ...)` helper and outputs.problems_of (ERROR_RULES, tested below).
-    assert sorted(forwarding) == ["checkpoint/header.py", "outputs.py"], forwarding
+    # header.py's `problem(rule, ...)` helper and report.problems_of (each error's `rule`, tested below).
+    assert sorted(forwarding) == ["checkpoint/header.py", "report.py"], forwarding
     return found
 
 
@@ -58,7 +58,8 @@ def test_every_rule_id_used_in_the_package_is_registered() -> None:
 
 
 def test_every_rule_a_run_without_verdict_reports_is_registered() -> None:
-    assert set(ERROR_RULES.values()) <= set(RULES)
+    errors = [NemoverifyError, *NemoverifyError.__subclasses__()]
+    assert {e.rule for e in errors} <= set(RULES)
     for error in (RuntimeError("boom"), NemoverifyError("plain"), ManifestError("m.json: unreadable")):
         _, (problem,) = problems_of(error, "ckpt", "m.json")
         assert problem.rule in RULES and RULES[problem.rule].kind == "run"
@@ -103,7 +104,7 @@ def test_the_json_problem_carries_the_registered_fix(rule_id: str) -> None:
 
 
 def test_sarif_rules_come_from_the_registry() -> None:
-    from nemoverify.render.sarif import report_sarif
+    from nemoverify.output.render.sarif import report_sarif
     from nemoverify.report import Report
 
     report = Report.without_verdict("ckpt", "invalid", (Problem("file-truncated", "ckpt/a.safetensors", "short"),))

@@ -31,7 +31,7 @@ def _shard(path: str, sizes: dict[str, int], seed: int) -> dict[str, bytes]:
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
 def test_every_tensor_gets_the_digest_of_its_own_bytes_however_reads_cut_them(tmp_path, monkeypatch, chunk) -> None:  # type: ignore[no-untyped-def]
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.loaders import stored_bytes
+    from nemoverify.readers import stored_bytes
 
     blobs = _shard(str(tmp_path / "model.safetensors"), {"a": 5, "z": 0, "b": 130, "c": 1, "d": 64, "e": 0}, seed=1)
     monkeypatch.setattr(stored_bytes, "READ_CHUNK", chunk)
@@ -43,7 +43,7 @@ def test_every_tensor_gets_the_digest_of_its_own_bytes_however_reads_cut_them(tm
 
 def _two_shards(root: str) -> tuple[int, int]:
     """Shard 1: one large tensor. Shard 2: many small ones. Returns (large bytes, small bytes)."""
-    from nemoverify.loaders.stored_bytes import SMALL_TENSOR_BYTES
+    from nemoverify.readers.stored_bytes import SMALL_TENSOR_BYTES
 
     big = _shard(os.path.join(root, "model-00001-of-00002.safetensors"), {"big": 2 * SMALL_TENSOR_BYTES}, seed=2)
     small = _shard(os.path.join(root, "model-00002-of-00002.safetensors"), {f"s{i}": 100 for i in range(50)}, seed=3)
@@ -56,7 +56,7 @@ def _two_shards(root: str) -> tuple[int, int]:
 
 def test_small_tensor_runs_wait_until_the_candidate_is_done(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.loaders.stored_bytes import hash_checkpoint
+    from nemoverify.readers.stored_bytes import hash_checkpoint
 
     big, small = _two_shards(str(tmp_path))
     done = {"bytes": 0}
@@ -87,7 +87,7 @@ def test_small_tensor_runs_wait_until_the_candidate_is_done(tmp_path) -> None:  
 
 def test_cancel_reaches_a_pass_that_waits_for_the_candidate(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from nemoverify.checkpoint.layout import open_checkpoint
-    from nemoverify.loaders.stored_bytes import hash_checkpoint
+    from nemoverify.readers.stored_bytes import hash_checkpoint
 
     _two_shards(str(tmp_path))
     cancel, never = threading.Event(), threading.Event()

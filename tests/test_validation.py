@@ -13,9 +13,10 @@ import pytest
 from conftest import snapshot, wait_until_reading
 from malformed import CASES, SHARD2, Case, append, edit_index, truncate
 
-from nemoverify.checking import CheckOptions, check
-from nemoverify.checkpoint.layout import open_checkpoint
-from nemoverify.errors import InvalidCheckpoint
+from nemoverify.checkpoint.problems import InvalidCheckpoint
+from nemoverify.deployment.options import CheckOptions
+from nemoverify.engine.check import check
+from nemoverify.model.checks import open_for_vllm
 
 
 def test_the_corpus_is_large_and_covers_each_rule() -> None:
@@ -27,7 +28,7 @@ def test_the_corpus_is_large_and_covers_each_rule() -> None:
 def test_malformed_checkpoint_is_refused(case: Case, cli, vl_checkpoint: str, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
     root = copy_of(omni_checkpoint if case.omni else vl_checkpoint)
     case.damage(root)
-    problems = open_checkpoint(root).errors(strict=case.strict)
+    problems = open_for_vllm(root).errors(strict=case.strict)
     assert any(p.rule == case.rule and case.fragment in p.message for p in problems), [p.render() for p in problems]
     strict = ["--strict"] if case.strict else []
     for command in ("check", "inspect"):
@@ -43,7 +44,7 @@ def test_all_problems_are_reported_in_one_run(vl_checkpoint: str, copy_of) -> No
     truncate(SHARD2, 3)(root)
     edit_index(lambda i: i["metadata"].update(total_size=1))(root)
     append("model-00003-of-00003.safetensors", b"xx")(root)
-    rules = {p.rule for p in open_checkpoint(root).errors()}
+    rules = {p.rule for p in open_for_vllm(root).errors()}
     assert {"file-truncated", "file-trailing-bytes"} <= rules
 
 
@@ -56,13 +57,13 @@ def test_an_entry_refused_for_its_own_fields_brings_no_layout_echo(case: Case, v
     # Its bytes are still there: a gap or trailing bytes would only repeat the one problem.
     root = copy_of(vl_checkpoint)
     case.damage(root)
-    assert [p.rule for p in open_checkpoint(root).errors()] == [case.rule]
+    assert [p.rule for p in open_for_vllm(root).errors()] == [case.rule]
 
 
 def test_problems_name_the_file_and_the_tensor(vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
     root = copy_of(vl_checkpoint)
     edit_index(lambda i: i["weight_map"].pop("mlp1.1.weight"))(root)
-    (problem,) = open_checkpoint(root).errors()
+    (problem,) = open_for_vllm(root).errors()
     assert problem.tensor == "mlp1.1.weight"
     assert problem.render().startswith(os.path.join(root, "model-"))
     assert "tensor 'mlp1.1.weight'" in problem.render()
@@ -116,7 +117,7 @@ def test_permission_denied_is_invalid_not_a_crash(cli, vl_checkpoint: str, copy_
 
 def test_a_shard_that_changes_while_read_is_refused(vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
     root = copy_of(vl_checkpoint)
-    checkpoint = open_checkpoint(root)  # headers read; now a writer appends to a shard
+    checkpoint = open_for_vllm(root)  # headers read; now a writer appends to a shard
     append(SHARD2, b"\x00" * 16)(root)
     with pytest.raises(InvalidCheckpoint) as info:
         check(checkpoint, CheckOptions())

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 from nemoverify.checkpoint.problems import Problem
 
 CONFIG_NAME = "config.json"
 
 
+Found = Literal["parsed", "absent", "invalid", "not read"]  # not read: no checkpoint to look in
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    present: bool
+    found: Found
     architectures: tuple[str, ...] = ()
     declares_sound: bool = False
     mtp_layers: int = 0  # the language model's num_nextn_predict_layers: > 0, 0.32+ routes the final layernorm
+    architectures_listed: bool = False  # `architectures` is a list of strings (possibly empty)
+
+    @property
+    def present(self) -> bool:
+        return self.found == "parsed"
 
     @property
     def sound_encoder(self) -> bool:
@@ -28,49 +37,22 @@ class ModelConfig:
         return self.architectures[0] if self.architectures else None
 
 
-def is_nano_vl(architecture: str) -> bool:
-    """Whether any vLLM release nemoverify knows sends this architecture to NemotronH_Nano_VL_V2."""
-    from nemoverify.profiles import VLLM_RELEASES
-
-    return any(architecture in release.architectures for release in VLLM_RELEASES)
-
-
 def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]]:
-    """Parse config text (None: no config.json). Unknown architectures are warnings here."""
-    if text is None:  # the replay goes on as NemotronH_Nano_VL_V2, a sound encoder presumed where sound is
-        return ModelConfig(present=False), [
-            Problem(
-                "config-architecture",
-                file,
-                "there is no config.json: vLLM cannot build the model without one, and which model the load path "
-                "belongs to is presumed",
-                severity="warning",
-            )
-        ]
+    """Parse config text (None: no config.json). Only its form is judged here: what vLLM makes of
+    its architectures and sound encoder is `model.checks`'s to say."""
+    if text is None:
+        return ModelConfig("absent"), []
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         why = "it nests too deeply to parse" if isinstance(exc, RecursionError) else exc
-        return ModelConfig(present=False), [Problem("config-json", file, f"not valid JSON: {why}")]
+        return ModelConfig("invalid"), [Problem("config-json", file, f"not valid JSON: {why}")]
     if not isinstance(data, dict):
-        return ModelConfig(present=False), [Problem("config-json", file, "not a JSON object")]
-    problems: list[Problem] = []
-    archs = data.get("architectures")
-    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
-        archs = []
-        problems.append(Problem("config-architecture", file, "has no 'architectures' list", severity="warning"))
-    elif not any(is_nano_vl(a) for a in archs):
-        problems.append(
-            Problem(
-                "config-architecture",
-                file,
-                f"architecture {', '.join(archs) or '(none)'} is not one vLLM sends to NemotronH_Nano_VL_V2 "
-                "in any release nemoverify knows; the load-path replay may not match how vLLM loads it",
-                severity="warning",
-            )
-        )
+        return ModelConfig("invalid"), [Problem("config-json", file, "not a JSON object")]
+    given = data.get("architectures")
+    archs = tuple(given) if isinstance(given, list) and all(isinstance(a, str) for a in given) else None
     declares_sound = data.get("sound_config") is not None
-    return ModelConfig(True, tuple(archs), declares_sound, _mtp_layers(data)), problems
+    return ModelConfig("parsed", archs or (), declares_sound, _mtp_layers(data), archs is not None), []
 
 
 # The language model's config is `text_config` in some releases of these checkpoints' config.json and

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.checkpoint.storage import read_bounded
-from nemoverify.errors import InvalidCheckpoint
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

@@ -13,10 +13,8 @@ from dataclasses import dataclass, replace
 
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
 from nemoverify.checkpoint.header import Header, TensorInfo, header_fingerprint, read_header
-from nemoverify.checkpoint.problems import Problem, Severity
+from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem, Severity
 from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName, sparse_shards
-from nemoverify.errors import InvalidCheckpoint
-from nemoverify.model.routing import route
 
 Locate = Callable[[str], str]  # a file's name -> where a problem says it is (a path or an object URL)
 
@@ -64,6 +62,10 @@ class Checkpoint:
                 yield shard, info
 
     @property
+    def largest_streamed_tensor(self) -> int:
+        return max((t.nbytes for shard in self.streamed for t in shard.header.tensors), default=0)
+
+    @property
     def tensor_count(self) -> int:
         return sum(len(s.header.tensors) for s in self.shards)
 
@@ -74,11 +76,6 @@ class Checkpoint:
     @property
     def is_local(self) -> bool:
         return isinstance(self.storage, LocalStorage)
-
-    @property
-    def has_sound(self) -> bool:
-        """Sound tensors in any file vLLM streams (a stray one's are loaded, and asserted on, too)."""
-        return any(route(info.name).component == "sound" for shard in self.streamed for info in shard.header.tensors)
 
     def errors(self, strict: bool = False) -> list[Problem]:
         """The problems that refuse the checkpoint; under `strict`, warnings too, reported as the
@@ -122,7 +119,7 @@ def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
 
 
 def _broken(path: str, problem: Problem) -> Checkpoint:
-    return Checkpoint(path, LocalStorage(path), (), ModelConfig(present=False), False, (problem,))
+    return Checkpoint(path, LocalStorage(path), (), ModelConfig("not read"), False, (problem,))
 
 
 def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
@@ -178,7 +175,7 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
     config_text = None if only else _read_text(storage, CONFIG_NAME, problems, at)
     config, config_problems = read_config(config_text, at(CONFIG_NAME))
     problems.extend(config_problems)
-    checkpoint = Checkpoint(
+    return Checkpoint(
         root,
         storage,
         tuple(shards),
@@ -188,7 +185,6 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
         tuple(extra_streamed),
         tuple(present) if strays or only is None else (),
     )
-    return _check_sound(checkpoint, at)
 
 
 def _list(storage: Storage, problems: list[Problem], root: str) -> list[str]:
@@ -328,35 +324,6 @@ def _check_duplicates_across_shards(shards: list[Shard], problems: list[Problem]
                 )
             else:
                 first[info.name] = shard.name
-
-
-def _check_sound(checkpoint: Checkpoint, at: Locate) -> Checkpoint:
-    config = checkpoint.config
-    if not config.present or not checkpoint.shards:
-        return checkpoint
-    extra: list[Problem] = []
-    has_sound = checkpoint.has_sound
-    if has_sound and not config.declares_sound:
-        extra.append(
-            Problem(
-                "config-sound",
-                at(CONFIG_NAME),
-                "declares no sound_config but the shards hold sound tensors; vLLM's load_weights asserts on the first "
-                "one it routes (unless text-only mode skips them, vLLM 0.21+)",
-                severity="warning",  # the check reports each as a load-error of the release it replays
-            )
-        )
-    elif config.declares_sound and not has_sound:
-        extra.append(
-            Problem(
-                "config-sound",
-                at(CONFIG_NAME),
-                "declares a sound_config but the shards hold no sound tensors; the sound encoder would stay uninitialised",
-            )
-        )
-    if not extra:
-        return checkpoint
-    return replace(checkpoint, problems=checkpoint.problems + tuple(extra))
 
 
 CHANGED = "the shard changed while it was verified"

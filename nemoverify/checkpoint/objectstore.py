@@ -19,7 +19,8 @@ from typing import Any
 
 from nemoverify.checkpoint.problems import CONTROL_CHARACTER
 from nemoverify.checkpoint.storage import Fingerprint, UnsafeName, text_limit, too_large
-from nemoverify.errors import StorageError, redact
+from nemoverify.errors import StorageError
+from nemoverify.redaction import redact
 
 OBJECT_SCHEMES = ("s3://", "gs://", "az://")
 READ_CHUNK = 16 << 20

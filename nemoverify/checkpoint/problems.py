@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nemoverify.checkpoint.rules import rule
-from nemoverify.errors import redact
+from nemoverify.errors import NemoverifyError
+from nemoverify.redaction import redact
 
 Severity = Literal["error", "warning"]
 
@@ -56,3 +57,14 @@ class Problem:
             "message": redact(self.message),
             "help": rule(self.rule).fix,
         }
+
+
+class InvalidCheckpoint(NemoverifyError):
+    """The checkpoint is malformed; `problems` lists everything found, not only the first."""
+
+    def __init__(self, root: str, problems: list[Problem]) -> None:
+        self.root = root
+        self.problems = problems
+        first = problems[0].render() if problems else "no readable checkpoint"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{root}: invalid checkpoint: {first}{more}")

@@ -20,6 +20,9 @@ from nemoverify.model.routing import Component, Route, route
 if TYPE_CHECKING:
     import torch
 
+    from nemoverify.checkpoint.config import ModelConfig
+    from nemoverify.deployment.options import CheckOptions
+
 Strategy = Literal["fixed", "legacy"]
 TEXT_ONLY = "text-only mode: every modality limit is 0, so vLLM skips it"
 Weights = Iterable[tuple[str, "torch.Tensor"]]
@@ -42,6 +45,18 @@ class LoadRules:
     iterator_clones: bool = False  # the Run:ai weights iterator yields tensor.clone() (0.22+)
     final_layernorm: bool = False  # vision_final_layernorm routed (0.32+ with MTP layers)
     sound_encoder: bool = True  # the config declares a sound encoder; without one, a sound name asserts
+
+
+def load_rules(options: CheckOptions, config: ModelConfig) -> LoadRules:
+    """The rules of the options' vLLM release, for a model of this config."""
+    release = options.profile.vllm
+    return LoadRules(
+        load_path=options.profile.load_path,
+        text_only=options.text_only and release.text_only_skip,
+        iterator_clones=release.iterator_clones,
+        final_layernorm=release.final_layernorm and config.mtp_layers > 0,
+        sound_encoder=config.sound_encoder,
+    )
 
 
 def replay(

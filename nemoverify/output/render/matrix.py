@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from nemoverify.profile_matrix import Cell, Matrix
+from nemoverify.engine.matrix import Cell, Matrix
 
 _SHORT = {"language_model": "LM", "mlp1": "mlp1", "vision": "vision", "sound": "sound", "unclaimed": "unclaimed"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-from nemoverify.errors import redact
+from nemoverify.redaction import redact
 from nemoverify.report import Report
 
 

@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from nemoverify.errors import redact
+from nemoverify.redaction import redact
 from nemoverify.report import Report
 
 
@@ -44,9 +44,13 @@ def render_report(report: Report, console: Console, show: int = 20) -> None:
 def _print_heading(report: Report, console: Console) -> None:
     name = f"[bold]{escape(redact(report.checkpoint))}[/]"
     if not report.replays_load_path:  # verify: the stored bytes against a manifest, nothing replayed
-        console.print(f"{name}  stored bytes against the manifest {escape(str(report.manifest))}  hash: {report.algorithm}")
+        console.print(
+            f"{name}  stored bytes against the manifest {escape(str(report.manifest))}  hash: {report.algorithm}"
+        )
     else:
-        copy = f"  copy: [bold]{escape(redact(report.copy))}[/] (streamed; findings name its files)" if report.copy else ""
+        copy = (
+            f"  copy: [bold]{escape(redact(report.copy))}[/] (streamed; findings name its files)" if report.copy else ""
+        )
         console.print(
             f"{name}{copy}  candidate: {report.candidate}  reference: {report.reference}  hash: {report.algorithm}"
             + (f"  manifest: {escape(report.manifest)}" if report.manifest else "")
@@ -128,7 +132,9 @@ def _print_notes(report: Report, console: Console) -> None:
 
 def _verdict(report: Report) -> str:
     if report.ok:
-        return f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"
+        return (
+            f"[bold green]VERIFIED[/]: {report.tensors} tensors, {human_bytes(report.bytes)} in {report.elapsed_s:.2f}s"
+        )
     tensors, shards = len(report.failed_tensors), len(report.failed_shards)
     why = [f"{tensors} of {report.tensors} tensors failed"] if tensors or not shards else []
     if shards:

@@ -21,9 +21,10 @@ from nemoverify.checkpoint.problems import CONTROL_CHARACTER, has_control_charac
 from nemoverify.checkpoint.storage import UnsafeName, read_bounded
 from nemoverify.errors import ManifestError
 from nemoverify.hashing import ALGORITHMS, root_digest, root_digest_v1
-from nemoverify.loaders.stored_bytes import hash_checkpoint
+from nemoverify.observations import Observation
 from nemoverify.progress import Progress
-from nemoverify.report import Finding, Observation
+from nemoverify.readers.stored_bytes import hash_checkpoint
+from nemoverify.report import Finding
 
 FORMAT = "nemoverify.manifests/v2"
 FORMAT_V1 = "nemoverify.manifests/v1"  # read, never written: its root is checked under its own definition
@@ -57,7 +58,7 @@ class Manifest:
         return root_digest(self.algorithm, chosen)
 
     def to_dict(self) -> dict[str, object]:
-        from nemoverify import __version__
+        from nemoverify._version import __version__
 
         components = sorted({t.component for t in self.tensors.values()})
         return {
@@ -140,9 +141,7 @@ def _not_json(literal: str) -> object:
     raise ValueError(f"{literal} is not a JSON value")
 
 
-def _well_formed_resource(
-    entry: object, hex_digest: Callable[[str], object]
-) -> tuple[Observation, str] | None:
+def _well_formed_resource(entry: object, hex_digest: Callable[[str], object]) -> tuple[Observation, str] | None:
     """A `resources` entry that passes every check of `_resource`, or None (then `_resource` says
     which fails). JSON gives exact types: `type(x) is int` rules out bool, as `_count` does."""
     if type(entry) is not dict:

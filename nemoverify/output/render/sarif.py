@@ -8,10 +8,10 @@ import json
 import os
 from pathlib import Path
 
-from nemoverify import __version__
+from nemoverify._version import __version__
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.checkpoint.rules import rule
-from nemoverify.errors import redact
+from nemoverify.redaction import redact
 from nemoverify.report import Report
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nemoverify.errors import redact
+from nemoverify.redaction import redact
 from nemoverify.report import Report
 
 

@@ -7,8 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from nemoverify.checkpoint.rules import rule
-from nemoverify.inventory import Inventory
-from nemoverify.render.table import human_bytes
+from nemoverify.engine.inventory import Inventory
+from nemoverify.output.render.table import human_bytes
 
 
 def render_inventory(inv: Inventory, console: Console) -> None:

@@ -64,7 +64,7 @@ class Inventory:
 def without_inventory(checkpoint: str, error: BaseException) -> dict[str, object]:
     """The JSON of an inspect that `error` ended before its headers were read (a storage error, the
     storage deadline, a crash): `Inventory.to_dict`'s shape, nothing held, the problem that stopped it."""
-    from nemoverify.outputs import problems_of
+    from nemoverify.report import problems_of
 
     _, problems = problems_of(error, checkpoint)
     return Inventory(checkpoint, None, False, False, {}, (), problems).to_dict()

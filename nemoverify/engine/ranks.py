@@ -24,12 +24,12 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, NoReturn
 
-from nemoverify.compare import Delivered
 from nemoverify.errors import DistributedError
-from nemoverify.loaders.runai import environment
+from nemoverify.observations import Delivered
+from nemoverify.readers.runai import environment
 
 if TYPE_CHECKING:
-    from nemoverify.options import CheckOptions
+    from nemoverify.deployment.options import CheckOptions
 
 DEFAULT_TIMEOUT_S = 300
 
@@ -46,12 +46,12 @@ def _rank_device(device: str) -> str:
 
 def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     """The body of every rank: open the checkpoint, stream distributed, replay, hash."""
-    from nemoverify.checking import candidate_pass
-    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.engine.passes import candidate_pass
     from nemoverify.gc_pause import cycle_collection_paused
+    from nemoverify.model.checks import open_for_vllm
 
     with cycle_collection_paused():
-        checkpoint = open_checkpoint(path)
+        checkpoint = open_for_vllm(path)
         checkpoint.require_valid(options.strict)
         return candidate_pass(checkpoint, options, distributed=True)
 

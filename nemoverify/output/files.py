@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Literal, get_args
 from nemoverify.errors import UsageError
 
 if TYPE_CHECKING:
-    from nemoverify.checkpoint.problems import Problem
     from nemoverify.report import Report
 
 STDOUT = "-"
@@ -66,7 +65,7 @@ def _inside(target: str, guard: Guarded) -> bool:
 def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
     """The resolved file `option` will write (STDOUT or STDERR for a standard stream, however
     named), or a UsageError saying why it cannot be written."""
-    from nemoverify.atomic import standard_stream
+    from nemoverify.output.atomic import standard_stream
 
     if path == STDOUT:
         return _open_stream(option, path, 1)
@@ -106,7 +105,7 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
 def _open_stream(option: str, path: str, fd: int) -> str:
     """STDOUT or STDERR for a report on that stream, refused before any work where the stream is
     closed (`>&-`): found after the run, it would lose the verdict's report."""
-    from nemoverify.atomic import STANDARD_STREAMS
+    from nemoverify.output.atomic import STANDARD_STREAMS
 
     try:
         os.fstat(fd)
@@ -156,7 +155,7 @@ def write_output(path: str, text: str) -> None:
     name of it; a name of standard error is standard error: see `atomic.standard_stream`), a regular file is
     replaced whole, a character device or a FIFO is written through (a FIFO nobody reads is an error,
     not a wait), a link is followed, anything else is refused."""
-    from nemoverify.atomic import write_atomic
+    from nemoverify.output.atomic import write_atomic
 
     write_atomic(path, text)
 
@@ -191,9 +190,9 @@ class Reports:
 
     def write(self, report: Report) -> list[str]:
         """Write every report asked for, each whole; return a message per file that could not be."""
-        from nemoverify.render.jsonout import report_json
-        from nemoverify.render.junit import report_junit
-        from nemoverify.render.sarif import report_sarif
+        from nemoverify.output.render.jsonout import report_json
+        from nemoverify.output.render.junit import report_junit
+        from nemoverify.output.render.sarif import report_sarif
 
         failed = []
         wanted = [(self.json, report_json), (self.junit, report_junit), (self.sarif, report_sarif)]
@@ -209,39 +208,10 @@ class Reports:
 
     def without_verdict(self, error: BaseException) -> Report:
         """The report of a run that `error` ended before a verdict (exit 3, or 4 for a crash)."""
-        from nemoverify.report import Report
+        from nemoverify.report import Report, problems_of
 
         status, problems = problems_of(error, self.checkpoint, self.manifest)
         return Report.without_verdict(self.checkpoint, status, problems, self.manifest, self.copy)
-
-
-# The rule id a failure without a verdict is reported under, by the error that ended the run.
-ERROR_RULES = {
-    "StorageError": "storage-error",
-    "DistributedError": "rank-failed",
-    "ManifestError": "manifest-unreadable",
-    "LoaderError": "loader-error",
-}
-
-
-def problems_of(
-    error: BaseException, checkpoint: str, manifest: str | None = None
-) -> tuple[Literal["invalid", "error"], tuple[Problem, ...]]:
-    """An invalid checkpoint's structural problems, or the one problem that stopped the run."""
-    from nemoverify.checkpoint.problems import Problem
-    from nemoverify.errors import InvalidCheckpoint, ManifestError, NemoverifyError, redact
-
-    if isinstance(error, InvalidCheckpoint) and error.problems:
-        return "invalid", tuple(error.problems)
-    if isinstance(error, NemoverifyError):
-        rule = ERROR_RULES.get(type(error).__name__, "error")
-        message = str(error)
-    else:
-        rule, message = "internal-error", f"unexpected {type(error).__name__}: {error}"
-    where = manifest if isinstance(error, ManifestError) and manifest else checkpoint
-    prefix = f"{where}: "
-    message = redact(message.removeprefix(prefix))
-    return "error", (Problem(rule, where, message),)
 
 
 def plan_reports(

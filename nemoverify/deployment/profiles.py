@@ -81,6 +81,11 @@ STREAMER_RELEASES: tuple[StreamerRelease, ...] = (
 STAGING_BUFFER_DEFAULT = 1 << 30  # RUNAI_STREAMER_DIST_BUFFER_MIN_BYTESIZE's default, both releases
 
 
+def is_nano_vl(architecture: str) -> bool:
+    """Whether any vLLM release nemoverify knows sends this architecture to NemotronH_Nano_VL_V2."""
+    return any(architecture in release.architectures for release in VLLM_RELEASES)
+
+
 def _minor(version: str, what: str) -> tuple[int, int]:
     m = re.match(r"v?(\d+)\.(\d+)", version.strip())
     if not m:

@@ -9,23 +9,12 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
+from nemoverify.deployment.profiles import LoadPath, Profile, resolve_profile
+from nemoverify.deployment.ring import STREAMER_DEFAULT_RING, chosen_ring_bytes, default_ring_bytes, fitted_ring
 from nemoverify.errors import UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
-from nemoverify.loaders.runai import (
-    STREAMER_DEFAULT_RING,
-    StreamerSettings,
-    chosen_ring_bytes,
-    default_ring_bytes,
-    fitted_ring,
-)
-from nemoverify.model.replay import LoadRules
-from nemoverify.profiles import LoadPath, Profile, resolve_profile
-
-if TYPE_CHECKING:
-    from nemoverify.checkpoint.config import ModelConfig
-    from nemoverify.checkpoint.layout import Checkpoint
 
 Loader = Literal["runai", "safetensors"]
 LOADERS: tuple[Loader, ...] = get_args(Loader)  # --loader's choices
@@ -61,9 +50,9 @@ class CheckOptions:
             "(nemoverify's default: --memory-limit sets it): more buffer reuse, a stricter check"
         )
 
-    def fitted_to(self, checkpoint: Checkpoint) -> CheckOptions:
-        """nemoverify's default ring raised, where needed, to hold two of the checkpoint's largest
-        streamed tensor (`loaders.runai.fitted_ring`); a ring the user set is left alone.
+    def fitted_to(self, largest_tensor: int) -> CheckOptions:
+        """nemoverify's default ring raised, where needed, to hold two of the largest tensor streamed
+        (`ring.fitted_ring`); a ring the user set is left alone.
 
         Where the ring can decide the verdict (the profile's load path keeps references to views
         into the streamer's buffers: `Profile.ring_decides_verdict`), the ring is production's,
@@ -74,36 +63,12 @@ class CheckOptions:
             return self
         if self.profile.ring_decides_verdict:
             return replace(self, memory_limit=default_ring_bytes())
-        largest = max((t.nbytes for shard in checkpoint.streamed for t in shard.header.tensors), default=0)
-        ring = fitted_ring(self.memory_limit, largest)
+        ring = fitted_ring(self.memory_limit, largest_tensor)
         return self if ring == self.memory_limit else replace(self, memory_limit=ring)
 
     @property
     def strategy(self) -> LoadPath:
         return self.profile.load_path
-
-    def load_rules(self, config: ModelConfig) -> LoadRules:
-        release = self.profile.vllm
-        return LoadRules(
-            load_path=self.profile.load_path,
-            text_only=self.text_only and release.text_only_skip,
-            iterator_clones=release.iterator_clones,
-            final_layernorm=release.final_layernorm and config.mtp_layers > 0,
-            sound_encoder=config.sound_encoder,
-        )
-
-    def streamer_settings(self, distributed: bool = False) -> StreamerSettings:
-        stress = self.profile.stress
-        # vLLM streams to the GPU only when streaming is distributed; otherwise to the CPU, then copies.
-        device = self.device if distributed else "cpu"
-        return StreamerSettings(
-            memory_limit=0 if stress else self.memory_limit,
-            concurrency=self.concurrency,
-            borrowed=self.profile.borrowed,
-            distributed=distributed,
-            device=device,
-            staging_min_bytes=1 if stress else None,
-        )
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from nemoverify.hashing import root_digest
 from nemoverify.model.routing import COMPONENTS, loads_into, may_share_a_parameter, route
-from nemoverify.report import ComponentSummary, Finding, FindingKind, Observation, Skipped, Source
-
-
-@dataclass
-class Delivered:
-    """Everything one candidate rank delivered, and the names it delivered more than once.
-    A name delivered twice is copied into its parameter twice: the model holds the later copy."""
-
-    observations: dict[str, Observation] = field(default_factory=dict)
-    duplicates: list[str] = field(default_factory=list)
-
-    def add(self, obs: Observation) -> None:
-        if obs.name in self.observations:
-            self.duplicates.append(obs.name)
-        self.observations[obs.name] = obs
+from nemoverify.observations import Delivered, Observation
+from nemoverify.report import ComponentSummary, Finding, FindingKind, Skipped, Source
 
 
 def _shape(shape: Sequence[int]) -> str:

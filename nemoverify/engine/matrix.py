@@ -13,17 +13,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from nemoverify.checking import candidate_pass, routed_as
 from nemoverify.checkpoint.layout import Checkpoint
-from nemoverify.checkpoint.problems import Problem
-from nemoverify.compare import Delivered, find_differences
-from nemoverify.errors import InvalidCheckpoint
-from nemoverify.loaders.stored_bytes import hash_checkpoint
+from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
+from nemoverify.deployment.options import CheckOptions
+from nemoverify.deployment.profiles import VLLM_RELEASES, Profile, StreamerRelease, VllmRelease, streamer_release
+from nemoverify.engine.check import routed_as
+from nemoverify.engine.compare import find_differences
+from nemoverify.engine.passes import candidate_pass
+from nemoverify.model.checks import routes_here
 from nemoverify.model.routing import COMPONENTS
-from nemoverify.options import CheckOptions
-from nemoverify.profiles import VLLM_RELEASES, Profile, StreamerRelease, VllmRelease, streamer_release
+from nemoverify.observations import Delivered, Observation
 from nemoverify.progress import Progress
-from nemoverify.report import Observation
+from nemoverify.readers.stored_bytes import hash_checkpoint
 
 MATRIX_VERSION = 1
 MATRIX_STREAMERS = ("0.16", "0.17")  # 0.15 behaves as 0.16 (no `owned`: views into reused buffers)
@@ -94,7 +95,7 @@ class Matrix:
         return not self.exposed and not self.fails_to_load
 
     def to_dict(self) -> dict[str, object]:
-        from nemoverify import __version__
+        from nemoverify._version import __version__
 
         return {
             "matrix_version": MATRIX_VERSION,
@@ -119,7 +120,7 @@ def matrix_without_verdict(
     """The JSON of a matrix that `error` ended before any verdict (exit 3, or 4 for a crash): the
     keys of `Matrix.to_dict`, no cells, plus `status` and the problems that stopped it, as a check
     report has them."""
-    from nemoverify.outputs import problems_of
+    from nemoverify.report import problems_of
 
     status, problems = problems_of(error, checkpoint)
     empty = Matrix(checkpoint, base.algorithm, nproc if nproc > 1 else 0, base.device, (), 0, elapsed_s)
@@ -138,14 +139,6 @@ def matrix_profiles(base: CheckOptions) -> list[CheckOptions]:
     return out
 
 
-def _supported(release: VllmRelease, checkpoint: Checkpoint) -> bool:
-    """Whether the release routes the checkpoint here. Without a config.json nothing says otherwise
-    (warned of); a config.json without architectures is one vLLM cannot resolve."""
-    if not checkpoint.config.present:
-        return True
-    return any(a in release.architectures for a in checkpoint.config.architectures)
-
-
 def _cell(
     options: CheckOptions,
     checkpoint: Checkpoint,
@@ -154,7 +147,7 @@ def _cell(
     distributed: bool,
 ) -> Cell:
     profile = options.profile
-    supported = _supported(profile.vllm, checkpoint)
+    supported = routes_here(profile.vllm, checkpoint)
     corrupted: dict[str, set[str]] = {}
     raised: dict[str, set[str]] = {}  # a load-error is vLLM refusing the name, not a corrupted tensor
     failed_ranks: list[int] = []
@@ -193,7 +186,7 @@ def run_matrix(
     ranks (None: the distributed rows are not run)."""
     started = time.monotonic()
     checkpoint.require_valid(base.strict)
-    if not any(_supported(release, checkpoint) for release in VLLM_RELEASES):
+    if not any(routes_here(release, checkpoint) for release in VLLM_RELEASES):
         # No row would stream a byte: "no deployment corrupts it" would be a verdict on nothing.
         raise InvalidCheckpoint(
             checkpoint.root,
@@ -208,13 +201,13 @@ def run_matrix(
     runs = matrix_profiles(base)
     cells: list[Cell] = []
     for options in runs:
-        if not _supported(options.profile.vllm, checkpoint):
+        if not routes_here(options.profile.vllm, checkpoint):
             cells.append(_cell(options, checkpoint, reference, None, False))
             continue
         got = candidate_pass(checkpoint, options, progress)
         cells.append(_cell(options, checkpoint, reference, {0: got}, False))
     if distributed_runs is not None:
-        streamed = [o for o in runs if _supported(o.profile.vllm, checkpoint)]
+        streamed = [o for o in runs if routes_here(o.profile.vllm, checkpoint)]
         results = dict(zip(streamed, distributed_runs(streamed), strict=True)) if streamed else {}
         for options in runs:
             cells.append(_cell(options, checkpoint, reference, results.get(options), True))

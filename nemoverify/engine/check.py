@@ -1,4 +1,5 @@
-"""`check`: the reference pass and the candidate pass over one checkpoint, compared per tensor.
+"""`check`: the reference pass and the candidate pass over one checkpoint, compared per tensor, and
+`verify`: the stored bytes against a manifest.
 
 The reference pass (the stored bytes, read and hashed on every core) and the candidate pass (the
 streamer driving the replayed load path) run on daemon threads at once, so the two overlap; each
@@ -12,161 +13,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
-from nemoverify.checkpoint.problems import Problem
-from nemoverify.compare import Delivered, find_differences, summarize
-from nemoverify.dtypes import dtype_names
-from nemoverify.errors import InvalidCheckpoint
-from nemoverify.hashing import tensor_digester
-from nemoverify.loaders import TensorSource, require_loadable
-from nemoverify.loaders.runai import RunaiStreamer
-from nemoverify.loaders.safetensors_library import SafetensorsReader
-from nemoverify.loaders.stored_bytes import hash_checkpoint
-from nemoverify.manifests import Manifest, explained_by_manifest, shard_findings
-from nemoverify.model.replay import Snapshot, replay
-from nemoverify.model.routing import COMPONENTS, Component, route
-from nemoverify.options import CheckOptions
+from nemoverify.checkpoint.problems import InvalidCheckpoint
+from nemoverify.deployment.options import CheckOptions
+from nemoverify.engine.compare import find_differences, summarize
+from nemoverify.engine.manifests import Manifest, explained_by_manifest, shard_findings
+from nemoverify.engine.passes import Background, candidate_description, candidate_pass, reference_pass
+from nemoverify.model.checks import release_problems
+from nemoverify.model.replay import load_rules
+from nemoverify.model.routing import COMPONENTS, route
+from nemoverify.observations import Delivered, Observation
 from nemoverify.progress import Progress, no_progress
-from nemoverify.report import Finding, Observation, Report, Source, Status
-
-if TYPE_CHECKING:
-    import torch
-
-T = TypeVar("T")
-
-
-class _Background(threading.Thread, Generic[T]):
-    """Runs one function on a daemon thread, so that an interrupted run never waits for it to end."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        super().__init__(name="nemoverify-pass", daemon=True)
-        self._fn = fn
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._value = self._fn()
-        except BaseException as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> T:
-        while self.is_alive():
-            self.join(0.1)  # a timed join keeps this thread responsive to signals
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-
-class Cancelled(Exception):
-    """The run was interrupted; raised inside worker passes so they stop promptly."""
-
-
-class Recorder:
-    """The replay's LoadEvents: hashes each tensor at the moment the model would copy it.
-    Runs once per tensor, so it keeps to the fewest calls (25,000 small tensors make it show)."""
-
-    def __init__(self, algorithm: str, progress: Progress = no_progress, cancel: threading.Event | None = None) -> None:
-        self.algorithm = algorithm
-        self.digest = tensor_digester(algorithm)
-        self.progress = progress
-        self.cancel = cancel or threading.Event()
-        self.delivered = Delivered()
-        self._dtype_names = dtype_names()
-
-    def _record(
-        self,
-        name: str,
-        component: Component,
-        tensor: torch.Tensor,
-        status: Status = "loaded",
-        reason: str | None = None,
-    ) -> None:
-        if self.cancel.is_set():
-            raise Cancelled()
-        held: object = tensor  # a Snapshot stands for the 0.22+ iterator's clone (typed as a tensor)
-        if type(held) is Snapshot:
-            shape, digest = held.shape, held.digest
-        else:
-            shape, digest = tuple(tensor.shape), self.digest(tensor)
-        nbytes, dtype = tensor.nbytes, tensor.dtype
-        name_of_dtype = self._dtype_names.get(dtype) or str(dtype)
-        self.delivered.add(Observation(name, component, name_of_dtype, shape, nbytes, digest, status, reason))
-        self.progress("candidate", nbytes)
-
-    loaded = _record  # the model copies the tensor into its parameter: recorded in one call
-
-    def snapshot(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The 0.22+ iterator's clone, hashed as it is taken (`model.replay.Snapshot`)."""
-        if self.cancel.is_set():
-            raise Cancelled()
-        snap = Snapshot(tensor.dtype, tuple(tensor.shape), tensor.nbytes, self.digest(tensor))
-        return cast("torch.Tensor", snap)  # stands for the clone: only dtype, shape, nbytes are read
-
-    def passed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None:
-        self._record(name, component, tensor, "unclaimed" if component == "unclaimed" else "skipped", reason)
-
-    def failed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None:
-        self._record(name, component, tensor, "raised", reason)
-
-
-def reference_pass(
-    checkpoint: Checkpoint,
-    algorithm: str,
-    progress: Progress = no_progress,
-    cancel: threading.Event | None = None,
-    small_runs_after: threading.Event | None = None,
-) -> dict[str, Observation]:
-    """The stored bytes of every tensor, hashed as they are read: from local files or, for object
-    storage, from ranged GETs (nothing is downloaded whole)."""
-    return hash_checkpoint(
-        checkpoint,
-        algorithm,
-        progress,
-        phase="reference",
-        cancel=cancel,
-        small_runs_after=small_runs_after,
-        beside_candidate=True,
-    ).observations
-
-
-def candidate_source(checkpoint: Checkpoint, options: CheckOptions, distributed: bool = False) -> TensorSource:
-    if options.loader == "safetensors":
-        return SafetensorsReader(checkpoint)
-    return RunaiStreamer(checkpoint, options.streamer_settings(distributed))
-
-
-def candidate_pass(
-    checkpoint: Checkpoint,
-    options: CheckOptions,
-    progress: Progress = no_progress,
-    cancel: threading.Event | None = None,
-    distributed: bool = False,
-    real_clone: bool = False,
-) -> Delivered:
-    require_loadable(
-        checkpoint, checkpoint.streamed if options.loader == "runai" else checkpoint.shards, options.loader
-    )
-    options = options.fitted_to(checkpoint)
-    recorder = Recorder(options.algorithm, progress, cancel)
-    # The iterator's clone is hashed as it is taken (`Snapshot`: equivalent, without the copy);
-    # real_clone makes the copy, for the test that proves the two equal.
-    snapshot = None if real_clone else recorder.snapshot
-    with candidate_source(checkpoint, options, distributed) as source:
-        replay(source.tensors(), recorder, options.load_rules(checkpoint.config), snapshot)
-    return recorder.delivered
-
-
-def candidate_description(options: CheckOptions) -> str:
-    if options.loader == "safetensors":
-        return "safetensors library"
-    installed = options.profile.installed_streamer
-    held = "borrowed views" if options.profile.borrowed else "owned tensors"
-    return f"runai-model-streamer{' ' + installed if installed else ''} ({held})"
+from nemoverify.readers.stored_bytes import hash_checkpoint
+from nemoverify.report import Finding, Report, Source
 
 
 def check(
@@ -181,14 +41,14 @@ def check(
     """Verify that the candidate loader, through the load path of the options' deployment profile,
     delivers the reference's bytes for every tensor (and, with a manifest, the recorded ones).
     Raises only when no trustworthy verdict is possible."""
-    options = (options or CheckOptions()).fitted_to(against or checkpoint)
+    options = (options or CheckOptions()).fitted_to((against or checkpoint).largest_streamed_tensor)
     if manifest is not None and checkpoint.errors(options.strict):
         # A damaged shard the manifest explains (wrong size) is a failed verification, not a crash.
         return verify_manifest(checkpoint, manifest, manifest_path, progress, options.strict)
     checkpoint.require_valid(options.strict)
     streamed = against or checkpoint  # --against: the local copy is the reference, the uploaded one is streamed
     streamed.require_valid(options.strict)
-    if options.strict and options.loader == "runai" and (unrouted := _release_warnings(streamed, options)):
+    if options.strict and options.loader == "runai" and (unrouted := release_problems(streamed, options.profile.vllm)):
         # --strict makes a warning an error, this release's own ones too: it would refuse the model.
         raise InvalidCheckpoint(streamed.root, [replace(p, severity="error") for p in unrouted])
     started = time.monotonic()
@@ -200,7 +60,7 @@ def check(
     # all Python and would only slow a candidate pass that is itself all Python; when the candidate
     # shares this interpreter they wait for it (24,362 tensors of 1.5 KB: 0.50 s -> 0.43 s here).
     candidate_done = threading.Event() if ranks is None else None
-    reference_thread = _Background(
+    reference_thread = Background(
         lambda: reference_pass(checkpoint, options.algorithm, progress, cancel, candidate_done)
     )
     try:
@@ -215,7 +75,7 @@ def check(
                 finally:
                     candidate_done.set()
 
-            delivered = {0: _Background(candidate).result()}
+            delivered = {0: Background(candidate).result()}
         reference = reference_thread.result()
     except BaseException:
         cancel.set()  # each pass stops at its next tensor, on its own thread
@@ -244,7 +104,7 @@ def routed_as(
 ) -> dict[str, Observation]:
     """The reference pass labels components by the routes every release shares; a release that
     routes a name elsewhere (0.32+: the final layernorm) relabels it."""
-    rules = options.load_rules(checkpoint.config)
+    rules = load_rules(options, checkpoint.config)
     if not rules.final_layernorm:
         return reference
     out = dict(reference)
@@ -389,7 +249,7 @@ def build_report(
     warnings = [p for p in checkpoint.problems + (copy.problems if copy else ()) if p.severity == "warning"]
     profile = None
     if options is not None and options.loader == "runai":
-        warnings += _release_warnings(checkpoint, options)
+        warnings += release_problems(checkpoint, options.profile.vllm)
         note = options.ring_note(sum(s.header.data_len for s in checkpoint.streamed))
         profile = replace(options.profile, notes=options.profile.notes + ((note,) if note else ()))
     return Report(
@@ -411,24 +271,3 @@ def build_report(
         profile=profile,
         copy=copy.root if copy else None,
     )
-
-
-def _release_warnings(checkpoint: Checkpoint, options: CheckOptions) -> list[Problem]:
-    """What this checkpoint meets in the profile's vLLM release that another release would not."""
-    release = options.profile.vllm
-    archs = checkpoint.config.architectures
-    if not archs or any(a in release.architectures for a in archs):
-        return []
-    from nemoverify.checkpoint.config import CONFIG_NAME, is_nano_vl
-
-    if not any(is_nano_vl(a) for a in archs):
-        return []  # config.py already warns that no release knows it
-    return [
-        Problem(
-            "config-architecture",
-            f"{checkpoint.root.rstrip('/')}/{CONFIG_NAME}",
-            f"vLLM {release.name} does not route {', '.join(archs)} to NemotronH_Nano_VL_V2: it would refuse "
-            "this model before loading a weight",
-            severity="warning",
-        )
-    ]

@@ -1,0 +1,1 @@
+"""The verification itself: both passes, the comparison, check, manifest, matrix, ranks, inventory."""

@@ -1,0 +1,104 @@
+"""What vLLM's model makes of a checkpoint beyond its format: whether a release routes its
+architecture to NemotronH_Nano_VL_V2, and whether its sound tensors agree with its config."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from nemoverify.checkpoint.config import CONFIG_NAME
+from nemoverify.checkpoint.layout import Checkpoint, open_checkpoint
+from nemoverify.checkpoint.problems import Problem
+from nemoverify.deployment.profiles import VllmRelease, is_nano_vl
+from nemoverify.model.routing import route
+
+
+def open_for_vllm(path: str) -> Checkpoint:
+    """The checkpoint at `path` with every problem it meets: the format's and vLLM's model's."""
+    checkpoint = open_checkpoint(path)
+    found = architecture_problems(checkpoint) + sound_problems(checkpoint)
+    return replace(checkpoint, problems=checkpoint.problems + tuple(found)) if found else checkpoint
+
+
+def _config_file(checkpoint: Checkpoint) -> str:
+    return f"{checkpoint.root.rstrip('/')}/{CONFIG_NAME}"
+
+
+def architecture_problems(checkpoint: Checkpoint) -> list[Problem]:
+    """A config.json that is missing or names no architecture any release routes here: warnings
+    (the replay then presumes NemotronH_Nano_VL_V2)."""
+    config, file = checkpoint.config, _config_file(checkpoint)
+    if config.found == "absent":
+        said = (
+            "there is no config.json: vLLM cannot build the model without one, and which model the load path "
+            "belongs to is presumed"
+        )
+    elif not config.present:
+        return []  # not read, or no JSON object: reported as such already
+    elif not config.architectures_listed:
+        said = "has no 'architectures' list"
+    elif not any(is_nano_vl(a) for a in config.architectures):
+        said = (
+            f"architecture {', '.join(config.architectures) or '(none)'} is not one vLLM sends to "
+            "NemotronH_Nano_VL_V2 in any release nemoverify knows; the load-path replay may not match how vLLM loads it"
+        )
+    else:
+        return []
+    return [Problem("config-architecture", file, said, severity="warning")]
+
+
+def has_sound(checkpoint: Checkpoint) -> bool:
+    """Sound tensors in any file vLLM streams (a stray one's are loaded, and asserted on, too)."""
+    return any(route(info.name).component == "sound" for shard in checkpoint.streamed for info in shard.header.tensors)
+
+
+def sound_problems(checkpoint: Checkpoint) -> list[Problem]:
+    """Sound tensors without a sound_config (vLLM asserts on them), or a sound_config without them."""
+    config = checkpoint.config
+    if not config.present or not checkpoint.shards:
+        return []
+    sound = has_sound(checkpoint)
+    if sound and not config.declares_sound:
+        return [
+            Problem(
+                "config-sound",
+                _config_file(checkpoint),
+                "declares no sound_config but the shards hold sound tensors; vLLM's load_weights asserts on the first "
+                "one it routes (unless text-only mode skips them, vLLM 0.21+)",
+                severity="warning",  # the check reports each as a load-error of the release it replays
+            )
+        ]
+    if config.declares_sound and not sound:
+        return [
+            Problem(
+                "config-sound",
+                _config_file(checkpoint),
+                "declares a sound_config but the shards hold no sound tensors; the sound encoder would stay uninitialised",
+            )
+        ]
+    return []
+
+
+def routes_here(release: VllmRelease, checkpoint: Checkpoint) -> bool:
+    """Whether the release routes the checkpoint to NemotronH_Nano_VL_V2. Without a config.json
+    nothing says otherwise (warned of); a config.json without architectures is one vLLM cannot resolve."""
+    if not checkpoint.config.present:
+        return True
+    return any(a in release.architectures for a in checkpoint.config.architectures)
+
+
+def release_problems(checkpoint: Checkpoint, release: VllmRelease) -> list[Problem]:
+    """What this checkpoint meets in this vLLM release that another release would not."""
+    archs = checkpoint.config.architectures
+    if not archs or any(a in release.architectures for a in archs):
+        return []
+    if not any(is_nano_vl(a) for a in archs):
+        return []  # architecture_problems already warns that no release knows it
+    return [
+        Problem(
+            "config-architecture",
+            _config_file(checkpoint),
+            f"vLLM {release.name} does not route {', '.join(archs)} to NemotronH_Nano_VL_V2: it would refuse "
+            "this model before loading a weight",
+            severity="warning",
+        )
+    ]

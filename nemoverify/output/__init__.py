@@ -1,0 +1,1 @@
+"""What nemoverify writes: output files planned and written whole, and the renderers."""

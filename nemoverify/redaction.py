@@ -1,0 +1,50 @@
+"""Credentials never reach any output: messages, reports, errors, whatever a library put in them."""
+
+from __future__ import annotations
+
+import os
+import re
+
+SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_CLIENT_SECRET",
+)
+# A SAS signature or an account key inside a URL or a connection string, whatever its encoding or
+# parameter order (a library may rebuild the query string it was given).
+_SECRET_PARAMETERS = re.compile(r"(?i)\b(sig=|AccountKey=|SharedAccessSignature=)[^&;\s'\"]+")
+
+
+# A URL's userinfo (`https://user:secret@host`) and the values of its query (`?token=...`), wherever
+# a URL appears in a message: an endpoint URL carries credentials that no variable name announces.
+# Values stop at what ends a URL in text, JSON or XML (quotes, a backslash, <, >, whitespace).
+_URL = re.compile(
+    r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/\s?#@'\"<>\\]*@)?"
+    r"(?P<rest>[^\s?#'\"<>\\]*)(?P<query>\?[^\s#'\"<>\\]*)?"
+)
+_QUERY_VALUE = re.compile(r"(?P<key>[?&;](?:[^=&;#]*=)?)[^&;#]+")
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    userinfo = "***@" if match["userinfo"] else ""
+    query = _QUERY_VALUE.sub(r"\g<key>***", match["query"]) if match["query"] else ""
+    return f"{match['scheme']}{userinfo}{match['rest']}{query}"
+
+
+def redact(text: str) -> str:
+    """Credentials never reach output, reports or errors, whatever a library put in its message: the
+    values of the variables that hold them, SAS signatures and account keys, and in every URL its
+    userinfo and its query values."""
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+            if name == "AZURE_STORAGE_SAS_TOKEN" and value.startswith("?"):
+                text = text.replace(value[1:], "***")
+    text = _URL.sub(_redact_url, text) if "://" in text else text
+    return _SECRET_PARAMETERS.sub(r"\1***", text)
