@@ -20,7 +20,7 @@ from bench_check import spec_for  # noqa: E402
 
 from nemoverify.checkpoint.layout import open_checkpoint  # noqa: E402
 from nemoverify.deployment.options import CheckOptions  # noqa: E402
-from nemoverify.engine.check import check  # noqa: E402
+from nemoverify.engine.check import check_load as check  # noqa: E402
 from nemoverify.engine.passes import candidate_pass  # noqa: E402
 from nemoverify.testing.synthetic import write_checkpoint  # noqa: E402
 

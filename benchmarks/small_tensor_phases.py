@@ -38,6 +38,7 @@ def main() -> None:
 
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.deployment.options import resolve_check
+    from nemoverify.deployment.request import Request
     from nemoverify.engine import check as checking
     from nemoverify.engine import passes
     from nemoverify.hashing import tensor_digester
@@ -46,7 +47,7 @@ def main() -> None:
     gc.freeze()  # as the CLI does after its imports
     files = sorted(glob.glob(os.path.join(args.dir, "*.safetensors")))
     checkpoint = open_checkpoint(args.dir)
-    options = resolve_check().fitted_to(checkpoint.largest_streamed_tensor)
+    options = resolve_check(Request(args.dir)).fitted_to(checkpoint.largest_streamed_tensor)
     digest = tensor_digester(options.algorithm)
 
     def bare_stream() -> None:

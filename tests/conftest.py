@@ -11,11 +11,18 @@ from dataclasses import dataclass
 
 import pytest
 
-from nemoverify import cli as nemoverify_cli
+from nemoverify.cli.app import run as run_cli
+from nemoverify.deployment.options import CheckOptions, resolve_check
+from nemoverify.deployment.request import Request
 from nemoverify.readers.runai import environment
 from nemoverify.testing.synthetic import Spec, write_checkpoint
 
 CLI_ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def resolved(**options: object) -> CheckOptions:
+    """The options a run with these request fields resolves to (the path plays no part)."""
+    return resolve_check(Request("unused", **options))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +98,7 @@ class Cli:
         code: int
         with environment(CLI_ENV), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                nemoverify_cli.run(list(args))
+                run_cli(list(args))
                 code = 0
             except SystemExit as exc:
                 if exc.code is None or isinstance(exc.code, int):

@@ -37,7 +37,7 @@ def test_the_cli_and_its_parser_import_no_heavy_module() -> None:
     streamer, rich (imported where something is printed), nor a validation library."""
     heavy = ("torch", "runai_model_streamer", "rich", "pydantic")
     probe = (
-        "import sys, nemoverify.__main__, nemoverify.cli; nemoverify.cli.build_parser(); "
+        "import sys, typer, nemoverify.__main__, nemoverify.cli.app; typer.main.get_command(nemoverify.cli.app.app); "
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from conftest import resolved
 
-from nemoverify.deployment.options import resolve_check
-from nemoverify.engine.check import check
+from nemoverify.engine.check import check_load as check
 from nemoverify.model.checks import open_for_vllm
 
 pytestmark = pytest.mark.streamer
 
 
 def run(path: str, **options: object):  # type: ignore[no-untyped-def]
-    return check(open_for_vllm(path), resolve_check(**options))  # type: ignore[arg-type]
+    return check(open_for_vllm(path), resolved(**options))  # type: ignore[arg-type]
 
 
 def test_fixed_load_path_verifies_a_clean_checkpoint(vl_checkpoint: str) -> None:
@@ -210,7 +210,7 @@ def test_hashing_the_iterator_clone_as_it_is_taken_equals_the_real_clone(
     from nemoverify.model.replay import load_rules
 
     checkpoint = open_for_vllm(omni_checkpoint)
-    options = resolve_check(vllm="0.33", stress=True, strategy=strategy, algorithm=algorithm)  # type: ignore[arg-type]
+    options = resolved(vllm="0.33", stress=True, strategy=strategy, algorithm=algorithm)  # type: ignore[arg-type]
     assert options.profile.borrowed and load_rules(options, checkpoint.config).iterator_clones
     real = candidate_pass(checkpoint, options, real_clone=True)
     hashed = candidate_pass(checkpoint, options)
@@ -238,10 +238,10 @@ def test_the_default_ring_holds_two_of_the_largest_tensor_and_a_users_ring_is_le
     assert fitted_ring(256 << 20, 12 << 30) == 12 << 30  # ... but never below one tensor (the streamer's floor)
     checkpoint = open_for_vllm(make_checkpoint())
     largest = max(t.nbytes for s in checkpoint.streamed for t in s.header.tensors)
-    default = resolve_check()
-    tiny = resolve_check(memory_limit=largest)  # the user's: left alone
+    default = resolved()
+    tiny = resolved(memory_limit=largest)  # the user's: left alone
     assert tiny.fitted_to(checkpoint.largest_streamed_tensor).memory_limit == largest
     monkeypatch.setattr(runai, "CHOSEN_RING", largest)
     assert default.fitted_to(checkpoint.largest_streamed_tensor) is default  # 256 MiB holds two of a small checkpoint's largest
-    small = resolve_check()
+    small = resolved()
     assert small.memory_limit == largest and small.fitted_to(checkpoint.largest_streamed_tensor).memory_limit == 2 * largest

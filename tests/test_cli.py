@@ -6,7 +6,9 @@ import json
 import os
 import re
 
-from nemoverify.cli import build_parser, commands
+import typer
+
+from nemoverify.cli.app import app
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,12 +76,12 @@ def test_help_documents_the_exit_codes(cli) -> None:  # type: ignore[no-untyped-
 def test_every_command_and_option_is_in_the_readme() -> None:
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = f.read()
-    parser = build_parser()
-    for name, command in {"": parser, **commands(parser)}.items():
+    group = typer.main.get_command(app)
+    for name, command in {"": group, **group.commands}.items():  # type: ignore[attr-defined]
         assert f"nemoverify {name}" in readme, name
-        for action in command._actions:
-            for opt in action.option_strings:
-                if opt.startswith("--") and opt != "--help":
+        for param in command.params:
+            for opt in param.opts:
+                if opt.startswith("--") and opt not in ("--help", "--install-completion", "--show-completion"):
                     assert opt in readme, f"{name} {opt}"
 
 
@@ -126,12 +128,12 @@ def test_a_crash_is_exit_4_never_the_invalid_checkpoint_code(cli, vl_checkpoint:
     """A bug must not look like a broken upload: the tests that expect exit 3 can tell the two apart."""
     import json
 
-    import nemoverify.engine.check
+    import nemoverify.api
 
     def bug(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")  # the one thing this test cannot make happen for real
 
-    monkeypatch.setattr(nemoverify.engine.check, "check", bug)
+    monkeypatch.setattr(nemoverify.api, "check_load", bug)
     out = tmp_path / "r.json"
     result = cli("check", vl_checkpoint, "--json", str(out))
     assert result.exit_code == 4

@@ -595,7 +595,8 @@ def test_a_shard_swapped_while_it_is_read_is_never_verified(
     from nemoverify.checkpoint.layout import open_checkpoint
     from nemoverify.checkpoint.problems import InvalidCheckpoint
     from nemoverify.deployment.options import CheckOptions
-    from nemoverify.engine.check import check, verify_manifest
+    from nemoverify.engine.check import check_load as check
+    from nemoverify.engine.check import verify_manifest
     from nemoverify.engine.manifests import load_manifest
 
     root = copy_of(omni_checkpoint)

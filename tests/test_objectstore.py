@@ -408,7 +408,7 @@ def test_reports_redact_urls_in_every_format(cli, vl_checkpoint: str, tmp_path) 
 
     from nemoverify.checkpoint.problems import Problem
     from nemoverify.deployment.options import CheckOptions
-    from nemoverify.engine.check import check
+    from nemoverify.engine.check import check_load as check
     from nemoverify.model.checks import open_for_vllm
     from nemoverify.output.render.jsonout import report_json
     from nemoverify.output.render.junit import report_junit

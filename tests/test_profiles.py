@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from conftest import resolved
 
-from nemoverify.deployment.options import resolve_check
 from nemoverify.deployment.profiles import (
     NEWEST_VLLM,
     installed_version,
@@ -19,7 +19,7 @@ from nemoverify.deployment.profiles import (
     streamer_release,
     vllm_release,
 )
-from nemoverify.engine.check import check
+from nemoverify.engine.check import check_load as check
 from nemoverify.engine.inventory import describe
 from nemoverify.errors import UsageError
 from nemoverify.model.checks import open_for_vllm
@@ -30,7 +30,7 @@ INSTALLED_STREAMER = installed_version("runai-model-streamer") or ""
 
 
 def run(path: str, **options: object):  # type: ignore[no-untyped-def]
-    return check(open_for_vllm(path), resolve_check(**options))  # type: ignore[arg-type]
+    return check(open_for_vllm(path), resolved(**options))  # type: ignore[arg-type]
 
 
 # --- the release tables themselves -----------------------------------------------------------------
@@ -72,8 +72,8 @@ def test_only_vllm_033_rejects_unknown_loader_config_keys() -> None:
     assert vllm_release("0.33").rejects_unknown_extra_config
     assert not vllm_release("0.32").rejects_unknown_extra_config
     with pytest.raises(UsageError, match="rejects unknown keys bogus"):
-        resolve_check(vllm="0.33", extra_config='{"bogus": 1}')
-    options = resolve_check(vllm="0.32", extra_config='{"bogus": 1, "concurrency": 4}')
+        resolved(vllm="0.33", model_loader_extra_config='{"bogus": 1}')
+    options = resolved(vllm="0.32", model_loader_extra_config='{"bogus": 1, "concurrency": 4}')
     assert options.concurrency == 4
     assert any("ignores model_loader_extra_config keys bogus" in n for n in options.profile.notes)
 
@@ -85,14 +85,14 @@ def test_only_vllm_033_rejects_unknown_loader_config_keys() -> None:
 def test_a_loader_config_value_of_another_type_is_ignored_as_vllm_ignores_it(config: str) -> None:
     # vLLM 0.20-0.32 set a key only where isinstance(value, int) (bool for distributed): the deployment
     # runs with the default, and the note says so.
-    options = resolve_check(vllm="0.32", extra_config=config)
+    options = resolved(vllm="0.32", model_loader_extra_config=config)
     assert options.concurrency is None and options.memory_limit != 4_000_000_000
     [key] = json.loads(config)
     assert any(f"ignores model_loader_extra_config {key}" in n for n in options.profile.notes)
     with pytest.raises(UsageError, match=f"{key} must be"):
-        resolve_check(vllm="0.33", extra_config=config)  # 0.33 validates its config: refused, not guessed
+        resolved(vllm="0.33", model_loader_extra_config=config)  # 0.33 validates its config: refused, not guessed
     with pytest.raises(UsageError, match="must be an integer"):
-        resolve_check(vllm="0.32", extra_config='{"concurrency": true}')  # would reach the streamer as "True"
+        resolved(vllm="0.32", model_loader_extra_config='{"concurrency": true}')  # would reach the streamer as "True"
 
 
 @pytest.mark.parametrize(
@@ -108,8 +108,8 @@ def test_a_loader_config_the_streamer_would_refuse_or_a_flag_contradicts_is_a_us
     config: str, flags: dict[str, int], says: str
 ) -> None:
     with pytest.raises(UsageError, match=says):
-        resolve_check(vllm="0.32", extra_config=config, **flags)  # type: ignore[arg-type]
-    assert resolve_check(vllm="0.32", extra_config='{"concurrency": 4}', concurrency=4).concurrency == 4
+        resolved(vllm="0.32", model_loader_extra_config=config, **flags)  # type: ignore[arg-type]
+    assert resolved(vllm="0.32", model_loader_extra_config='{"concurrency": 4}', concurrency=4).concurrency == 4
 
 
 @pytest.mark.parametrize("config", ['{"distributed": "true"}', '{"distributed": false}', '{"concurrency": 4}'])
@@ -118,9 +118,9 @@ def test_distributed_ranks_are_refused_when_the_pasted_config_does_not_stream_di
     given = json.loads(config).get("distributed")
     said = f'"distributed" is {json.dumps(given)}, not true' if given is not None else 'no "distributed": true'
     with pytest.raises(UsageError) as refused:
-        resolve_check(vllm="0.32", extra_config=config, nproc=2)
+        resolved(vllm="0.32", model_loader_extra_config=config, nproc=2)
     assert said in str(refused.value) and "so vLLM does not stream distributed" in str(refused.value)
-    assert resolve_check(vllm="0.32", extra_config='{"distributed": true}', nproc=2).profile.vllm.name == "0.32"
+    assert resolved(vllm="0.32", model_loader_extra_config='{"distributed": true}', nproc=2).profile.vllm.name == "0.32"
 
 
 @pytest.mark.parametrize("version", ["0.19.1", "0.34.0", "1.0", "latest"])

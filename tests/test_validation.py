@@ -15,7 +15,7 @@ from malformed import CASES, SHARD2, Case, append, edit_index, truncate
 
 from nemoverify.checkpoint.problems import InvalidCheckpoint
 from nemoverify.deployment.options import CheckOptions
-from nemoverify.engine.check import check
+from nemoverify.engine.check import check_load as check
 from nemoverify.model.checks import open_for_vllm
 
 

@@ -9,15 +9,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
 
 from nemoverify.deployment.profiles import LoadPath, Profile, resolve_profile
+from nemoverify.deployment.request import Loader, Request
 from nemoverify.deployment.ring import STREAMER_DEFAULT_RING, chosen_ring_bytes, default_ring_bytes, fitted_ring
 from nemoverify.errors import UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
 
-Loader = Literal["runai", "safetensors"]
-LOADERS: tuple[Loader, ...] = get_args(Loader)  # --loader's choices
 EXTRA_CONFIG_KEYS = {"distributed": bool, "concurrency": int, "memory_limit": int}
 EXTRA_CONFIG_LEAST = {"concurrency": 1, "memory_limit": -1}  # as --concurrency and --memory-limit take them
 
@@ -132,29 +130,12 @@ def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, in
     return out, notes
 
 
-def resolve_check(
-    *,
-    loader: Loader = "runai",
-    vllm: str = "auto",
-    streamer: str | None = None,
-    stress: bool = False,
-    strategy: LoadPath | None = None,
-    memory_limit: int | None = None,
-    concurrency: int | None = None,
-    text_only: bool = False,
-    algorithm: str | None = None,
-    manifest_algorithm: str | None = None,
-    strict: bool = False,
-    fail_on_unclaimed: bool = False,
-    device: str = "cpu",
-    extra_config: str | None = None,
-    nproc: int = 1,
-    distributed: bool = False,
-    all_modes: bool = False,
-) -> CheckOptions:
+def resolve_check(request: Request, *, manifest_algorithm: str | None = None, all_modes: bool = False) -> CheckOptions:
     """Resolve what the user asked for into one complete run; raise UsageError on contradictions.
-    `all_modes`: for `matrix`, whose rows stream both ways, so the extra config's `distributed`
-    chooses nothing there."""
+    `manifest_algorithm`: the digest of the manifest the run checks against. `all_modes`: for
+    `matrix`, whose rows stream both ways, so the extra config's `distributed` chooses nothing there."""
+    loader, nproc, distributed, device = request.loader, request.nproc, request.distributed, request.device
+    stress, text_only, extra_config = request.stress, request.text_only, request.model_loader_extra_config
     if stress and loader == "safetensors":
         raise UsageError("--stress applies to the runai loader only")
     if (nproc > 1 or distributed) and loader == "safetensors":
@@ -163,7 +144,7 @@ def resolve_check(
         raise UsageError("--nproc launches the ranks itself; --distributed is for ranks torchrun started")
     if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
         raise UsageError(f"--device {device!r}: use cpu, cuda or cuda:N")
-    profile = resolve_profile(vllm, streamer, stress, strategy)
+    profile = resolve_profile(request.vllm, request.streamer, stress, request.strategy)
     extra, notes = parse_extra_config(extra_config, profile)
     if text_only and not profile.vllm.text_only_skip:
         notes.append(f"vLLM {profile.vllm.name} has no text-only skip: mlp1, vision and sound load regardless")
@@ -182,12 +163,13 @@ def resolve_check(
             f"--model-loader-extra-config: {said}, so vLLM does not stream distributed; "
             "leave out --nproc/--distributed, or set it"
         )
-    for key, flag, given in (
+    concurrency, memory_limit = request.concurrency, request.memory_limit
+    for key, flag, given_value in (
         ("concurrency", "--concurrency", concurrency),
         ("memory_limit", "--memory-limit", memory_limit),
     ):
-        if key in extra and given is not None and given != extra[key]:
-            raise UsageError(f"{flag} {given} and the extra config's {key} {extra[key]} disagree: give it once")
+        if key in extra and given_value is not None and given_value != extra[key]:
+            raise UsageError(f"{flag} {given_value} and the extra config's {key} {extra[key]} disagree: give it once")
     concurrency = extra.get("concurrency", concurrency)
     memory_limit = extra.get("memory_limit", memory_limit)
     production_ring = None
@@ -199,7 +181,7 @@ def resolve_check(
         memory_limit, production_ring = chosen_ring_bytes(), STREAMER_DEFAULT_RING
     # On a GPU the default digest is lin128, computed where the tensor lands (no copy back to the host).
     default = "lin128" if device.startswith("cuda") and (nproc > 1 or distributed) else DEFAULT_CHECK_ALGORITHM
-    chosen = algorithm or manifest_algorithm or default
+    chosen = request.algorithm or manifest_algorithm or default
     if manifest_algorithm is not None and chosen != manifest_algorithm:
         raise UsageError(f"--algorithm {chosen} differs from the manifest's {manifest_algorithm}; leave it out")
     profile = replace(profile, notes=profile.notes + tuple(notes))
@@ -210,8 +192,8 @@ def resolve_check(
         concurrency=concurrency,
         text_only=text_only,
         algorithm=chosen,
-        strict=strict,
-        fail_on_unclaimed=fail_on_unclaimed,
+        strict=request.strict,
+        fail_on_unclaimed=request.fail_on_unclaimed,
         device=device,
         production_ring=production_ring,
     )

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
-from nemoverify.checkpoint.problems import InvalidCheckpoint
 from nemoverify.deployment.options import CheckOptions
 from nemoverify.engine.compare import find_differences, summarize
 from nemoverify.engine.manifests import Manifest, explained_by_manifest, shard_findings
@@ -29,7 +28,7 @@ from nemoverify.readers.stored_bytes import hash_checkpoint
 from nemoverify.report import Finding, Report, Source
 
 
-def check(
+def check_load(
     checkpoint: Checkpoint,
     options: CheckOptions | None = None,
     progress: Progress = no_progress,
@@ -39,18 +38,11 @@ def check(
     against: Checkpoint | None = None,
 ) -> Report:
     """Verify that the candidate loader, through the load path of the options' deployment profile,
-    delivers the reference's bytes for every tensor (and, with a manifest, the recorded ones).
-    Raises only when no trustworthy verdict is possible."""
+    delivers the reference's bytes for every tensor (and, with a manifest, the recorded ones). The
+    checkpoints are the ones the caller admitted (`api.admit`). Raises only when no trustworthy
+    verdict is possible."""
     options = (options or CheckOptions()).fitted_to((against or checkpoint).largest_streamed_tensor)
-    if manifest is not None and checkpoint.errors(options.strict):
-        # A damaged shard the manifest explains (wrong size) is a failed verification, not a crash.
-        return verify_manifest(checkpoint, manifest, manifest_path, progress, options.strict)
-    checkpoint.require_valid(options.strict)
     streamed = against or checkpoint  # --against: the local copy is the reference, the uploaded one is streamed
-    streamed.require_valid(options.strict)
-    if options.strict and options.loader == "runai" and (unrouted := release_problems(streamed, options.profile.vllm)):
-        # --strict makes a warning an error, this release's own ones too: it would refuse the model.
-        raise InvalidCheckpoint(streamed.root, [replace(p, severity="error") for p in unrouted])
     started = time.monotonic()
     cancel = threading.Event()
     # Both passes run on daemon threads and this thread only waits: an interrupt lands here and never
@@ -85,7 +77,7 @@ def check(
     reference = routed_as(reference, options, checkpoint)
     # The manifest is checked against what was streamed: with --against, the copy.
     extra = manifest_findings(streamed, manifest, delivered) if manifest else []
-    report = build_report(
+    return build_report(
         checkpoint,
         options,
         reference,
@@ -96,7 +88,6 @@ def check(
         copy=against,
         recorded=manifest.tensors if manifest else None,
     )
-    return _explain_duplicates(report, streamed, reference, options.algorithm)
 
 
 def routed_as(
@@ -116,13 +107,13 @@ def routed_as(
 
 
 def _explain_duplicates(
-    report: Report, checkpoint: Checkpoint, reference: dict[str, Observation], algorithm: str
-) -> Report:
+    findings: list[Finding], checkpoint: Checkpoint, reference: dict[str, Observation], algorithm: str
+) -> list[Finding]:
     """A name streamed from two files is loaded twice and the model keeps the later copy: say which
     file's copy that is, and whether its bytes are the indexed ones."""
-    duplicates = [f for f in report.mismatches if f.kind == "duplicate"]
+    duplicates = [f for f in findings if f.kind == "duplicate"]
     if not duplicates:
-        return report
+        return findings
     stored: dict[tuple[str, str], str] = {}  # (file, tensor) -> digest of that file's stored copy
     indexed_files = {s.name for s in checkpoint.shards}
     for shard in checkpoint.streamed:
@@ -139,7 +130,7 @@ def _explain_duplicates(
                 stored[(shard.name, name)] = obs.digest
     indexed = {info.name: shard.name for shard, info in checkpoint.tensors()}
     explained = []
-    for f in report.mismatches:
+    for f in findings:
         if f.kind != "duplicate":
             explained.append(f)
             continue
@@ -159,7 +150,7 @@ def _explain_duplicates(
         where = checkpoint.storage.locate(held) if held else f.file
         detail = f"{f.detail} (from {', '.join(holders)}); the model {which}"
         explained.append(replace(f, detail=detail, file=where))
-    return replace(report, mismatches=tuple(explained))
+    return explained
 
 
 def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:
@@ -239,6 +230,8 @@ def build_report(
         ]
     order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
     findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
+    if options is not None:  # a replayed load: a name streamed twice says which copy the model holds
+        findings = _explain_duplicates(findings, streamed, reference, algorithm)
     components, skipped = summarize(algorithm, reference, delivered, findings, recorded)
     unclaimed = components.get("unclaimed")
     # The reference's unclaimed tensors, or a stray file's that the candidate streamed (no row counts those).

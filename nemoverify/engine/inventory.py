@@ -39,13 +39,18 @@ class Inventory:
     shards: tuple[ShardInventory, ...]
     problems: tuple[Problem, ...]
 
+    @property
+    def refused(self) -> bool:
+        """A problem refuses the checkpoint (exit 3)."""
+        return any(p.severity == "error" for p in self.problems)
+
     def to_dict(self) -> dict[str, object]:
         return {
             "checkpoint": self.root,
             "architecture": self.architecture,
             "declares_sound": self.declares_sound,
             "indexed": self.indexed,
-            "ok": not any(p.severity == "error" for p in self.problems),
+            "ok": not self.refused,
             "components": {
                 c.component: {
                     "tensors": c.tensors,

@@ -208,7 +208,7 @@ def _count(entry: dict[str, object], key: str, where: str) -> int:
 
 
 def build_manifest(checkpoint: Checkpoint, algorithm: str, progress: Progress) -> Manifest:
-    checkpoint.require_valid()
+    """The manifest of an admitted checkpoint (`api.manifest`)."""
     delivered = hash_checkpoint(checkpoint, algorithm, progress)
     shard_of = {info.name: shard.name for shard, info in checkpoint.tensors()}
     return Manifest(algorithm, delivered.observations, shard_of, {s.name: s.size for s in checkpoint.shards})

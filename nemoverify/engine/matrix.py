@@ -185,7 +185,6 @@ def run_matrix(
     """The checkpoint against every profile. `distributed_runs` streams a list of profiles across
     ranks (None: the distributed rows are not run)."""
     started = time.monotonic()
-    checkpoint.require_valid(base.strict)
     if not any(routes_here(release, checkpoint) for release in VLLM_RELEASES):
         # No row would stream a byte: "no deployment corrupts it" would be a verdict on nothing.
         raise InvalidCheckpoint(
