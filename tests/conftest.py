@@ -90,13 +90,16 @@ class Cli:
     and the exit code. rich's consoles are made per call, after the streams are swapped, so they
     write here too. An exception that escapes the CLI (a bug) is raised, not turned into a code."""
 
+    def __init__(self, **env: str) -> None:
+        self.env = CLI_ENV | env
+
     def __call__(self, *args: str) -> Result:
         both = io.BytesIO()
         raw_out, raw_err = _Bytes(both), _Bytes(both)
         out = io.TextIOWrapper(raw_out, encoding="utf-8", write_through=True)
         err = io.TextIOWrapper(raw_err, encoding="utf-8", write_through=True)
         code: int
-        with environment(CLI_ENV), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with environment(self.env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 run_cli(list(args))
                 code = 0

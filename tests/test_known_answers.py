@@ -39,7 +39,7 @@ INPUTS = {
 
 
 def lin128_from_the_readme(data: bytes) -> str:
-    """lin128 exactly as the README defines it, in plain Python integers."""
+    """lin128 exactly as docs/deployments.md defines it, in plain Python integers."""
     a, b, c, d = 0x9E3779B97F4A7C14, 0xC2B2AE3D27D4EB4F, 0xD6E8FEB86659FD92, 0x165667B19E3779F9
     m = 1 << 64
     padded = data + b"\0" * (-len(data) % 8)
@@ -106,7 +106,7 @@ ROOT_INPUTS: dict[str, list[Entry]] = {
 
 
 def root_from_the_readme(algorithm: str, entries: list[Entry]) -> str:
-    """The v2 root exactly as the README defines it, from the standard hash functions."""
+    """The v2 root exactly as docs/reports.md defines it, from the standard hash functions."""
     import blake3
     import xxhash
 
@@ -199,18 +199,18 @@ def test_a_manifest_written_in_the_first_format_still_verifies() -> None:
     assert report.ok and report.status == "verified"
 
 
-def test_the_readme_tensor_digest_command_gives_the_manifest_digest(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The README's one-line recipe for a tensor digest, run as written, agrees with a manifest."""
+def test_the_documented_tensor_digest_command_gives_the_manifest_digest(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """docs/reports.md's one-line recipe for a tensor digest, run as written, agrees with a manifest."""
     import subprocess
     import sys
 
     from nemoverify.model.checks import open_for_vllm
     from nemoverify.readers.stored_bytes import hash_checkpoint
 
-    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "reports.md"), encoding="utf-8") as f:
         readme = f.read()
     found = re.search(r'`python -c "(import blake3,json,struct,sys;[^"]+)" SHARD NAME`', readme)
-    assert found, "the README lost its tensor-digest command"
+    assert found, "docs/reports.md lost its tensor-digest command"
     example = os.path.join(os.path.dirname(__file__), "..", "examples", "nano-omni-tiny")
     checkpoint = open_for_vllm(example)
     recorded = hash_checkpoint(checkpoint, "blake3", lambda phase, n: None).observations

@@ -529,16 +529,16 @@ def test_a_manifest_of_a_newer_format_is_refused_by_name(cli, omni_checkpoint: s
     assert "'nemoverify.manifests/v9' is not one this nemoverify reads" in " ".join(result.stderr.split())
 
 
-def test_the_readme_recipe_recomputes_every_root(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The README's description of the root, run as written, gives the root nemoverify records."""
+def test_the_documented_recipe_recomputes_every_root(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """docs/reports.md's description of the root, run as written, gives the root nemoverify records."""
     import re
     import subprocess
     import sys
 
-    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "reports.md"), encoding="utf-8") as f:
         readme = f.read()
     recipe = re.search(r"<!-- root-recipe -->\n```python\n(.*?)```", readme, re.S)
-    assert recipe, "the README lost its root recipe"
+    assert recipe, "docs/reports.md lost its root recipe"
     script = tmp_path / "root.py"
     script.write_text(recipe.group(1))
     for algorithm in ("blake3", "sha256", "xxh3-128"):

@@ -109,7 +109,7 @@ def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
             return _broken(
                 path, Problem("path-kind", path, "is a file but not a .safetensors file or a checkpoint directory")
             )
-        storage = LocalStorage(os.path.dirname(os.path.abspath(path)), contain_within)
+        storage = LocalStorage(os.path.dirname(path) or ".", contain_within)
         return build_checkpoint(storage, only=os.path.basename(path))
     if not os.path.isdir(path):
         return _broken(path, Problem("path-kind", path, "is neither a directory nor a .safetensors file"))

@@ -136,7 +136,7 @@ class LocalStorage:
     snapshot files into its sibling `blobs/` directory)."""
 
     def __init__(self, root: str, contain_within: str | None = None) -> None:
-        self.root = os.path.abspath(root)
+        self.root = os.path.normpath(root)  # as the user spelled it: what messages and reports show
         self._jail = os.path.realpath(contain_within or root)
         self._fds: dict[str, int] = {}  # one descriptor per file, for the life of this object
         self._lock = threading.Lock()

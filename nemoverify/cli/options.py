@@ -266,7 +266,7 @@ Distributed = Annotated[
 ]
 Device = Annotated[
     str,
-    _option("--device", panel=PROFILE, help="Where the streamer delivers tensors: cpu, cuda or cuda:N."),
+    _option("--device", metavar="cpu|cuda|cuda:N", panel=PROFILE, help="Where the streamer delivers tensors."),
 ]
 
 # Policy
