@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
+from nemoverify.checkpoint.objectstore import is_object_url
 from nemoverify.errors import ExitCode, StorageError
 from nemoverify.redaction import redact
 
@@ -42,7 +43,6 @@ def storage_deadline(
     """Within the block, a run over object storage ends (exit 3) after `seconds` (None or 0: no
     deadline). Local paths get none: their reads end with the file. `on_expiry` is called with the
     error, on the timer's thread, just before the process ends (the CLI writes its reports there)."""
-    from nemoverify.checkpoint.objectstore import is_object_url
 
     remote = [p for p in paths if p and is_object_url(p)]
     if not seconds or not remote or not _owns_process:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from nemoverify import _version
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.errors import ManifestError, NemoverifyError
 from nemoverify.redaction import redact
@@ -279,11 +280,10 @@ class Report:
         return sum(c.bytes for c in self.components.values())
 
     def to_dict(self) -> dict[str, object]:
-        from nemoverify._version import __version__
 
         return {
             "report_version": REPORT_VERSION,
-            "tool": {"name": "nemoverify", "version": __version__},
+            "tool": {"name": "nemoverify", "version": _version.__version__},
             "ok": self.ok,
             "status": self.status,
             "algorithm": self.algorithm or None,  # None: no verdict, nothing was hashed

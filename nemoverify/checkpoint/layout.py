@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+from nemoverify.checkpoint import hfcache, objectstore
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
 from nemoverify.checkpoint.header import Header, TensorInfo, header_fingerprint, read_header
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem, Severity
@@ -95,7 +96,6 @@ class Checkpoint:
 def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
     """Open a checkpoint: a local directory or `.safetensors` file, an `s3://bucket/prefix`, or a
     Hugging Face repo id already in the local cache."""
-    from nemoverify.checkpoint import hfcache, objectstore
 
     if objectstore.is_object_url(path):
         return build_checkpoint(objectstore.object_storage(path))

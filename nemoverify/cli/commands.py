@@ -51,10 +51,14 @@ from nemoverify.cli.options import (
     TextOnly,
     Vllm,
 )
+from nemoverify.cli.progress import progress
 from nemoverify.deployment.request import DEFAULT_RANK_TIMEOUT_S, DEFAULT_STORAGE_TIMEOUT_S, Request
+from nemoverify.engine.inventory import without_inventory
+from nemoverify.engine.matrix import matrix_without_verdict
 from nemoverify.errors import ExitCode
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
-from nemoverify.output.files import STDOUT, Reports, plan_outputs, plan_reports, write_output
+from nemoverify.output.files import STDOUT, Reports, guarded, plan_outputs, plan_reports, write_output
+from nemoverify.output.render.jsonout import report_json
 
 if TYPE_CHECKING:
     from nemoverify.checkpoint.problems import Problem
@@ -129,7 +133,6 @@ def matrix(
     started = time.monotonic()
 
     def leave(error: BaseException) -> None:  # no verdict: the JSON asked for still says why
-        from nemoverify.engine.matrix import matrix_without_verdict
 
         no_verdict = matrix_without_verdict(path, base, nproc, time.monotonic() - started, error)
         _leave_json(json.dumps(no_verdict, indent=2) + "\n", json_file, outputs.json_on_stdout)
@@ -160,7 +163,6 @@ def inspect(
     json_file = _plan({"--json": json_file}, path, outputs).get("--json")
 
     def leave(error: BaseException) -> None:  # no inventory: the JSON asked for still says why
-        from nemoverify.engine.inventory import without_inventory
 
         _leave_json(json.dumps(without_inventory(path, error), indent=2) + "\n", json_file, outputs.json_on_stdout)
 
@@ -237,12 +239,11 @@ def verify(
 
 
 def _watch(outputs: Outputs) -> Callable[[dict[str, int]], AbstractContextManager[Progress]]:
-    return lambda phases: runtime.progress(not outputs.quiet, phases)
+    return lambda phases: progress(not outputs.quiet, phases)
 
 
 def _plan(requested: dict[str, str | None], path: str, outputs: Outputs) -> dict[str, str]:
     """Refuse (exit 2), before any work, an output that cannot be written or would land in the checkpoint."""
-    from nemoverify.output.files import guarded
 
     stdout = "--format json" if outputs.json_on_stdout else None
     return runtime.run(lambda: plan_outputs(requested, guarded(path, "the checkpoint"), stdout))
@@ -273,8 +274,6 @@ def _leaving(reports: Reports) -> runtime.Leave:
         for message in reports.write(report):
             runtime.fail(message, ExitCode.INVALID)
         if reports.format_json:
-            from nemoverify.output.render.jsonout import report_json
-
             sys.stdout.write(report_json(report))
 
     return leave
@@ -307,8 +306,6 @@ def _emit(report: Report, reports: Reports, outputs: Outputs) -> NoReturn:
     for message in failed:
         runtime.fail(message, ExitCode.USAGE)
     if outputs.json_on_stdout:
-        from nemoverify.output.render.jsonout import report_json
-
         sys.stdout.write(report_json(report))
     elif not outputs.quiet:
         from nemoverify.output.render.table import render_report

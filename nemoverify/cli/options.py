@@ -112,7 +112,9 @@ Manifest = Annotated[
         help="Also check every tensor, as the candidate delivers it, against this manifest.",
     ),
 ]
-RequiredManifest = Annotated[str, _option("--manifest", metavar="FILE", panel=INPUTS, help="The manifest to check against.")]
+RequiredManifest = Annotated[
+    str, _option("--manifest", metavar="FILE", panel=INPUTS, help="The manifest to check against.")
+]
 Against = Annotated[
     str | None,
     _option(
@@ -218,7 +220,9 @@ MemoryLimit = Annotated[
 ]
 Concurrency = Annotated[
     int | None,
-    _option("--concurrency", panel=PROFILE, help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1)),
+    _option(
+        "--concurrency", panel=PROFILE, help="RUNAI_STREAMER_CONCURRENCY: the streamer's reader threads.", **_whole(1)
+    ),
 ]
 TextOnly = Annotated[
     bool,
@@ -367,6 +371,7 @@ Quiet = Annotated[
     _option("-q", "--quiet", panel=REPORTS, help="Print nothing; the exit code is the answer."),
 ]
 
+
 @dataclass(frozen=True)
 class Outputs:
     """What a command prints and writes besides its verdict."""
@@ -386,4 +391,3 @@ class Outputs:
     @property
     def json_on_stdout(self) -> bool:
         return self.output_format == "json" and not self.quiet
-

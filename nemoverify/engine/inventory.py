@@ -10,6 +10,7 @@ from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.model.replay import NO_SOUND_ENCODER, asserts_on_sound
 from nemoverify.model.routing import COMPONENTS, FINAL_LAYERNORM, UNCLAIMED, route
+from nemoverify.report import problems_of
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,6 @@ class Inventory:
 def without_inventory(checkpoint: str, error: BaseException) -> dict[str, object]:
     """The JSON of an inspect that `error` ended before its headers were read (a storage error, the
     storage deadline, a crash): `Inventory.to_dict`'s shape, nothing held, the problem that stopped it."""
-    from nemoverify.report import problems_of
 
     _, problems = problems_of(error, checkpoint)
     return Inventory(checkpoint, None, False, False, {}, (), problems).to_dict()

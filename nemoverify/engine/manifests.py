@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nemoverify import _version
 from nemoverify.checkpoint.header import DTYPE_BITS
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import CONTROL_CHARACTER, has_control_character
@@ -58,12 +59,11 @@ class Manifest:
         return root_digest(self.algorithm, chosen)
 
     def to_dict(self) -> dict[str, object]:
-        from nemoverify._version import __version__
 
         components = sorted({t.component for t in self.tensors.values()})
         return {
             "format": self.format,
-            "created_by": f"nemoverify {__version__}",
+            "created_by": f"nemoverify {_version.__version__}",
             "algorithm": self.algorithm,
             "digest_definition": DIGEST_DEFINITION_V1 if self.format == FORMAT_V1 else DIGEST_DEFINITION,
             "root": self.root(),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from nemoverify import _version
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.deployment.options import CheckOptions
@@ -25,6 +26,7 @@ from nemoverify.model.routing import COMPONENTS
 from nemoverify.observations import Delivered, Observation
 from nemoverify.progress import Progress
 from nemoverify.readers.stored_bytes import hash_checkpoint
+from nemoverify.report import problems_of
 
 MATRIX_VERSION = 1
 MATRIX_STREAMERS = ("0.16", "0.17")  # 0.15 behaves as 0.16 (no `owned`: views into reused buffers)
@@ -95,11 +97,10 @@ class Matrix:
         return not self.exposed and not self.fails_to_load
 
     def to_dict(self) -> dict[str, object]:
-        from nemoverify._version import __version__
 
         return {
             "matrix_version": MATRIX_VERSION,
-            "tool": {"name": "nemoverify", "version": __version__},
+            "tool": {"name": "nemoverify", "version": _version.__version__},
             "ok": self.ok,
             "checkpoint": self.checkpoint,
             "algorithm": self.algorithm,
@@ -120,7 +121,6 @@ def matrix_without_verdict(
     """The JSON of a matrix that `error` ended before any verdict (exit 3, or 4 for a crash): the
     keys of `Matrix.to_dict`, no cells, plus `status` and the problems that stopped it, as a check
     report has them."""
-    from nemoverify.report import problems_of
 
     status, problems = problems_of(error, checkpoint)
     empty = Matrix(checkpoint, base.algorithm, nproc if nproc > 1 else 0, base.device, (), 0, elapsed_s)

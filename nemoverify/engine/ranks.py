@@ -24,7 +24,10 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, NoReturn
 
+from nemoverify.engine.passes import candidate_pass
 from nemoverify.errors import DistributedError
+from nemoverify.gc_pause import cycle_collection_paused
+from nemoverify.model.checks import open_for_vllm
 from nemoverify.observations import Delivered
 from nemoverify.readers.runai import environment
 
@@ -46,9 +49,6 @@ def _rank_device(device: str) -> str:
 
 def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
     """The body of every rank: open the checkpoint, stream distributed, replay, hash."""
-    from nemoverify.engine.passes import candidate_pass
-    from nemoverify.gc_pause import cycle_collection_paused
-    from nemoverify.model.checks import open_for_vllm
 
     with cycle_collection_paused():
         checkpoint = open_for_vllm(path)

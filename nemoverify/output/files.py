@@ -21,7 +21,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
+from nemoverify.checkpoint import hfcache
 from nemoverify.errors import UsageError
+from nemoverify.output.atomic import STANDARD_STREAMS, standard_stream, write_atomic
+from nemoverify.output.render.jsonout import report_json
+from nemoverify.output.render.junit import report_junit
+from nemoverify.output.render.sarif import report_sarif
+from nemoverify.report import Report, problems_of
 
 if TYPE_CHECKING:
     from nemoverify.report import Report
@@ -48,7 +54,6 @@ def guarded(location: str | None, what: str) -> list[Guarded]:
     (the snapshot's links point into its blobs)."""
     if not location or "://" in location:
         return []
-    from nemoverify.checkpoint import hfcache
 
     if hfcache.looks_like_repo_id(location):
         return [Guarded(os.path.realpath(hfcache.repo_dir(location)), True, f"{what} {location}")]
@@ -65,7 +70,6 @@ def _inside(target: str, guard: Guarded) -> bool:
 def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
     """The resolved file `option` will write (STDOUT or STDERR for a standard stream, however
     named), or a UsageError saying why it cannot be written."""
-    from nemoverify.output.atomic import standard_stream
 
     if path == STDOUT:
         return _open_stream(option, path, 1)
@@ -105,7 +109,6 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
 def _open_stream(option: str, path: str, fd: int) -> str:
     """STDOUT or STDERR for a report on that stream, refused before any work where the stream is
     closed (`>&-`): found after the run, it would lose the verdict's report."""
-    from nemoverify.output.atomic import STANDARD_STREAMS
 
     try:
         os.fstat(fd)
@@ -155,7 +158,6 @@ def write_output(path: str, text: str) -> None:
     name of it; a name of standard error is standard error: see `atomic.standard_stream`), a regular file is
     replaced whole, a character device or a FIFO is written through (a FIFO nobody reads is an error,
     not a wait), a link is followed, anything else is refused."""
-    from nemoverify.output.atomic import write_atomic
 
     write_atomic(path, text)
 
@@ -190,9 +192,6 @@ class Reports:
 
     def write(self, report: Report) -> list[str]:
         """Write every report asked for, each whole; return a message per file that could not be."""
-        from nemoverify.output.render.jsonout import report_json
-        from nemoverify.output.render.junit import report_junit
-        from nemoverify.output.render.sarif import report_sarif
 
         failed = []
         wanted = [(self.json, report_json), (self.junit, report_junit), (self.sarif, report_sarif)]
@@ -208,7 +207,6 @@ class Reports:
 
     def without_verdict(self, error: BaseException) -> Report:
         """The report of a run that `error` ended before a verdict (exit 3, or 4 for a crash)."""
-        from nemoverify.report import Report, problems_of
 
         status, problems = problems_of(error, self.checkpoint, self.manifest)
         return Report.without_verdict(self.checkpoint, status, problems, self.manifest, self.copy)

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
+from nemoverify.dtypes import to_torch
+from nemoverify.errors import LoaderError
+
 if TYPE_CHECKING:
     import torch
 
@@ -31,8 +34,6 @@ def require_loadable(checkpoint: Checkpoint, files: tuple[Shard, ...], loader: s
     candidate can deliver such a tensor as it is stored (the streamer refuses the header, the
     safetensors library would hand back other bytes), and neither can vLLM load it. Refused before
     any work, naming the file and the tensor (exit 3), whichever loader was asked for."""
-    from nemoverify.dtypes import to_torch
-    from nemoverify.errors import LoaderError
 
     for shard in files:
         for info in shard.header.tensors:

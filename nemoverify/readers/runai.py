@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nemoverify.checkpoint.layout import ensure_unchanged
 from nemoverify.errors import DistributedError, LoaderError
 from nemoverify.redaction import redact
 
@@ -129,8 +130,6 @@ class RunaiStreamer:
         # The streamer logs its throughput at INFO; the report is ours to print.
         logging.getLogger("runai_model_streamer").setLevel(logging.WARNING)
         from runai_model_streamer import SafetensorsStreamer
-
-        from nemoverify.checkpoint.layout import ensure_unchanged  # not at import: `--help` loads this module
 
         files = self.checkpoint.streamed
         paths = [shard.location for shard in files]

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from nemoverify._version import __version__
+from nemoverify import _version
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.checkpoint.rules import rule
 from nemoverify.redaction import redact
@@ -73,7 +73,7 @@ def report_sarif(report: Report) -> str:
         "version": "2.1.0",
         "runs": [
             {
-                "tool": {"driver": {"name": "nemoverify", "version": __version__, "rules": rules.rules}},
+                "tool": {"driver": {"name": "nemoverify", "version": _version.__version__, "rules": rules.rules}},
                 "invocations": [{"executionSuccessful": report.status != "error"}],
                 "results": results,
                 "properties": {
