@@ -31,8 +31,8 @@ _EXPORTS = {
     "resolve_check": "nemoverify.deployment.options",
     "Profile": "nemoverify.deployment.profiles",
     "resolve_profile": "nemoverify.deployment.profiles",
-    "VLLM_RELEASES": "nemoverify.deployment.profiles",
-    "STREAMER_RELEASES": "nemoverify.deployment.profiles",
+    "VLLM_RELEASES": "nemoverify.deployment.releases",
+    "STREAMER_RELEASES": "nemoverify.deployment.releases",
     "Report": "nemoverify.report",
     "Finding": "nemoverify.report",
     "Observation": "nemoverify.observations",
@@ -77,7 +77,8 @@ if TYPE_CHECKING:
     from nemoverify.api import check, inspect, manifest, matrix, verify
     from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
     from nemoverify.deployment.options import CheckOptions, resolve_check
-    from nemoverify.deployment.profiles import STREAMER_RELEASES, VLLM_RELEASES, Profile, resolve_profile
+    from nemoverify.deployment.profiles import Profile, resolve_profile
+    from nemoverify.deployment.releases import STREAMER_RELEASES, VLLM_RELEASES
     from nemoverify.engine.inventory import Inventory
     from nemoverify.engine.manifests import Manifest
     from nemoverify.engine.matrix import Matrix

@@ -20,13 +20,13 @@ from dataclasses import replace
 from nemoverify.checkpoint.layout import Checkpoint, refuse_beyond
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.deployment.options import CheckOptions, resolve_check
-from nemoverify.deployment.profiles import LoadPath
+from nemoverify.deployment.releases import LoadPath
 from nemoverify.deployment.request import DEFAULT_RANK_TIMEOUT_S, Loader, Request
 from nemoverify.engine import ranks
 from nemoverify.engine.check import check_load, verify_manifest
 from nemoverify.engine.inventory import Inventory, describe
 from nemoverify.engine.manifests import Manifest, build_manifest, load_manifest
-from nemoverify.engine.matrix import Matrix, matrix_profiles
+from nemoverify.engine.matrix import Matrix, unique_replays
 from nemoverify.engine.matrix import run_matrix as run_every_profile
 from nemoverify.errors import UsageError
 from nemoverify.gc_pause import cycle_collection_paused
@@ -239,5 +239,6 @@ def run_matrix(request: Request, base: CheckOptions, watch: Watch | None = None)
     if nproc > 1:
         runs = lambda todo: ranks.run_ranks_for_each(request.path, todo, nproc, request.rank_timeout)  # noqa: E731
     total = checkpoint.total_bytes
-    with _watching(watch, {"reference": total, "candidate": total * len(matrix_profiles(base))}) as progress:
-        return run_every_profile(checkpoint, base, nproc, progress, runs)
+    streams = unique_replays(base, checkpoint)
+    with _watching(watch, {"reference": total, "candidate": total * streams}) as progress:
+        return run_every_profile(checkpoint, base, nproc, progress, runs, request.model_loader_extra_config)

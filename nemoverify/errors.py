@@ -56,6 +56,12 @@ class ManifestError(NemoverifyError):
     rule = "manifest-unreadable"
 
 
+class DeploymentError(NemoverifyError):
+    """The deployment to replay cannot be trusted to be the one named: its code is not one nemoverify knows."""
+
+    rule = "vllm-code"
+
+
 class UsageError(NemoverifyError):
     """Options that contradict each other or name something that does not exist."""
 

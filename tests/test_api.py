@@ -55,7 +55,7 @@ def test_the_api_and_the_cli_resolve_the_same_run(cli, vl_checkpoint: str, tmp_p
     assert report is not None and report.ok
     # Both take the bounded ring (a quarter of the memory available, which moves a little between runs).
     assert abs(report.options["memory_limit"] - from_cli["options"]["memory_limit"]) < 1 << 30  # type: ignore[operator]
-    assert report.profile is not None and report.profile.to_dict()["vllm"] == from_cli["profile"]["vllm"] == "0.21"
+    assert report.profile is not None and report.profile.to_dict()["vllm"] == from_cli["profile"]["vllm"] == "0.21.0"
 
 
 def test_every_export_resolves() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import nemoverify.cli
-from nemoverify.deployment.profiles import LOAD_PATHS
+from nemoverify.deployment.releases import LOAD_PATHS
 from nemoverify.deployment.request import LOADERS
 from nemoverify.hashing import ALGORITHMS, MANIFEST_ALGORITHMS
 from nemoverify.output.files import OUTPUT_FORMATS

@@ -98,6 +98,38 @@ def test_every_output_shown_is_what_the_command_prints(doc: Path, workdir: Path)
         doc.write_text("".join(rewritten) + text[at:], encoding="utf-8")
 
 
+def release_table() -> str:
+    """The release rows of docs/deployments.md, from nemoverify.deployment.releases."""
+    from nemoverify.deployment.releases import VLLM_RELEASES
+
+    lines = [
+        "| vLLM | load path | text-only skip | iterator clones | final layernorm | language model | loader config | what changed here |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    previous: frozenset[str] = frozenset()
+    for row in VLLM_RELEASES:
+        added = sorted(row.architectures - previous) if previous else []
+        previous = row.architectures
+        changed = row.code_changes + (f"; the registry adds {', '.join(added)}" if added and "registry" not in row.code_changes else "")
+        lines.append(
+            f"| {row.name} | {'pre-fix' if row.load_path == 'legacy' else 'fixed'} "
+            f"| {'yes' if row.text_only_skip else 'no'} | {'yes' if row.iterator_clones else 'no'} "
+            f"| {'routed, asserted' if row.final_layernorm else 'dropped'} | {row.language_model} "
+            f"| {row.extra_config} | {changed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_the_release_table_is_generated_from_the_rows() -> None:
+    doc = ROOT / "docs" / "deployments.md"
+    text = doc.read_text(encoding="utf-8")
+    start, end = text.index("<!-- releases -->\n") + len("<!-- releases -->\n"), text.index("<!-- /releases -->")
+    if UPDATE:
+        doc.write_text(text[:start] + release_table() + text[end:], encoding="utf-8")
+        text = doc.read_text(encoding="utf-8")
+    assert text[start : text.index("<!-- /releases -->")] == release_table(), "regenerate with NEMOVERIFY_UPDATE_DOCS=1"
+
+
 def test_the_cli_reference_is_generated_from_the_cli() -> None:
     generated = subprocess.run(
         [sys.executable, "-m", "typer", "nemoverify.cli.app", "utils", "docs", "--name", "nemoverify"],

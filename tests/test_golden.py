@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console
 
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.deployment.profiles import Profile, streamer_release, vllm_release
+from nemoverify.deployment.profiles import Profile
+from nemoverify.deployment.releases import streamer_release, vllm_release
 from nemoverify.output.render.jsonout import report_json
 from nemoverify.output.render.table import render_report
 from nemoverify.report import STORED_BYTES, ComponentSummary, Finding, Report, Skipped

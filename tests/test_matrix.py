@@ -7,7 +7,10 @@ import os
 
 import pytest
 
+from nemoverify.deployment.releases import VLLM_RELEASES
+
 pytestmark = pytest.mark.streamer
+ROWS = len(VLLM_RELEASES)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -19,7 +22,7 @@ def test_matrix_of_the_omni_example_shows_which_deployments_are_exposed(cli, tmp
     assert result.exit_code == 0, result.output  # nothing corrupts the tiny example as deployed
     matrix = json.loads(out.read_text())
     cells = matrix["cells"]
-    assert len(cells) == 6 * 2 * 2 * 2  # vLLM releases x streamer behaviours x modes x one process / ranks
+    assert len(cells) == ROWS * 2 * 2 * 2  # vLLM release rows x streamer behaviours x modes x one process / ranks
     assert matrix["nproc"] == 2 and matrix["exposed"] == []
 
     def cell(vllm: str, streamer: str, distributed: bool, mode: str) -> dict:  # type: ignore[type-arg]
@@ -32,10 +35,10 @@ def test_matrix_of_the_omni_example_shows_which_deployments_are_exposed(cli, tmp
 
     for distributed in (False, True):
         for streamer in ("0.16", "0.17"):
-            stressed = cell("0.20", streamer, distributed, "stress")
+            stressed = cell("0.20.0-0.20.2", streamer, distributed, "stress")
             assert not stressed["safe"]  # the pre-fix lists under maximum buffer reuse
             assert set(stressed["components"]) == {"language_model", "vision", "sound"}
-            for vllm in ("0.22-0.30", "0.31", "0.32", "0.33"):  # the iterator clones: safe even so
+            for vllm in [r.name for r in VLLM_RELEASES[2:]]:  # from 0.22 the iterator clones: safe even so
                 assert cell(vllm, streamer, distributed, "stress")["safe"]
     text = " ".join(cli("matrix", os.path.join(EXAMPLES, "nano-omni-tiny"), "--nproc", "1").stdout.split())
     assert "No deployment corrupts this checkpoint as deployed; under stress some would" in text
@@ -51,7 +54,7 @@ def test_matrix_fails_when_a_deployment_is_exposed_as_deployed(cli, vl_checkpoin
     assert result.exit_code == 1
     matrix = json.loads(result.stdout)
     assert all(not c["safe"] for c in matrix["cells"])
-    assert len(matrix["exposed"]) == 6 * 2
+    assert len(matrix["exposed"]) == ROWS * 2
 
 
 def test_a_deployment_whose_vllm_raises_fails_to_load_it_is_not_corrupted(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
@@ -63,7 +66,7 @@ def test_a_deployment_whose_vllm_raises_fails_to_load_it_is_not_corrupted(cli, v
     result = cli("matrix", root, "--nproc", "1", "--format", "json")
     assert result.exit_code == 1, result.output
     matrix = json.loads(result.stdout)
-    assert matrix["exposed"] == [] and len(matrix["fails_to_load"]) == 6 * 2
+    assert matrix["exposed"] == [] and len(matrix["fails_to_load"]) == ROWS * 2
     deployed = [c for c in matrix["cells"] if c["mode"] == "deployed"]
     assert all((c["load_errors"], c["load_error_components"], c["corrupted"]) == (1, {"mlp1": 1}, 0) for c in deployed)
     text = " ".join(cli("matrix", root, "--nproc", "1").stdout.split())
@@ -111,8 +114,8 @@ def test_matrix_of_the_vl_example_in_one_process(cli) -> None:  # type: ignore[n
     result = cli("matrix", os.path.join(EXAMPLES, "nano-12b-v2-vl-tiny"), "--nproc", "1", "--format", "json")
     assert result.exit_code == 0, result.output
     matrix = json.loads(result.stdout)
-    assert matrix["nproc"] == 0 and len(matrix["cells"]) == 24
-    assert {c["vllm"] for c in matrix["cells"] if not c["safe"]} == {"0.20", "0.21"}
+    assert matrix["nproc"] == 0 and len(matrix["cells"]) == ROWS * 4
+    assert {c["vllm"] for c in matrix["cells"] if not c["safe"]} == {"0.20.0-0.20.2", "0.21.0"}
 
 
 def test_a_matrix_without_a_verdict_still_writes_its_json_saying_why(cli, vl_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -128,3 +131,32 @@ def test_a_matrix_without_a_verdict_still_writes_its_json_saying_why(cli, vl_che
         assert {"matrix_version", "tool", "algorithm", "tensors", "nproc", "device", "elapsed_s"} <= matrix.keys()
         assert [p["rule"] for p in matrix["problems"]] == ["file-truncated"]
         assert matrix["problems"][0]["file"].endswith(shard)
+
+
+def test_each_row_of_a_matrix_takes_or_refuses_the_loader_config_as_its_release_does(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """0.20-0.23 ignore an unknown key; 0.24 on refuse it and never start: failing to load."""
+    result = cli("matrix", vl_checkpoint, "--nproc", "1", "--model-loader-extra-config", '{"bogus": 1}', "--format", "json")
+    assert result.exit_code == 1, result.output
+    deployed = {c["vllm"]: c for c in json.loads(result.stdout)["cells"] if c["mode"] == "deployed"}
+    refusing = {v for v, c in deployed.items() if c["refused_config"]}
+    assert refusing == {r.name for r in VLLM_RELEASES[4:]}  # 0.24.0 on
+    assert all("refuses unknown keys bogus" in deployed[v]["refused_config"] for v in refusing)
+    assert "refuses the loader config" in " ".join(
+        cli("matrix", vl_checkpoint, "--nproc", "1", "--model-loader-extra-config", '{"bogus": 1}').stdout.split()
+    )
+
+
+def test_a_matrix_of_a_config_that_builds_the_text_only_model_gives_no_verdict(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    """vLLM builds the first architecture its registry routes: NemotronHForCausalLM, whose load path is
+    another model's, in every release."""
+    root = copy_of(vl_checkpoint)
+    with open(os.path.join(root, "config.json")) as f:
+        config = json.load(f)
+    config["architectures"] = ["NemotronHForCausalLM", "NemotronH_Nano_VL_V2"]
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump(config, f)
+    assert cli("matrix", root, "--nproc", "1").exit_code == 3
+    check = cli("check", root, "--vllm", "0.33")
+    assert check.exit_code == 0  # the bytes load intact; the release builds another model: a warning
+    assert "builds NemotronHForCausalLM" in " ".join(check.stdout.split())
+    assert cli("check", root, "--vllm", "0.33", "--strict").exit_code == 3

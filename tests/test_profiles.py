@@ -8,17 +8,14 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from importlib.resources import files
 
 import pytest
 from conftest import resolved
 
-from nemoverify.deployment.profiles import (
-    NEWEST_VLLM,
-    installed_version,
-    resolve_profile,
-    streamer_release,
-    vllm_release,
-)
+from nemoverify.deployment.installed import installed_version
+from nemoverify.deployment.profiles import resolve_profile
+from nemoverify.deployment.releases import NEWEST_VLLM, VLLM_RELEASES, streamer_release, vllm_release
 from nemoverify.engine.check import check_load as check
 from nemoverify.engine.inventory import describe
 from nemoverify.errors import UsageError
@@ -39,13 +36,14 @@ def run(path: str, **options: object):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("version", "row", "load_path", "text_only_skip", "clones", "final_layernorm"),
     [
-        ("0.20.1", "0.20", "legacy", False, False, False),  # issue 41749's release
-        ("0.21.0", "0.21", "legacy", True, False, False),
-        ("0.22.0", "0.22-0.30", "fixed", True, True, False),  # PR 42244 and PR 43464
-        ("0.27.3rc1", "0.22-0.30", "fixed", True, True, False),
-        ("0.31.0", "0.31", "fixed", True, True, False),
-        ("0.32.0", "0.32", "fixed", True, True, True),
-        ("0.33", "0.33", "fixed", True, True, True),
+        ("0.20.1", "0.20.0-0.20.2", "legacy", False, False, False),  # issue 41749's release
+        ("0.20", "0.20.0-0.20.2", "legacy", False, False, False),  # no row splits a minor release
+        ("0.21.0", "0.21.0", "legacy", True, False, False),
+        ("0.22.0", "0.22.0-0.22.1", "fixed", True, True, False),  # PR 42244 and PR 43464
+        ("0.27.1+cu128", "0.27.0-0.27.1", "fixed", True, True, False),  # a local build label aside
+        ("0.31.0", "0.31.0", "fixed", True, True, False),
+        ("0.32.0", "0.32.0", "fixed", True, True, True),
+        ("0.33", "0.33.0", "fixed", True, True, True),
     ],
 )
 def test_each_vllm_release_has_its_load_path_text_only_rule_iterator_and_routing(
@@ -56,8 +54,27 @@ def test_each_vllm_release_has_its_load_path_text_only_rule_iterator_and_routing
     assert (release.iterator_clones, release.final_layernorm) == (clones, final_layernorm)
 
 
+def test_each_row_spans_releases_whose_load_path_code_is_the_same() -> None:
+    """Rows follow the code: the fingerprints of every load-path function (fingerprints.json, written
+    by the differential harness from every wheel) are equal within a row and differ between rows."""
+    table = json.loads((files("nemoverify.deployment") / "fingerprints.json").read_text(encoding="utf-8"))
+    releases = table["releases"]
+    assert releases == [r for row in VLLM_RELEASES for r in row.releases]
+
+    def code(release: str) -> tuple[object, ...]:
+        shas = tuple(entry["sha256"][release] for entry in table["functions"].values())
+        return shas + (tuple(table["architectures"][release]),)
+
+    for row in VLLM_RELEASES:
+        assert len({code(r) for r in row.releases}) == 1, row.name
+    firsts = [code(row.releases[0]) for row in VLLM_RELEASES]
+    assert all(a != b for a, b in zip(firsts, firsts[1:], strict=False))
+    for row in VLLM_RELEASES:
+        assert sorted(row.architectures) == table["architectures"][row.releases[0]], row.name
+
+
 def test_architecture_names_follow_the_release() -> None:
-    for version in ("0.20", "0.30"):
+    for version in ("0.20", "0.28"):
         archs = vllm_release(version).architectures
         assert {
             "NemotronH_Nano_VL_V2",
@@ -65,15 +82,19 @@ def test_architecture_names_follow_the_release() -> None:
             "NemotronH_Super_Omni_Reasoning_V3",
         } <= archs
         assert "NemotronH_Omni_Reasoning_V3" not in archs
-    assert "NemotronH_Omni_Reasoning_V3" in vllm_release("0.31").architectures
+    assert "NemotronH_Omni_Reasoning_V3" in vllm_release("0.29").architectures  # registry.py, 0.29.0
 
 
-def test_only_vllm_033_rejects_unknown_loader_config_keys() -> None:
-    assert vllm_release("0.33").rejects_unknown_extra_config
-    assert not vllm_release("0.32").rejects_unknown_extra_config
-    with pytest.raises(UsageError, match="rejects unknown keys bogus"):
-        resolved(vllm="0.33", model_loader_extra_config='{"bogus": 1}')
-    options = resolved(vllm="0.32", model_loader_extra_config='{"bogus": 1, "concurrency": 4}')
+@pytest.mark.parametrize("version", ["0.24", "0.25", "0.32", "0.33"])
+def test_vllm_024_and_later_refuse_unknown_loader_config_keys(version: str) -> None:
+    assert vllm_release(version).rejects_unknown_extra_config
+    with pytest.raises(UsageError, match="refuses unknown keys bogus"):
+        resolved(vllm=version, model_loader_extra_config='{"bogus": 1}')
+
+
+def test_vllm_023_and_earlier_ignore_unknown_loader_config_keys() -> None:
+    assert not vllm_release("0.23").rejects_unknown_extra_config
+    options = resolved(vllm="0.23", model_loader_extra_config='{"bogus": 1, "concurrency": 4}')
     assert options.concurrency == 4
     assert any("ignores model_loader_extra_config keys bogus" in n for n in options.profile.notes)
 
@@ -82,24 +103,33 @@ def test_only_vllm_033_rejects_unknown_loader_config_keys() -> None:
     "config",
     ['{"memory_limit": "4000000000"}', '{"memory_limit": 4e9}', '{"concurrency": "8"}', '{"distributed": "true"}'],
 )
-def test_a_loader_config_value_of_another_type_is_ignored_as_vllm_ignores_it(config: str) -> None:
-    # vLLM 0.20-0.32 set a key only where isinstance(value, int) (bool for distributed): the deployment
-    # runs with the default, and the note says so.
-    options = resolved(vllm="0.32", model_loader_extra_config=config)
+def test_a_loader_config_value_of_another_type_is_ignored_to_023_and_refused_from_024(config: str) -> None:
+    # vLLM 0.20-0.23 set a key only where isinstance(value, int) (bool for distributed): the deployment
+    # runs with the default, and the note says so. 0.24 on validate every value and refuse to start.
+    options = resolved(vllm="0.23", model_loader_extra_config=config)
     assert options.concurrency is None and options.memory_limit != 4_000_000_000
     [key] = json.loads(config)
     assert any(f"ignores model_loader_extra_config {key}" in n for n in options.profile.notes)
-    with pytest.raises(UsageError, match=f"{key} must be"):
-        resolved(vllm="0.33", model_loader_extra_config=config)  # 0.33 validates its config: refused, not guessed
+    for version in ("0.24", "0.32", "0.33"):
+        with pytest.raises(UsageError, match=f"refuses {key} "):
+            resolved(vllm=version, model_loader_extra_config=config)
     with pytest.raises(UsageError, match="must be an integer"):
-        resolved(vllm="0.32", model_loader_extra_config='{"concurrency": true}')  # would reach the streamer as "True"
+        resolved(vllm="0.23", model_loader_extra_config='{"concurrency": true}')  # would reach the streamer as "True"
+
+
+@pytest.mark.parametrize("config", ['{"memory_limit": 0}', '{"memory_limit": -1}'])
+def test_vllm_024_alone_refuses_a_memory_limit_below_one(config: str) -> None:
+    with pytest.raises(UsageError, match="refuses memory_limit"):
+        resolved(vllm="0.24", model_loader_extra_config=config)
+    for version in ("0.23", "0.25", "0.33"):
+        assert resolved(vllm=version, model_loader_extra_config=config).memory_limit == json.loads(config)["memory_limit"]
 
 
 @pytest.mark.parametrize(
     ("config", "flags", "says"),
     [
-        ('{"memory_limit": -5}', {}, "memory_limit -5 is less than -1"),
-        ('{"concurrency": 0}', {}, "concurrency 0 is less than 1"),
+        ('{"memory_limit": -5}', {}, "memory_limit -5"),
+        ('{"concurrency": 0}', {}, "concurrency 0"),
         ('{"concurrency": 4}', {"concurrency": 2}, "--concurrency 2 and the extra config's concurrency 4 disagree"),
         ('{"memory_limit": 1000}', {"memory_limit": 2000}, "--memory-limit 2000 and the extra config's"),
     ],
@@ -107,12 +137,13 @@ def test_a_loader_config_value_of_another_type_is_ignored_as_vllm_ignores_it(con
 def test_a_loader_config_the_streamer_would_refuse_or_a_flag_contradicts_is_a_usage_error(
     config: str, flags: dict[str, int], says: str
 ) -> None:
-    with pytest.raises(UsageError, match=says):
-        resolved(vllm="0.32", model_loader_extra_config=config, **flags)  # type: ignore[arg-type]
+    for version in ("0.23", "0.32"):
+        with pytest.raises(UsageError, match=says):
+            resolved(vllm=version, model_loader_extra_config=config, **flags)  # type: ignore[arg-type]
     assert resolved(vllm="0.32", model_loader_extra_config='{"concurrency": 4}', concurrency=4).concurrency == 4
 
 
-@pytest.mark.parametrize("config", ['{"distributed": "true"}', '{"distributed": false}', '{"concurrency": 4}'])
+@pytest.mark.parametrize("config", ['{"distributed": false}', '{"concurrency": 4}'])
 def test_distributed_ranks_are_refused_when_the_pasted_config_does_not_stream_distributed(config: str) -> None:
     # vLLM sets distributed only from a bool true: this deployment streams whole on every rank.
     given = json.loads(config).get("distributed")
@@ -120,10 +151,12 @@ def test_distributed_ranks_are_refused_when_the_pasted_config_does_not_stream_di
     with pytest.raises(UsageError) as refused:
         resolved(vllm="0.32", model_loader_extra_config=config, nproc=2)
     assert said in str(refused.value) and "so vLLM does not stream distributed" in str(refused.value)
-    assert resolved(vllm="0.32", model_loader_extra_config='{"distributed": true}', nproc=2).profile.vllm.name == "0.32"
+    assert resolved(vllm="0.32", model_loader_extra_config='{"distributed": true}', nproc=2).profile.vllm.name == "0.32.0"
+    with pytest.raises(UsageError, match='"distributed" is "true", not true'):
+        resolved(vllm="0.23", model_loader_extra_config='{"distributed": "true"}', nproc=2)
 
 
-@pytest.mark.parametrize("version", ["0.19.1", "0.34.0", "1.0", "latest"])
+@pytest.mark.parametrize("version", ["0.19.1", "0.34.0", "1.0", "latest", "0.20.3", "0.27.3rc1", "0.33.0.post1"])
 def test_a_release_nemoverify_does_not_know_is_a_usage_error_not_a_guess(version: str) -> None:
     with pytest.raises(UsageError):
         vllm_release(version)
@@ -144,13 +177,60 @@ def _fake_distribution(site: str, name: str, version: str) -> None:
         f.write(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
 
 
-def test_auto_takes_the_installed_vllm_from_its_metadata(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_auto_without_vllm_files_takes_the_release_its_metadata_names_and_says_so(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert resolve_profile("auto").vllm == NEWEST_VLLM or installed_version("vllm")  # no vLLM here: the newest
     _fake_distribution(str(tmp_path), "vllm", "0.20.1")
     monkeypatch.syspath_prepend(str(tmp_path))
     profile = resolve_profile("auto")
-    assert profile.vllm.name == "0.20" and profile.vllm_source == "installed vllm 0.20.1"
+    assert profile.vllm.name == "0.20.0-0.20.2" and "installed vllm 0.20.1" in profile.vllm_source
+    assert "could not be read" in (profile.unrecognised or "")  # a warning; an error under --strict
     assert "vllm" not in sys.modules  # read from metadata, never imported
+
+
+def _fake_vllm(site, monkeypatch, version: str, body: str) -> None:  # type: ignore[no-untyped-def]
+    """An installed `vllm` of one module, `vllm/loader.py`, holding `load(x)` with `body`."""
+    _fake_distribution(str(site), "vllm", version)
+    (site / "vllm").mkdir()
+    (site / "vllm" / "__init__.py").write_text("raise ImportError('nemoverify must not import vllm')\n")
+    (site / "vllm" / "loader.py").write_text(f'def load(x):\n    """Docstrings do not count."""\n    {body}\n')
+    monkeypatch.syspath_prepend(str(site))
+
+
+def _fingerprints_of(monkeypatch, by_release: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """A fingerprint table of one function, `load`, whose code per release is `by_release`."""
+    import ast
+
+    from nemoverify.deployment import installed
+
+    def digest(body: str) -> str:
+        return installed.fingerprint(ast.parse(f"def load(x):\n    {body}\n").body[0])
+
+    releases = [r for row in VLLM_RELEASES for r in row.releases]
+    table = {
+        "releases": releases,
+        "functions": {"load": {"modules": ["vllm/loader.py"], "sha256": {r: digest(by_release.get(r, "return 0")) for r in releases}}},
+    }
+    monkeypatch.setattr(installed, "_table", lambda: table)
+
+
+def test_auto_recognises_the_installed_vllm_by_its_code_not_its_version(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _fingerprints_of(monkeypatch, {r: "return x + 1" for r in ("0.29.0",)})
+    _fake_vllm(tmp_path, monkeypatch, "0.33.0+patched", "return x + 1")  # says 0.33.0, holds 0.29.0's code
+    profile = resolve_profile("auto")
+    assert profile.vllm.name == "0.29.0" and "its load-path code is 0.29.0's" in profile.vllm_source
+    assert any("is release 0.29.0's, not its version's" in n for n in profile.notes)
+    assert "vllm" not in sys.modules
+
+
+def test_a_build_whose_code_matches_no_release_is_named_never_guessed(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.deployment.installed import recognise_installed_vllm
+
+    _fingerprints_of(monkeypatch, {})
+    _fake_vllm(tmp_path, monkeypatch, "0.32.0", "return x * 2  # a backport")
+    recognised = recognise_installed_vllm()
+    assert recognised is not None and recognised.differs == ("load",)
+    assert recognised.release.name == "0.32.0"  # what its version says, and the note says it may not be so
+    assert any("the code of load matches no vLLM release nemoverify knows" in n for n in recognised.notes)
 
 
 def test_the_default_streamer_is_the_installed_one_and_another_is_emulated() -> None:
@@ -322,12 +402,12 @@ def test_mtp_layers_are_read_from_llm_config_as_vllm_reads_it(make_checkpoint: C
     report = run(root, vllm="0.33", fail_on_unclaimed=True)
     assert report.ok and "unclaimed" not in report.components
     assert report.components["mlp1"].matched == 5
-    [reason] = {s["reason"] for s in describe(open_for_vllm(root)).to_dict()["components"]["unclaimed"]["skipped"]}
-    assert "from 0.32 loaded inline into mlp1 (this model has MTP layers)" in reason  # inspect knows it too
+    inventory = describe(open_for_vllm(root)).to_dict()["components"]  # inspect knows it too (the newest release)
+    assert "unclaimed" not in inventory and inventory["mlp1"]["tensors"] == 5
     data["text_config"] = {"num_nextn_predict_layers": 0}  # both keys: text_config wins, as in vLLM's remap
     with open(config, "w") as f:
         json.dump(data, f)
-    assert run(root, vllm="0.33").components["unclaimed"].tensors == 2
+    assert [f.kind for f in run(root, vllm="0.33").mismatches] == ["load-error", "load-error"]
 
 
 @pytest.mark.parametrize(
@@ -342,9 +422,11 @@ def test_mtp_layers_are_what_vllms_greater_than_zero_test_says(value: str, layer
     assert config.mtp_layers == layers
 
 
-def test_without_mtp_layers_vllm_033_still_drops_the_final_layernorm(
+def test_without_mtp_layers_vllm_032_and_later_fail_the_load_on_the_final_layernorm(
     make_checkpoint: Callable[..., str], copy_of
 ) -> None:
+    """0.32.0: `assert param_name in vision_norm_params` over a LayerNorm built only for MTP layers;
+    before 0.32 the names match no predicate and are dropped silently."""
     root = copy_of(make_checkpoint(mtp_layers=1, seed=3))
     config = os.path.join(root, "config.json")
     with open(config) as f:
@@ -352,8 +434,15 @@ def test_without_mtp_layers_vllm_033_still_drops_the_final_layernorm(
     data["text_config"].pop("num_nextn_predict_layers")
     with open(config, "w") as f:
         json.dump(data, f)
-    report = run(root, vllm="0.33")
-    assert report.components["unclaimed"].tensors == 2
+    for version in ("0.32", "0.33"):
+        report = run(root, vllm=version)
+        assert sorted((f.name, f.kind) for f in report.mismatches) == [
+            ("vision_projector.vision_final_layernorm.bias", "load-error"),
+            ("vision_projector.vision_final_layernorm.weight", "load-error"),
+        ]
+        assert all("AssertionError" in f.message for f in report.mismatches)
+    assert run(root, vllm="0.31").components["unclaimed"].tensors == 2
+    assert run(root, vllm="0.33", text_only=True).ok  # text-only mode skips the branch before the assert
 
 
 @pytest.mark.parametrize(
@@ -367,13 +456,13 @@ def test_every_architecture_vllm_routes_here_is_known_to_every_release(
     assert result.exit_code == 0, result.output
 
 
-def test_the_omni_architecture_is_routed_here_only_from_vllm_031(cli, make_checkpoint: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
+def test_the_omni_architecture_is_routed_here_only_from_vllm_029(cli, make_checkpoint: Callable[..., str]) -> None:  # type: ignore[no-untyped-def]
     path = make_checkpoint(architecture_name="NemotronH_Omni_Reasoning_V3", seed=4)
-    assert cli("check", path, "--vllm", "0.31", "--strict").exit_code == 0
-    old = cli("check", path, "--vllm", "0.30")
+    assert cli("check", path, "--vllm", "0.29", "--strict").exit_code == 0
+    old = cli("check", path, "--vllm", "0.28")
     assert old.exit_code == 0  # the load itself is intact; the release would refuse the model: a warning
-    assert "vLLM 0.22-0.30 does not route NemotronH_Omni_Reasoning_V3" in " ".join(old.stdout.split())
-    strict = cli("check", path, "--vllm", "0.30", "--strict")
+    assert "vLLM 0.28.0 does not route NemotronH_Omni_Reasoning_V3" in " ".join(old.stdout.split())
+    strict = cli("check", path, "--vllm", "0.28", "--strict")
     assert strict.exit_code == 3, strict.output  # --strict: the release's own warning is an error too
     assert "[config-architecture]" in strict.stderr
 
@@ -504,10 +593,10 @@ def test_a_stray_name_that_loads_into_an_indexed_ones_parameter_fails(cli, vl_ch
     _stray(root, "z-old.safetensors", {"mlp1_old.0.weight": torch.zeros(shape)})
     result = cli("check", root, "--format", "json")
     assert result.exit_code == 1, result.output
-    # Tensors arrive in completion order: whichever loads last is held, so the run names that one.
-    [shared] = [m for m in json.loads(result.stdout)["mismatches"] if m["kind"] == "shared-parameter"]
-    names = {"mlp1.0.weight", "mlp1_old.0.weight"}
-    assert shared["name"] in names and (names - {shared["name"]}).pop() in shared["message"]
+    # Both fail; tensors arrive in completion order, so whichever loads last is the one held.
+    shared = [m for m in json.loads(result.stdout)["mismatches"] if m["kind"] == "shared-parameter"]
+    assert sorted(m["name"] for m in shared) == ["mlp1.0.weight", "mlp1_old.0.weight"]
+    assert sum("the model holds this one" in m["message"] for m in shared) == 1
 
 
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -569,3 +658,85 @@ def test_where_the_ring_decides_the_verdict_as_deployed_uses_productions_ring(
     assert not run(big, vllm="0.20", streamer="0.16", memory_limit=256 << 20).ok
     fast = run(big, vllm="0.33")  # the ring cannot change this verdict: the fast ring is used
     assert fast.ok and fast.options["memory_limit"] < 1 << 30  # type: ignore[operator]
+
+
+# --- the language model's own names, as each release maps them ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("indexed", "second"),
+    [
+        ("language_model.backbone.norm_f.weight", "language_model.model.norm_f.weight"),
+        ("language_model.backbone.layers.0.mixer.A_log", "language_model.backbone.layers.0.mixer.A"),
+        ("language_model.backbone.embeddings.weight", "language_model.backbone.embed_tokens.weight"),
+    ],
+)
+def test_a_second_name_the_language_model_renames_into_the_same_parameter_fails_every_release(
+    cli, vl_checkpoint: str, copy_of, indexed: str, second: str
+) -> None:  # type: ignore[no-untyped-def]
+    """NemotronH renames backbone -> model, A_log -> A, embeddings -> embed_tokens before it looks a
+    parameter up: both names land in one parameter and the one streamed last wins, silently."""
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    [shape] = [info.shape for _, info in open_for_vllm(root).tensors() if info.name == indexed]
+    _stray(root, "z-extra.safetensors", {second: torch.ones(shape, dtype=torch.bfloat16)})
+    for version in ("0.20", "0.25", "0.26", "0.33"):
+        result = cli("check", root, "--vllm", version, "--format", "json")
+        assert result.exit_code == 1, (version, result.output)
+        shared = sorted(m["name"] for m in json.loads(result.stdout)["mismatches"] if m["kind"] == "shared-parameter")
+        assert shared == sorted([indexed, second]), version
+
+
+def test_a_language_model_name_no_module_holds_fails_the_load(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    _stray(root, "z-extra.safetensors", {"language_model.decoder.layers.0.weight": torch.ones(2)})
+    result = cli("check", root, "--vllm", "0.33", "--format", "json")
+    assert result.exit_code == 1
+    [finding] = json.loads(result.stdout)["mismatches"]
+    assert finding["kind"] == "load-error" and "ValueError" in finding["message"]
+
+
+def test_a_rotary_cache_anywhere_in_a_language_model_name_is_dropped_not_compared(cli, vl_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(vl_checkpoint)
+    name = "language_model.backbone.layers.1.mixer.rotary_emb.inv_freq_old"
+    _stray(root, "z-extra.safetensors", {name: torch.ones(2)})
+    report = json.loads(cli("check", root, "--vllm", "0.20", "--format", "json").stdout)
+    assert report["ok"] and [s["reason"] for s in report["skipped"] if s["name"] == name] == [
+        "NemotronH drops rotary-embedding caches"
+    ]
+
+
+def test_a_sound_config_without_convolution_biases_drops_them(cli, omni_checkpoint: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    root = copy_of(omni_checkpoint)
+    with open(os.path.join(root, "config.json")) as f:
+        config = json.load(f)
+    config["sound_config"]["convolution_bias"] = False
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump(config, f)
+    name = "sound_encoder.encoder.layers.0.conv.depthwise_conv.bias"
+    _stray(root, "z-extra.safetensors", {name: torch.ones(2)})
+    report = json.loads(cli("check", root, "--format", "json").stdout)
+    assert [s["reason"] for s in report["skipped"] if s["name"] == name] == [
+        "the sound config's convolution_bias is false: Parakeet skips the convolution biases"
+    ]
+
+
+def test_an_installed_vllm_whose_code_no_release_has_is_a_warning_and_under_strict_an_error(
+    cli, vl_checkpoint: str, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    _fingerprints_of(monkeypatch, {})
+    _fake_vllm(tmp_path, monkeypatch, "0.32.0", "return x * 2  # a backport")
+    result = cli("check", vl_checkpoint, "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [w["rule"] for w in report["warnings"]] == ["vllm-code"] and not report["profile"]["vllm_code_recognised"]
+    strict = cli("check", vl_checkpoint, "--strict", "--json", str(tmp_path / "r.json"))
+    assert strict.exit_code == 3 and "matches no vLLM release" in " ".join(strict.stderr.split())
+    assert json.loads((tmp_path / "r.json").read_text())["problems"][0]["rule"] == "vllm-code"

@@ -1,8 +1,22 @@
-"""Routing follows vLLM's load_weights predicates and its sub-loaders' skips."""
+"""Routing follows each vLLM release's load_weights predicates, its sub-loaders' skips and raises, and
+the language model's renames, as read from that release's code (docs/deployments.md cites the lines;
+the differential harness runs that code)."""
 
 import pytest
 
-from nemoverify.model.routing import route
+from nemoverify.deployment.releases import VLLM_RELEASES, vllm_release
+from nemoverify.engine.compare import find_differences
+from nemoverify.model.routing import Routing, route
+from nemoverify.observations import Delivered, Observation
+
+ROUTINGS = {
+    "0.20": Routing("0.20", ignores_unexpected_bias=False),
+    "0.25": Routing("0.20", ignores_unexpected_bias=True),
+    "0.26": Routing("0.26"),
+    "0.29": Routing("0.29"),
+    "0.32": Routing("0.29", final_layernorm="with MTP"),
+    "0.32 without MTP": Routing("0.29", final_layernorm="without MTP"),
+}
 
 
 @pytest.mark.parametrize(
@@ -28,8 +42,9 @@ from nemoverify.model.routing import route
     ],
 )
 def test_each_name_goes_where_vllm_sends_it(name: str, component: str, handed_on: str) -> None:
-    r = route(name)
-    assert (r.component, r.handed_on) == (component, handed_on)
+    for routing in ROUTINGS.values():
+        r = route(name, routing)
+        assert (r.component, r.handed_on) == (component, handed_on)
 
 
 @pytest.mark.parametrize(
@@ -38,36 +53,111 @@ def test_each_name_goes_where_vllm_sends_it(name: str, component: str, handed_on
         "vision_model.radio_model.input_conditioner.norm_mean",
         "vision_model.radio_model.summary_idxs",
         "vision_model.radio_model.model.blocks.3.ls1.gamma",
+        "vision_model.radio_model.model.blocks.3.ls2",
         "sound_encoder.encoder.feature_extractor.featurizer.fb",
         "language_model.mtp.layers.0.eh_proj.weight",
+        "language_model.mtp_head.weight",  # the prefix test has no dot: every mtp* name
+        "language_model.backbone.mtp.layers.0.norm.weight",  # mtp after the backbone -> model rename, 0.20-0.25
     ],
 )
 def test_sub_loader_skips_are_skips_not_errors(name: str) -> None:
-    r = route(name)
-    assert r.component != "unclaimed"
-    assert r.skip
+    for release, routing in ROUTINGS.items():
+        if name.startswith("language_model.backbone.mtp") and release not in ("0.20", "0.25"):
+            continue  # 0.26+: model.mtp.* reaches the walk (whether NemotronH has it is its parameter set's to say)
+        r = route(name, routing)
+        assert r.component != "unclaimed" and r.skip and r.raises is None, (release, r)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "language_model.backbone.layers.3.mixer.rotary_emb.inv_freq",
+        "language_model.rotary_emb.cos_cached",
+        "language_model.backbone.layers.3.mixer.rotary_emb.inv_freq_old",  # a substring anywhere
+        "language_model.backbone.xrotary_emb.sin_cached",
+        "language_model.backbone.rotary_pos_emb.inv_freq",
+        "language_model.backbone.layers.1.rotary_pos_emb.inv_freq.scale",
+    ],
+)
+def test_nemotron_h_drops_every_name_that_contains_a_rotary_cache(name: str) -> None:
+    """AutoWeightsLoader's ROTARY_EMBEDS_UNUSED_WEIGHTS (0.20-0.28, tested with `in`) and, from 0.29,
+    the same four substrings mapped to None."""
+    for routing in ROUTINGS.values():
+        r = route(name, routing)
+        assert r.skip and "rotary" in r.skip, r
 
 
 def test_claimed_weights_are_not_skipped() -> None:
-    assert route("language_model.backbone.layers.0.mixer.rotary_emb.scale").skip is None  # not a cache
-    assert route("language_model.backbone.xrotary_emb.inv_freq").skip is None  # not the rotary_emb module
-    assert route("vision_model.radio_model.model.blocks.0.mlp.fc1.weight").skip is None
-    assert route("sound_encoder.encoder.layers.0.conv.norm.running_mean").skip is None
+    for routing in ROUTINGS.values():
+        assert route("language_model.backbone.layers.0.mixer.rotary_emb.scale", routing).skip is None  # not a cache
+        assert route("vision_model.radio_model.model.blocks.0.mlp.fc1.weight", routing).skip is None
+        assert route("sound_encoder.encoder.layers.0.conv.norm.running_mean", routing).skip is None
 
 
 @pytest.mark.parametrize(
     ("name", "why"),
     [
         ("vision_model.radio_model.model.norm.weight", "RADIO maps only"),  # not patch_generator nor blocks
+        ("vision_model.radio_model.model.blocks.0", "RADIO maps only"),  # a block name of fewer than 4 parts
+        ("vision_model.radio_model.model.patch_generator.video_embedder.weight", "no video embedder"),
         ("sound_extra.weight", "Parakeet loads only"),  # a sound* name outside the two prefixes
-        ("language_model.backbone.layers.3.mixer.rotary_emb.inv_freq", "rotary"),
-        ("language_model.rotary_emb.cos_cached", "rotary"),  # the cache at the top of the handed-on name
-        ("language_model.mtp_head.weight", "multi-token-prediction"),  # every mtp-prefixed name, not only mtp.
     ],
 )
 def test_what_a_sub_loader_drops_is_skipped_by_that_loader_not_compared_as_loaded(name: str, why: str) -> None:
     r = route(name)
     assert r.component != "unclaimed" and r.skip and why in r.skip
+
+
+def test_radio_loads_the_video_embedder_only_where_the_config_builds_one() -> None:
+    name = "vision_model.radio_model.model.patch_generator.video_embedder.weight"
+    r = route(name, Routing(video_embedder=True))
+    assert r.skip is None and r.destination == "model.patch_generator.video_embedder.weight"
+
+
+@pytest.mark.parametrize(
+    ("name", "destination"),
+    [
+        ("language_model.backbone.layers.0.mixer.A_log", "model.layers.0.mixer.A"),
+        ("language_model.model.layers.0.mixer.A", "model.layers.0.mixer.A"),
+        ("language_model.backbone.embeddings.weight", "model.embed_tokens.weight"),
+        ("language_model.backbone.embed_tokens.weight", "model.embed_tokens.weight"),
+        ("language_model.backbone.layers.4.mixer.q_proj.weight", "model.layers.4.mixer.qkv_proj.weight (q)"),
+        ("language_model.backbone.layers.4.mixer.v_proj.weight", "model.layers.4.mixer.qkv_proj.weight (v)"),
+        ("language_model.lm_head.weight", "lm_head.weight"),
+        ("vision_model.radio_model.model.blocks.1.attn.qkv.weight", "model.encoder.layers.1.attn.qkv.weight"),
+        ("sound_projection.linear1.weight", "projection.linear1.weight"),
+        ("sound_encoder.projection.linear1.weight", "projection.linear1.weight"),
+        ("mlp1.3.weight", "3.weight"),
+    ],
+)
+def test_every_release_names_the_parameter_a_name_loads_into(name: str, destination: str) -> None:
+    """backbone -> model (a prefix, no dot needed), A_log -> A and embeddings -> embed_tokens (first
+    occurrence, anywhere), q/k/v -> shards of qkv_proj: in NemotronHModel.load_weights to 0.25.1, in
+    the mapper from 0.26."""
+    for routing in ROUTINGS.values():
+        assert route(name, routing).destination == destination
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "language_model.foo.weight",  # NemotronHForCausalLM's top level holds model and lm_head only
+        "language_model.backbone_old.layers.0.norm.weight",  # backbone_old -> model_old: no such module
+        "language_model.lm_head.extra",
+        "language_model.model",
+    ],
+)
+def test_a_language_model_name_outside_model_and_lm_head_fails_the_load_in_every_release(name: str) -> None:
+    for routing in ROUTINGS.values():
+        r = route(name, routing)
+        assert r.component == "language_model" and r.raises and "ValueError" in r.raises, r
+
+
+def test_lm_head_bias_fails_the_load_before_025_and_is_ignored_after() -> None:
+    """AutoWeightsLoader ignores a bias its layer lacks from 0.25.0 (`ignore_unexpected_suffixes`)."""
+    assert route("language_model.lm_head.bias", ROUTINGS["0.20"]).raises
+    later = route("language_model.lm_head.bias", ROUTINGS["0.26"])
+    assert later.raises is None and later.skip
 
 
 def test_an_unknown_sound_encoder_name_is_what_vllm_raises_on() -> None:
@@ -86,12 +176,28 @@ def test_an_unknown_sound_encoder_name_is_what_vllm_raises_on() -> None:
         ("sound_projection.norm.bias", True),  # an RMSNorm has no bias
         ("sound_projection.anything.weight", True),
         ("sound_encoder.something_else.weight", True),
+        # vLLM forces attention_bias=False: the encoder's attention projections and feed-forward
+        # linears have no biases (transformers' ParakeetEncoder takes both from attention_bias)
+        ("sound_encoder.encoder.layers.0.self_attn.q_proj.bias", True),
+        ("sound_encoder.encoder.layers.0.feed_forward1.linear1.bias", True),
+        ("sound_encoder.encoder.layers.0.self_attn.bias_u", False),
+        ("sound_encoder.encoder.layers.0.conv.depthwise_conv.bias", False),
     ],
 )
-def test_the_sound_projection_raises_as_parakeet_does_on_what_it_lacks(name: str, raises: bool) -> None:
+def test_the_sound_encoder_raises_as_parakeet_does_on_what_it_lacks(name: str, raises: bool) -> None:
     r = route(name)
     assert r.component == "sound" and r.skip is None
     assert bool(r.raises) is raises
+
+
+def test_a_sound_config_without_convolution_biases_makes_parakeet_skip_them() -> None:
+    """ProjectedParakeet._can_skip_missing_named_param, with sound_config.convolution_bias false."""
+    for conv in ("pointwise_conv1", "depthwise_conv", "pointwise_conv2"):
+        name = f"sound_encoder.encoder.layers.1.conv.{conv}.bias"
+        r = route(name, Routing(convolution_bias=False))
+        assert r.skip and "convolution_bias" in r.skip and r.raises is None
+        assert route(name).skip is None  # with the biases, they load
+    assert route("sound_encoder.encoder.layers.1.conv.norm.bias", Routing(convolution_bias=False)).skip is None
 
 
 @pytest.mark.parametrize(
@@ -114,40 +220,74 @@ def test_an_mlp1_name_that_is_not_one_of_its_parameters_is_a_key_error(name: str
         assert "KeyError" in (r.raises or "")
 
 
-def test_the_vision_final_layernorm_is_routed_only_from_vllm_032_with_mtp_layers() -> None:
-    name = "vision_projector.vision_final_layernorm.weight"
-    assert route(name).component == "unclaimed"
-    routed = route(name, final_layernorm=True)
-    assert (routed.component, routed.inline, routed.skip) == ("mlp1", True, None)
-    assert route("vision_projector.0.weight", final_layernorm=True).component == "unclaimed"
+def test_the_vision_final_layernorm_is_routed_and_asserted_from_vllm_032() -> None:
+    """0.32.0: every name under vision_projector.vision_final_layernorm. is routed; it must be a
+    parameter of the LayerNorm, which exists only for a language model with MTP layers."""
+    weight, extra = "vision_projector.vision_final_layernorm.weight", "vision_projector.vision_final_layernorm.scale"
+    assert route(weight, ROUTINGS["0.29"]).component == "unclaimed"  # before 0.32: dropped silently
+    routed = route(weight, ROUTINGS["0.32"])
+    assert (routed.component, routed.inline, routed.skip, routed.raises) == ("mlp1", True, None, None)
+    assert route(extra, ROUTINGS["0.32"]).raises  # with MTP layers, any other name asserts
+    assert route(weight, ROUTINGS["0.32 without MTP"]).raises  # without them, every name asserts
+    assert "AssertionError" in (route(weight, ROUTINGS["0.32 without MTP"]).raises or "")
+    assert route("vision_projector.0.weight", ROUTINGS["0.32"]).component == "unclaimed"
+
+
+def test_every_release_row_routes_as_its_code() -> None:
+    assert vllm_release("0.25.1").language_model == "0.20" and vllm_release("0.26.0").language_model == "0.26"
+    assert vllm_release("0.29.0").language_model == "0.29"
+    assert [r.ignores_unexpected_bias for r in VLLM_RELEASES].index(True) == [r.name for r in VLLM_RELEASES].index(
+        "0.25.0-0.25.1"
+    )
+
+
+def _delivered(*names: str, component: str = "language_model") -> tuple[dict[str, Observation], Delivered]:
+    delivered = Delivered()
+    for i, name in enumerate(names):
+        delivered.add(Observation(name, component, "BF16", (4,), 8, f"d{i}"))
+    return dict(delivered.observations), delivered
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("language_model.backbone.norm_f.weight", "language_model.model.norm_f.weight"),
+        ("language_model.backbone.layers.0.mixer.A_log", "language_model.backbone.layers.0.mixer.A"),
+        ("language_model.backbone.embeddings.weight", "language_model.backbone.embed_tokens.weight"),
+        ("language_model.backbone.layers.4.mixer.q_proj.weight", "language_model.model.layers.4.mixer.q_proj.weight"),
+    ],
+)
+def test_two_names_the_language_model_loads_into_one_parameter_both_fail(names: tuple[str, str]) -> None:
+    """Each arrives intact, so only the shared parameter shows; the model holds the one loaded last."""
+    for routing in ROUTINGS.values():
+        expected, delivered = _delivered(*names)
+        findings = find_differences(expected, delivered, routing=routing)
+        assert [(f.name, f.kind) for f in findings] == [(n, "shared-parameter") for n in names]
+        lost, held = findings
+        assert f"the model holds {names[1]}, not this one" in lost.message
+        assert "the model holds this one" in held.message
+
+
+def test_q_k_and_v_are_shards_of_one_parameter_not_a_shared_one() -> None:
+    names = [f"language_model.backbone.layers.4.mixer.{p}_proj.weight" for p in "qkv"]
+    expected, delivered = _delivered(*names)
+    for routing in ROUTINGS.values():
+        assert find_differences(expected, delivered, routing=routing) == []
 
 
 def test_names_that_load_into_one_parameter_are_found_in_load_order() -> None:
-    from nemoverify.engine.compare import find_differences
-    from nemoverify.observations import Delivered, Observation
-
-    # Both names are in the checkpoint and each arrives intact, so only the shared parameter shows:
     # vLLM hands `mlp1_old.0.weight` on as `0.weight` (it routes on startswith("mlp1")).
-    old, new = (
-        Observation(n, "mlp1", "BF16", (4,), 8, d) for n, d in (("mlp1.0.weight", "aa"), ("mlp1_old.0.weight", "bb"))
-    )
-    delivered = Delivered()
-    delivered.add(old)
-    delivered.add(new)
-    [finding] = find_differences({o.name: o for o in (old, new)}, delivered)
-    assert (finding.name, finding.kind) == ("mlp1_old.0.weight", "shared-parameter")
-    assert "as mlp1.0.weight, which it overwrites" in finding.message
-    alone = Delivered()
-    alone.add(old)
-    assert find_differences({old.name: old}, alone) == []
+    expected, delivered = _delivered("mlp1.0.weight", "mlp1_old.0.weight", component="mlp1")
+    findings = find_differences(expected, delivered, routing=Routing())
+    assert [(f.name, f.kind) for f in findings] == [
+        ("mlp1.0.weight", "shared-parameter"),
+        ("mlp1_old.0.weight", "shared-parameter"),
+    ]
+    assert "mlp1 parameter 0.weight after mlp1.0.weight" in findings[1].message
+    alone, one = _delivered("mlp1.0.weight", component="mlp1")
+    assert find_differences(alone, one, routing=Routing()) == []
     # Against a manifest nothing was replayed (verify hashes stored bytes): not its finding.
-    assert find_differences({o.name: o for o in (old, new)}, delivered, "manifest") == []
+    assert find_differences(expected, delivered, "manifest") == []
     # Parakeet's two paths to its projection
-    a, b = (
-        Observation(n, "sound", "BF16", (4,), 8, "cc")
-        for n in ("sound_projection.linear1.weight", "sound_encoder.projection.linear1.weight")
-    )
-    both = Delivered()
-    both.add(a)
-    both.add(b)
-    assert [f.kind for f in find_differences({a.name: a, b.name: b}, both)] == ["shared-parameter"]
+    both, paths = _delivered("sound_projection.linear1.weight", "sound_encoder.projection.linear1.weight", component="sound")
+    assert [f.kind for f in find_differences(both, paths, routing=Routing())] == ["shared-parameter"] * 2

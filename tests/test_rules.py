@@ -74,7 +74,8 @@ def test_every_tensor_failure_kind_is_a_registered_rule() -> None:
 
 
 def test_every_registered_structural_rule_is_reported_somewhere() -> None:
-    assert {r.id for r in RULES.values() if r.kind == "structure"} == set(rule_ids_in_source())
+    run = {r.id for r in RULES.values() if r.kind == "run"}  # a run's rule may also name a warning (vllm-code)
+    assert {r.id for r in RULES.values() if r.kind == "structure"} == set(rule_ids_in_source()) - run
 
 
 def test_every_rule_says_what_it_means_and_how_to_fix_it() -> None:

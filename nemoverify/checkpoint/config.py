@@ -21,6 +21,11 @@ class ModelConfig:
     declares_sound: bool = False
     mtp_layers: int = 0  # the language model's num_nextn_predict_layers: > 0, 0.32+ routes the final layernorm
     architectures_listed: bool = False  # `architectures` is a list of strings (possibly empty)
+    # sound_config.convolution_bias: false, the sound encoder has no convolution biases; absent, the
+    # installed transformers' default decides (the biases are taken as parameters).
+    convolution_bias: bool = True
+    # vision_config.video_temporal_patch_size > 1: the vision model has a video embedder (default 1: none)
+    video_embedder: bool = False
 
     @property
     def present(self) -> bool:
@@ -51,8 +56,13 @@ def read_config(text: str | None, file: str) -> tuple[ModelConfig, list[Problem]
         return ModelConfig("invalid"), [Problem("config-json", file, "not a JSON object")]
     given = data.get("architectures")
     archs = tuple(given) if isinstance(given, list) and all(isinstance(a, str) for a in given) else None
-    declares_sound = data.get("sound_config") is not None
-    return ModelConfig("parsed", archs or (), declares_sound, _mtp_layers(data), archs is not None), []
+    sound, vision = data.get("sound_config"), data.get("vision_config")
+    convolution_bias = not (isinstance(sound, dict) and sound.get("convolution_bias") is False)
+    temporal = vision.get("video_temporal_patch_size", 1) if isinstance(vision, dict) else 1
+    video_embedder = isinstance(temporal, (int, float)) and not isinstance(temporal, bool) and temporal > 1
+    return ModelConfig(
+        "parsed", archs or (), sound is not None, _mtp_layers(data), archs is not None, convolution_bias, video_embedder
+    ), []
 
 
 # The language model's config is `text_config` in some releases of these checkpoints' config.json and

@@ -77,6 +77,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("rank-failed", "run", "A distributed rank crashed or hung: no verdict was reached.", "Read the rank's error above; raise --rank-timeout if it was only slow."),
     Rule("manifest-unreadable", "run", "The manifest could not be read or trusted: no verdict was reached.", "Pass a manifest written by nemoverify manifest, unmodified."),
     Rule("loader-error", "run", "A loader failed while reading a tensor: no verdict was reached.", "Read the loader's error; check the streamer's installation and the storage."),
+    Rule("vllm-code", "run", "The installed vLLM's load-path code matches no release nemoverify knows (a patched build?): the replay may not be its load path; a warning unless --strict.", "Pass --vllm with the release the build is based on, or run the differential harness (docs/deployments.md) against the build."),
     Rule("internal-error", "run", "nemoverify failed unexpectedly: no verdict was reached (exit 4).", "Run again with NEMOVERIFY_DEBUG=1 for the traceback and report it."),
     Rule("error", "run", "The run could not reach a verdict.", "Read the message; fix what it names and run again."),
     # Tensor failures (the `kind` of a mismatch).

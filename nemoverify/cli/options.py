@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from nemoverify.cli.sizes import parse_size
-from nemoverify.deployment.profiles import LOAD_PATHS
+from nemoverify.deployment.releases import LOAD_PATHS
 from nemoverify.deployment.request import LOADERS
 from nemoverify.hashing import ALGORITHMS, MANIFEST_ALGORITHMS
 from nemoverify.output.files import OUTPUT_FORMATS

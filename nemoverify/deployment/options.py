@@ -10,14 +10,14 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
-from nemoverify.deployment.profiles import LoadPath, Profile, resolve_profile
+from nemoverify.deployment.profiles import Profile, resolve_profile
+from nemoverify.deployment.releases import VLLM_RELEASES, LoadPath, VllmRelease
 from nemoverify.deployment.request import Loader, Request
 from nemoverify.deployment.ring import STREAMER_DEFAULT_RING, chosen_ring_bytes, default_ring_bytes, fitted_ring
-from nemoverify.errors import UsageError
+from nemoverify.errors import DeploymentError, UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
 
 EXTRA_CONFIG_KEYS = {"distributed": bool, "concurrency": int, "memory_limit": int}
-EXTRA_CONFIG_LEAST = {"concurrency": 1, "memory_limit": -1}  # as --concurrency and --memory-limit take them
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,12 @@ class CheckOptions:
         }
 
 
-def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, int], list[str]]:
-    """vLLM's `--model-loader-extra-config` for the Run:ai loader, as users paste it from a deployment.
-    Unknown keys: vLLM 0.33 rejects them (a usage error here too), earlier releases ignore them, as
-    they ignore a known key whose value is of another type (a note says so)."""
+def parse_extra_config(text: str | None, release: VllmRelease) -> tuple[dict[str, int], list[str]]:
+    """vLLM's `--model-loader-extra-config` for the Run:ai loader, as users paste it from a deployment,
+    taken as `release` takes it. 0.20-0.23 set a known key only where its value has the right type and
+    ignore everything else (a note says so); 0.24 on refuse an unknown key or a wrong type at start-up,
+    and a concurrency below 1 or a memory_limit below 1 (0.24.0) or -1 (0.25 on): a usage error here,
+    as the deployment would not start. Raises ExtraConfigRefused (a UsageError) for those."""
     if text is None:
         return {}, []
     try:
@@ -95,15 +97,16 @@ def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, in
         raise UsageError(f"--model-loader-extra-config is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError("--model-loader-extra-config takes a JSON object")
+    refuses = release.rejects_unknown_extra_config
     notes: list[str] = []
     unknown = sorted(k for k in data if k not in EXTRA_CONFIG_KEYS)
-    if unknown and profile.vllm.rejects_unknown_extra_config:
-        raise UsageError(
-            f"--model-loader-extra-config: vLLM {profile.vllm.name} rejects unknown keys {', '.join(unknown)} "
-            f"(it takes {', '.join(EXTRA_CONFIG_KEYS)})"
+    if unknown and refuses:
+        raise ExtraConfigRefused(
+            f"--model-loader-extra-config: vLLM {release.name} refuses unknown keys {', '.join(unknown)} "
+            f"(it takes {', '.join(EXTRA_CONFIG_KEYS)}) and does not start"
         )
     if unknown:
-        notes.append(f"vLLM {profile.vllm.name} ignores model_loader_extra_config keys {', '.join(unknown)}")
+        notes.append(f"vLLM {release.name} ignores model_loader_extra_config keys {', '.join(unknown)}")
     out: dict[str, int] = {}
     for key, kind in EXTRA_CONFIG_KEYS.items():
         if key not in data:
@@ -111,23 +114,41 @@ def parse_extra_config(text: str | None, profile: Profile) -> tuple[dict[str, in
         value: object = data[key]
         wanted = "true or false" if kind is bool else "an integer"
         if isinstance(value, int) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-            least = EXTRA_CONFIG_LEAST.get(key)
+            least = _least(key, release)
             if least is not None and value < least:
+                if refuses:
+                    raise ExtraConfigRefused(
+                        f"--model-loader-extra-config: vLLM {release.name} refuses {key} {value} (less than "
+                        f"{least}) and does not start"
+                    )
                 # vLLM hands it on; the streamer would refuse it and the load fail: said before any work
                 raise UsageError(
                     f"--model-loader-extra-config: {key} {value} is less than {least}, which the streamer refuses"
                 )
             out[key] = int(value)  # a bool is an int: true for "distributed" is 1
-        elif isinstance(value, bool) or profile.vllm.rejects_unknown_extra_config:
-            # true as a number would reach the streamer as the text "True" (vLLM's isinstance(v, int)
-            # lets a bool through); 0.33 validates the config (its handling of a wrong type is not
-            # known here): refused either way rather than guessed.
-            raise UsageError(f"--model-loader-extra-config: {key} must be {wanted}")
-        else:  # vLLM 0.20-0.32 set a key only when isinstance(value, int/bool): any other is ignored
-            notes.append(
-                f"vLLM {profile.vllm.name} ignores model_loader_extra_config {key} {json.dumps(value)}: not {wanted}"
+        elif refuses:
+            raise ExtraConfigRefused(
+                f"--model-loader-extra-config: vLLM {release.name} refuses {key} {json.dumps(value)} (not {wanted}) "
+                "and does not start"
             )
+        elif isinstance(value, bool):
+            # true as a number reaches the streamer as the text "True" (0.20-0.23 check
+            # isinstance(value, int), which a bool passes): what the streamer makes of it is not known here.
+            raise UsageError(f"--model-loader-extra-config: {key} must be {wanted}")
+        else:  # vLLM 0.20-0.23 set a key only when isinstance(value, int/bool): any other is ignored
+            notes.append(f"vLLM {release.name} ignores model_loader_extra_config {key} {json.dumps(value)}: not {wanted}")
     return out, notes
+
+
+def _least(key: str, release: VllmRelease) -> int | None:
+    """The least value of `key` the release (0.24 on) or, before it, the streamer takes."""
+    if key == "memory_limit":
+        return 1 if release.extra_config == "positive" else -1
+    return 1 if key == "concurrency" else None
+
+
+class ExtraConfigRefused(UsageError):
+    """The release's Run:ai loader refuses this --model-loader-extra-config at start-up."""
 
 
 def resolve_check(request: Request, *, manifest_algorithm: str | None = None, all_modes: bool = False) -> CheckOptions:
@@ -145,7 +166,11 @@ def resolve_check(request: Request, *, manifest_algorithm: str | None = None, al
     if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
         raise UsageError(f"--device {device!r}: use cpu, cuda or cuda:N")
     profile = resolve_profile(request.vllm, request.streamer, stress, request.strategy)
-    extra, notes = parse_extra_config(extra_config, profile)
+    if request.strict and profile.unrecognised is not None:
+        raise DeploymentError(f"{profile.unrecognised} (--strict)")
+    # A matrix's rows take or refuse the config each as its own release does (engine.matrix): its
+    # values are read here as the releases that refuse nothing read them.
+    extra, notes = parse_extra_config(extra_config, VLLM_RELEASES[0] if all_modes else profile.vllm)
     if text_only and not profile.vllm.text_only_skip:
         notes.append(f"vLLM {profile.vllm.name} has no text-only skip: mlp1, vision and sound load regardless")
     if extra.get("distributed") and nproc == 1 and not distributed and not all_modes:

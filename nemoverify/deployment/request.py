@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
-from nemoverify.deployment.profiles import LoadPath
+from nemoverify.deployment.releases import LoadPath
 
 Loader = Literal["runai", "safetensors"]
 LOADERS: tuple[Loader, ...] = get_args(Loader)  # --loader's choices

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
+from nemoverify.checkpoint.problems import Problem
 from nemoverify.deployment.options import CheckOptions
 from nemoverify.engine.compare import find_differences, summarize
 from nemoverify.engine.manifests import Manifest, explained_by_manifest, shard_findings
@@ -95,12 +96,12 @@ def routed_as(
 ) -> dict[str, Observation]:
     """The reference pass labels components by the routes every release shares; a release that
     routes a name elsewhere (0.32+: the final layernorm) relabels it."""
-    rules = load_rules(options, checkpoint.config)
-    if not rules.final_layernorm:
+    routing = load_rules(options, checkpoint.config).routing
+    if routing.final_layernorm == "not routed":
         return reference
     out = dict(reference)
     for name, obs in reference.items():
-        component = route(name, True).component
+        component = route(name, routing).component
         if component != obs.component:
             out[name] = obs._replace(component=component)
     return out
@@ -214,12 +215,13 @@ def build_report(
     for those the checkpoint lacks."""
     algorithm = algorithm or (options.algorithm if options else "")
     multi = len(delivered) > 1
+    streamed = copy or checkpoint
+    routing = load_rules(options, streamed.config).routing if options is not None else None
     findings: list[Finding] = []
     for rank, got in sorted(delivered.items()):
-        findings.extend(find_differences(reference, got, against, rank=rank if multi else None))
+        findings.extend(find_differences(reference, got, against, rank if multi else None, routing))
     findings.extend(extra_findings or [])
     ranks = {rank: not any(f.rank == rank for f in findings) for rank in delivered}
-    streamed = copy or checkpoint
     if any(f.file is None for f in findings):  # (a map of every tensor's file: only when needed)
         shard_of = {info.name: shard.location for shard in streamed.streamed[::-1] for info in shard.header.tensors}
         shard_of.update({info.name: shard.location for shard, info in streamed.tensors()})  # the indexed copy first
@@ -243,6 +245,8 @@ def build_report(
     profile = None
     if options is not None and options.loader == "runai":
         warnings += release_problems(checkpoint, options.profile.vllm)
+        if options.profile.unrecognised is not None:
+            warnings.append(Problem("vllm-code", "vllm", options.profile.unrecognised, severity="warning"))
         note = options.ring_note(sum(s.header.data_len for s in checkpoint.streamed))
         profile = replace(options.profile, notes=options.profile.notes + ((note,) if note else ()))
     return Report(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from nemoverify.hashing import root_digest
-from nemoverify.model.routing import COMPONENTS, loads_into, may_share_a_parameter, route
+from nemoverify.model.routing import COMPONENTS, Routing, route
 from nemoverify.observations import Delivered, Observation
 from nemoverify.report import ComponentSummary, Finding, FindingKind, Skipped, Source
 
@@ -19,8 +19,10 @@ def find_differences(
     delivered: Delivered,
     against: Source = "reference",
     rank: int | None = None,
+    routing: Routing | None = None,
 ) -> list[Finding]:
-    """Every way `delivered` differs from `expected`, tensor by tensor."""
+    """Every way `delivered` differs from `expected`, tensor by tensor. With the `routing` of the
+    replayed release, also every set of names that load into one parameter."""
     findings: list[Finding] = []
 
     def add(
@@ -67,34 +69,45 @@ def find_differences(
             got[name].digest,
             f"delivered {copies} times",
         )
-    if against == "reference":  # what a replayed load delivered; a manifest check replays nothing
-        findings.extend(_shared_parameters(delivered, expected, against, rank))
+    if routing is not None:  # what a replayed load delivered; a manifest check replays nothing
+        findings.extend(_shared_parameters(delivered, expected, against, rank, routing))
     return findings
 
 
 def _shared_parameters(
-    delivered: Delivered, expected: Mapping[str, Observation], against: Source, rank: int | None
+    delivered: Delivered, expected: Mapping[str, Observation], against: Source, rank: int | None, routing: Routing
 ) -> list[Finding]:
-    """Two names that load into one parameter: it keeps the one loaded last, the other is lost
-    without a word (each name's bytes arrive intact, so no other finding sees it)."""
-    loaded = [o for o in delivered.observations.values() if o.status == "loaded"]
-    if not may_share_a_parameter([o.name for o in loaded]):  # the common case: no routing at all
-        return []
-    first: dict[tuple[str, str], str] = {}
+    """Names that load into one parameter (and shard): it keeps the one loaded last and the others are
+    lost without a word (each name's bytes arrive intact, so no other finding sees it). Each of them
+    fails, naming the parameter, the others, and which one the model holds."""
+    holders: dict[tuple[str, str], list[str]] = {}
+    for o in delivered.observations.values():  # in the order they were loaded (recorded at the copy)
+        if o.status == "loaded":
+            destination = route(o.name, routing).destination
+            if destination is not None:
+                holders.setdefault((o.component, destination), []).append(o.name)
     found = []
-    for o in loaded:  # in the order they were loaded (recorded at the copy into the parameter)
-        target = (o.component, loads_into(o.name, route(o.name)))
-        earlier = first.setdefault(target, o.name)
-        if earlier != o.name:
-            known = expected.get(o.name)
-            detail = f"loads into the same {o.component} parameter as {earlier}, which it overwrites"
+    for (component, destination), names in holders.items():
+        if len(names) < 2:
+            continue
+        held = names[-1]
+        for name in names:
+            others = ", ".join(n for n in names if n != name)
+            if name == held:
+                detail = f"loads into {component} parameter {destination} after {others}: the model holds this one"
+            else:
+                detail = (
+                    f"loads into {component} parameter {destination}, where {held} is loaded later: "
+                    f"the model holds {held}, not this one"
+                )
+            known = expected.get(name)
             found.append(
                 Finding(
-                    o.name,
-                    o.component,
+                    name,
+                    component,
                     "shared-parameter",
                     known.digest if known else None,
-                    o.digest,
+                    delivered.observations[name].digest,
                     against,
                     rank,
                     detail=detail,

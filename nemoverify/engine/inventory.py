@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import Problem
+from nemoverify.deployment.releases import NEWEST_VLLM
 from nemoverify.model.replay import NO_SOUND_ENCODER, asserts_on_sound
-from nemoverify.model.routing import COMPONENTS, FINAL_LAYERNORM, UNCLAIMED, route
+from nemoverify.model.routing import COMPONENTS, Routing, route
 from nemoverify.report import problems_of
 
 
@@ -20,7 +21,7 @@ class ComponentInventory:
     bytes: int
     dtypes: dict[str, int]
     skipped: tuple[tuple[str, str], ...]  # (name, reason) the component's loader drops on purpose
-    raises: tuple[tuple[str, str], ...] = ()  # (name, reason) vLLM raises on in every release: no load
+    raises: tuple[tuple[str, str], ...] = ()  # (name, reason) the newest release raises on: no load
 
 
 @dataclass(frozen=True)
@@ -75,27 +76,29 @@ def without_inventory(checkpoint: str, error: BaseException) -> dict[str, object
     return Inventory(checkpoint, None, False, False, {}, (), problems).to_dict()
 
 
-# The vision projector's final layernorm, by whether the model has MTP layers: vLLM 0.32+ loads it
-# then (inline, into mlp1), and every release drops it otherwise. inspect knows no release.
-_FINAL_LAYERNORM_FROM_032 = {
-    True: f"{UNCLAIMED} before vLLM 0.32; from 0.32 loaded inline into mlp1 (this model has MTP layers)",
-    False: f"{UNCLAIMED} (vLLM 0.32+ loads it only for a model with MTP layers; this one has none)",
-}
-
-
 def describe(checkpoint: Checkpoint) -> Inventory:
+    """What the checkpoint holds and what the newest vLLM release nemoverify knows does with each
+    name (inspect replays no release; `check --vllm` and `matrix` tell one release from another)."""
     by_component: dict[str, list[tuple[str, str, int, str | None]]] = {}
     config = checkpoint.config
+    newest = NEWEST_VLLM
+    routing = Routing(
+        newest.language_model,
+        newest.ignores_unexpected_bias,
+        newest.final_layernorm_routing(config.mtp_layers),
+        config.convolution_bias,
+        config.video_embedder,
+    )
     for _, info in checkpoint.tensors():
-        r = route(info.name)
-        skip = _FINAL_LAYERNORM_FROM_032[config.mtp_layers > 0] if info.name in FINAL_LAYERNORM else r.skip
+        r = route(info.name, routing)
+        skip = r.skip
         if asserts_on_sound(r, False, config.sound_encoder):
             skip = None  # asserted on before Parakeet could skip it: listed under raises
         by_component.setdefault(r.component, []).append((info.name, info.dtype, info.nbytes, skip))
     raises: dict[str, set[tuple[str, str]]] = {}  # over every file vLLM streams, stray ones included
     for shard in checkpoint.streamed:
         for info in shard.header.tensors:
-            r = route(info.name)
+            r = route(info.name, routing)
             if asserts_on_sound(r, False, config.sound_encoder):  # asserted before any sub-loader's rule
                 raises.setdefault("sound", set()).add(
                     (info.name, f"{NO_SOUND_ENCODER}, unless text-only mode skips it")

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field, replace
 from nemoverify import _version
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
-from nemoverify.deployment.options import CheckOptions
-from nemoverify.deployment.profiles import VLLM_RELEASES, Profile, StreamerRelease, VllmRelease, streamer_release
+from nemoverify.deployment.options import CheckOptions, ExtraConfigRefused, parse_extra_config
+from nemoverify.deployment.profiles import Profile
+from nemoverify.deployment.releases import VLLM_RELEASES, StreamerRelease, VllmRelease, streamer_release
 from nemoverify.engine.check import routed_as
 from nemoverify.engine.compare import find_differences
 from nemoverify.engine.passes import candidate_pass
 from nemoverify.model.checks import routes_here
+from nemoverify.model.replay import load_rules
 from nemoverify.model.routing import COMPONENTS
 from nemoverify.observations import Delivered, Observation
 from nemoverify.progress import Progress
@@ -45,10 +47,15 @@ class Cell:
     failed_ranks: tuple[int, ...] = ()
     emulated: bool = False
     raises: dict[str, int] = field(default_factory=dict)  # component -> tensors vLLM raises on: no load at all
+    refused_config: str | None = None  # why this release's loader refuses the loader config: it never starts
 
     @property
     def safe(self) -> bool:
-        return self.supported and not self.corrupted and not self.raises
+        return self.supported and not self.corrupted and not self.raises and self.refused_config is None
+
+    @property
+    def fails_to_load(self) -> bool:
+        return bool(self.raises) or self.refused_config is not None
 
     @property
     def total(self) -> int:
@@ -68,6 +75,7 @@ class Cell:
             "load_error_components": self.raises,
             "failed_ranks": list(self.failed_ranks),
             "emulated": self.emulated,
+            "refused_config": self.refused_config,
         }
 
 
@@ -90,7 +98,7 @@ class Matrix:
     @property
     def fails_to_load(self) -> tuple[Cell, ...]:
         """Deployments whose vLLM raises on a tensor as deployed: loud, not silent, but no model."""
-        return tuple(c for c in self.cells if not c.stress and c.supported and c.raises)
+        return tuple(c for c in self.cells if not c.stress and c.supported and c.fails_to_load)
 
     @property
     def ok(self) -> bool:
@@ -145,6 +153,7 @@ def _cell(
     reference: dict[str, Observation],
     delivered: dict[int, Delivered] | None,
     distributed: bool,
+    refused_config: str | None = None,
 ) -> Cell:
     profile = options.profile
     supported = routes_here(profile.vllm, checkpoint)
@@ -152,8 +161,9 @@ def _cell(
     raised: dict[str, set[str]] = {}  # a load-error is vLLM refusing the name, not a corrupted tensor
     failed_ranks: list[int] = []
     expected = routed_as(reference, options, checkpoint)  # the release's routing, the same for every rank
+    routing = load_rules(options, checkpoint.config).routing
     for rank, got in sorted((delivered or {}).items()):
-        findings = find_differences(expected, got, rank=rank)
+        findings = find_differences(expected, got, "reference", rank, routing)
         if findings:
             failed_ranks.append(rank)
         for f in findings:
@@ -172,6 +182,7 @@ def _cell(
         tuple(failed_ranks) if distributed else (),
         profile.emulated,
         {c: len(raised[c]) for c in COMPONENTS if c in raised},
+        refused_config,
     )
 
 
@@ -181,9 +192,12 @@ def run_matrix(
     nproc: int = 2,
     progress: Progress | None = None,
     distributed_runs: Callable[[list[CheckOptions]], list[dict[int, Delivered]]] | None = None,
+    extra_config: str | None = None,
 ) -> Matrix:
     """The checkpoint against every profile. `distributed_runs` streams a list of profiles across
-    ranks (None: the distributed rows are not run)."""
+    ranks (None: the distributed rows are not run). `extra_config`: the deployment's
+    --model-loader-extra-config, which each release takes or refuses as its own code does. Rows whose
+    replays are the same (the same load rules, streamer behaviour and mode) share one stream."""
     started = time.monotonic()
     if not any(routes_here(release, checkpoint) for release in VLLM_RELEASES):
         # No row would stream a byte: "no deployment corrupts it" would be a verdict on nothing.
@@ -198,18 +212,14 @@ def run_matrix(
     progress = progress or (lambda phase, n: None)
     reference = hash_checkpoint(checkpoint, base.algorithm, progress, phase="reference").observations
     runs = matrix_profiles(base)
-    cells: list[Cell] = []
-    for options in runs:
-        if not routes_here(options.profile.vllm, checkpoint):
-            cells.append(_cell(options, checkpoint, reference, None, False))
-            continue
-        got = candidate_pass(checkpoint, options, progress)
-        cells.append(_cell(options, checkpoint, reference, {0: got}, False))
+    refused = {o: _refusal(extra_config, o.profile.vllm) for o in runs}
+    streamed = {_replay_key(o, checkpoint): o for o in runs if routes_here(o.profile.vllm, checkpoint) and not refused[o]}
+    delivered = {key: candidate_pass(checkpoint, o, progress) for key, o in streamed.items()}
+    cells = [_cell(o, checkpoint, reference, _got(delivered, o, checkpoint), False, refused[o]) for o in runs]
     if distributed_runs is not None:
-        streamed = [o for o in runs if routes_here(o.profile.vllm, checkpoint)]
-        results = dict(zip(streamed, distributed_runs(streamed), strict=True)) if streamed else {}
-        for options in runs:
-            cells.append(_cell(options, checkpoint, reference, results.get(options), True))
+        keys = list(streamed)
+        ranked = dict(zip(keys, distributed_runs([streamed[k] for k in keys]), strict=True)) if keys else {}
+        cells += [_cell(o, checkpoint, reference, ranked.get(_replay_key(o, checkpoint)), True, refused[o]) for o in runs]
     return Matrix(
         checkpoint.root,
         base.algorithm,
@@ -220,3 +230,30 @@ def run_matrix(
         time.monotonic() - started,
         tuple(p for p in checkpoint.problems if p.severity == "warning"),
     )
+
+
+def unique_replays(base: CheckOptions, checkpoint: Checkpoint) -> int:
+    """How many streams a matrix of `checkpoint` makes (per way of streaming): its progress total."""
+    return len({_replay_key(o, checkpoint) for o in matrix_profiles(base)})
+
+
+def _replay_key(options: CheckOptions, checkpoint: Checkpoint) -> tuple[object, ...]:
+    """What a candidate pass depends on: rows with equal keys deliver the same tensors."""
+    profile = options.profile
+    return (load_rules(options, checkpoint.config), profile.streamer.name, profile.stress)
+
+
+def _got(
+    delivered: dict[tuple[object, ...], Delivered], options: CheckOptions, checkpoint: Checkpoint
+) -> dict[int, Delivered] | None:
+    got = delivered.get(_replay_key(options, checkpoint))
+    return None if got is None else {0: got}
+
+
+def _refusal(extra_config: str | None, release: VllmRelease) -> str | None:
+    """Why `release` refuses the loader config at start-up, or None."""
+    try:
+        parse_extra_config(extra_config, release)
+    except ExtraConfigRefused as refusal:
+        return str(refusal).removeprefix("--model-loader-extra-config: ")
+    return None

@@ -8,7 +8,7 @@ from dataclasses import replace
 from nemoverify.checkpoint.config import CONFIG_NAME
 from nemoverify.checkpoint.layout import Checkpoint, open_checkpoint
 from nemoverify.checkpoint.problems import Problem
-from nemoverify.deployment.profiles import VllmRelease, is_nano_vl
+from nemoverify.deployment.releases import NEWEST_VLLM, TEXT_ONLY_MODEL_ARCHITECTURES, VllmRelease, is_nano_vl
 from nemoverify.model.routing import route
 
 
@@ -40,6 +40,11 @@ def architecture_problems(checkpoint: Checkpoint) -> list[Problem]:
         said = (
             f"architecture {', '.join(config.architectures) or '(none)'} is not one vLLM sends to "
             "NemotronH_Nano_VL_V2 in any release nemoverify knows; the load-path replay may not match how vLLM loads it"
+        )
+    elif (built := built_model(NEWEST_VLLM, config.architectures)) in TEXT_ONLY_MODEL_ARCHITECTURES:
+        said = (
+            f"vLLM builds {built}, the first of {', '.join(config.architectures)} its registry routes (every "
+            "release), not NemotronH_Nano_VL_V2: this load path does not run"
         )
     else:
         return []
@@ -78,27 +83,38 @@ def sound_problems(checkpoint: Checkpoint) -> list[Problem]:
     return []
 
 
+def built_model(release: VllmRelease, architectures: tuple[str, ...]) -> str | None:
+    """The architecture the release builds from this list: the first its registry routes, in list
+    order (`_ModelRegistry.resolve_model_cls`). A name nemoverify does not know is taken as one the
+    registry lacks (so the next is tried); None where no entry is routed."""
+    for architecture in architectures:
+        if architecture in release.architectures or architecture in TEXT_ONLY_MODEL_ARCHITECTURES:
+            return architecture
+    return None
+
+
 def routes_here(release: VllmRelease, checkpoint: Checkpoint) -> bool:
-    """Whether the release routes the checkpoint to NemotronH_Nano_VL_V2. Without a config.json
-    nothing says otherwise (warned of); a config.json without architectures is one vLLM cannot resolve."""
+    """Whether the release builds NemotronH_Nano_VL_V2 for the checkpoint, so that its load_weights
+    runs. Without a config.json nothing says otherwise (warned of); a config.json without
+    architectures is one vLLM cannot resolve."""
     if not checkpoint.config.present:
         return True
-    return any(a in release.architectures for a in checkpoint.config.architectures)
+    return built_model(release, checkpoint.config.architectures) in release.architectures
 
 
 def release_problems(checkpoint: Checkpoint, release: VllmRelease) -> list[Problem]:
     """What this checkpoint meets in this vLLM release that another release would not."""
     archs = checkpoint.config.architectures
-    if not archs or any(a in release.architectures for a in archs):
+    if not archs or routes_here(release, checkpoint):
         return []
-    if not any(is_nano_vl(a) for a in archs):
-        return []  # architecture_problems already warns that no release knows it
-    return [
-        Problem(
-            "config-architecture",
-            _config_file(checkpoint),
-            f"vLLM {release.name} does not route {', '.join(archs)} to NemotronH_Nano_VL_V2: it would refuse "
-            "this model before loading a weight",
-            severity="warning",
-        )
-    ]
+    built = built_model(release, archs)
+    if not any(is_nano_vl(a) for a in archs) or built in TEXT_ONLY_MODEL_ARCHITECTURES:
+        return []  # architecture_problems already warns of it, for every release
+    said = (
+        f"vLLM {release.name} builds {built} (the first architecture of {', '.join(archs)} its registry routes), "
+        "not NemotronH_Nano_VL_V2: this load path does not run"
+        if built
+        else f"vLLM {release.name} does not route {', '.join(archs)} to NemotronH_Nano_VL_V2: it would refuse this "
+        "model before loading a weight"
+    )
+    return [Problem("config-architecture", _config_file(checkpoint), said, severity="warning")]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from nemoverify.model.routing import Component, Route, route
+from nemoverify.model.routing import Component, Route, Routing, route
 
 if TYPE_CHECKING:
     import torch
@@ -43,19 +43,26 @@ class LoadRules:
     load_path: Strategy = "fixed"
     text_only: bool = False  # text-only mode requested *and* honoured by the release (0.21+)
     iterator_clones: bool = False  # the Run:ai weights iterator yields tensor.clone() (0.22+)
-    final_layernorm: bool = False  # vision_final_layernorm routed (0.32+ with MTP layers)
     sound_encoder: bool = True  # the config declares a sound encoder; without one, a sound name asserts
+    routing: Routing = Routing()  # where the release sends each name
 
 
 def load_rules(options: CheckOptions, config: ModelConfig) -> LoadRules:
     """The rules of the options' vLLM release, for a model of this config."""
     release = options.profile.vllm
+    routing = Routing(
+        release.language_model,
+        release.ignores_unexpected_bias,
+        release.final_layernorm_routing(config.mtp_layers),
+        config.convolution_bias,
+        config.video_embedder,
+    )
     return LoadRules(
         load_path=options.profile.load_path,
         text_only=options.text_only and release.text_only_skip,
         iterator_clones=release.iterator_clones,
-        final_layernorm=release.final_layernorm and config.mtp_layers > 0,
         sound_encoder=config.sound_encoder,
+        routing=routing,
     )
 
 
@@ -72,15 +79,12 @@ def replay(
     # before it advances the streamer. Taken by the replays as each tensor arrives (a generator
     # around the weights would cost a step per tensor: 25,000 small tensors make it show).
     take = (snapshot or _clone) if rules.iterator_clones else None
-    # Called as the other passes call it, so that they share `route`'s cache: `route(name)` as the
-    # reference pass does, or, where the release routes the final layernorm (0.32+ with MTP layers),
-    # `route(name, True)` as `checking.routed_as` does (a keyword would be another cache key).
-    router = _final_layernorm_router if rules.final_layernorm else route
+    routing = rules.routing
+
+    def router(name: str) -> Route:  # positional, as every pass calls it: one cache entry per name
+        return route(name, routing)
+
     REPLAYS[rules.load_path](weights, events, rules, router, take)
-
-
-def _final_layernorm_router(name: str) -> Route:
-    return route(name, True)
 
 
 def _clone(w: torch.Tensor) -> torch.Tensor:
@@ -145,7 +149,7 @@ def replay_fixed(weights: Weights, events: LoadEvents, rules: LoadRules, router:
             if take is not None:
                 w = take(w)
             r = router(name)
-            if r.component == "language_model" and r.skip is None:  # the common case, checked first
+            if r.component == "language_model" and r.skip is None and r.raises is None:  # the common case first
                 yield name, w
                 continue
             if asserts_on_sound(r, text_only, sound_encoder):
@@ -158,8 +162,6 @@ def replay_fixed(weights: Weights, events: LoadEvents, rules: LoadRules, router:
                 events.failed(name, r.component, r.raises, w)
             elif r.inline:
                 events.loaded(name, r.component, w)
-            elif r.component == "language_model":
-                yield name, w
             else:
                 deferred[r.component].append((name, w.detach().clone()))
 

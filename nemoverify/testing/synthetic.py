@@ -231,7 +231,13 @@ def config(s: Spec) -> dict[str, object]:
             "n_routed_experts": s.experts or None,
             **({"num_nextn_predict_layers": s.mtp_layers} if s.mtp_layers else {}),
         },
-        "vision_config": {"args": {"model": "vit_huge_patch16_224"}, "hidden_size": s.vit_hidden, "patch_size": 16},
+        "vision_config": {
+            "args": {"model": "vit_huge_patch16_224"},
+            "hidden_size": s.vit_hidden,
+            "patch_size": 16,
+            # The Omni layout has a video embedder, which RADIO builds only for a temporal patch above 1.
+            **({"video_temporal_patch_size": 2} if s.sound else {}),
+        },
         "projector_hidden_size": s.projector_hidden,
         "nemoverify_synthetic": asdict(s),
     }

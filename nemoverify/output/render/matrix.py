@@ -21,6 +21,8 @@ def _outcome(cell: Cell | None) -> Text:
         return Text("not routed here", style="dim")
     if cell.safe:
         return Text("SAFE", style="green")
+    if cell.refused_config is not None:
+        return Text("refuses the loader config", style="bold red")
     said = []
     if cell.raises:
         said.append(f"vLLM raises on {sum(cell.raises.values())} ({_parts(cell.raises)})")
@@ -36,7 +38,12 @@ def _parts(counts: dict[str, int]) -> str:
 def _key(cell: Cell | None) -> tuple[object, ...]:
     if cell is None:
         return (None,)
-    return (cell.supported, tuple(sorted(cell.corrupted.items())), tuple(sorted(cell.raises.items())))
+    return (
+        cell.supported,
+        tuple(sorted(cell.corrupted.items())),
+        tuple(sorted(cell.raises.items())),
+        cell.refused_config is not None,
+    )
 
 
 def render_matrix(matrix: Matrix, console: Console) -> None:
@@ -93,7 +100,9 @@ def render_matrix(matrix: Matrix, console: Console) -> None:
     failing = matrix.fails_to_load
     if failing:
         names = sorted({f"vLLM {c.vllm.name}{' distributed' if c.distributed else ''}" for c in failing})
-        console.print(f"[bold red]FAILS TO LOAD as deployed[/] (vLLM raises): {escape('; '.join(names))}")
+        console.print(f"[bold red]FAILS TO LOAD as deployed[/] (vLLM raises or refuses its config): {escape('; '.join(names))}")
+        for why in dict.fromkeys(c.refused_config for c in failing if c.refused_config):
+            console.print(f"  {escape(str(why))}")
     if not exposed and not failing:
         console.print(
             "[bold green]No deployment corrupts this checkpoint as deployed[/]"
