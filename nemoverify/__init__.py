@@ -1,11 +1,11 @@
 """nemoverify: does a Nemotron Nano VL checkpoint reach the model intact when loaded as production loads it?
 
-`checkpoint` reads safetensors headers, the shard index and config.json strictly; `loaders` read the
-tensors (the stored bytes as the reference, the Run:ai Model Streamer as the candidate); `profiles`
-say what each vLLM and streamer release does, and `model` replays that release's `load_weights`,
-hashing each tensor the moment the model would copy it. `checking` runs both passes and `compare`s
-them into a frozen `report.Report`, which `render` turns into a table, JSON or CI formats. `api`
-holds the verbs; `cli` only parses, calls them, renders and picks the exit code.
+`checkpoint` reads safetensors headers, the shard index and config.json strictly; `readers` read
+the tensors (the stored bytes as the reference, the Run:ai Model Streamer as the candidate);
+`deployment` says what each vLLM and streamer release does, and `model` replays that release's
+`load_weights`, hashing each tensor the moment the model would copy it. `engine` runs both passes
+and compares them into a frozen `report.Report`, which `output` writes as a table, JSON or CI
+formats. `api` holds the verbs; `cli` only parses, calls them, renders and picks the exit code.
 
     import nemoverify
     report = nemoverify.check("path/to/checkpoint", vllm="0.20", streamer="0.16")
@@ -15,6 +15,9 @@ Names are imported on first use, so `import nemoverify` (and `nemoverify --help`
 """
 
 from __future__ import annotations
+
+# First: under the `nemoverify` command, Ctrl-C from here on exits 130 without a traceback.
+from nemoverify import interrupts  # noqa: F401  # isort: skip
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 
-from nemoverify.checkpoint.layout import Checkpoint, refuse_beyond
+from nemoverify.checkpoint.layout import DEFAULT_MAX_TENSORS, Checkpoint, one_file_of_many, refuse_beyond
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.deployment.options import CheckOptions, resolve_check
 from nemoverify.deployment.releases import LoadPath
@@ -64,12 +64,15 @@ def check(
     distributed: bool = False,
     rank_timeout: int = DEFAULT_RANK_TIMEOUT_S,
     max_bytes: int | None = None,
+    max_tensors: int | None = DEFAULT_MAX_TENSORS,
+    file_alone: bool = False,
     watch: Watch | None = None,
 ) -> Report | None:
     """Load `path` as the stored bytes and through the deployment's load path; compare every tensor.
     With `distributed` (a process torchrun started) only rank 0 gets the report; the others None."""
     request = Request(
         path,
+        file_alone,
         manifest=manifest,
         against=against,
         vllm=vllm,
@@ -88,6 +91,7 @@ def check(
         strict=strict,
         fail_on_unclaimed=fail_on_unclaimed,
         max_bytes=max_bytes,
+        max_tensors=max_tensors,
         rank_timeout=rank_timeout,
     )
     return run_check(request, watch)
@@ -98,7 +102,7 @@ def run_check(request: Request, watch: Watch | None = None) -> Report | None:
     """`check` of a request."""
     recorded = load_manifest(request.manifest) if request.manifest else None
     options = resolve_check(request, manifest_algorithm=recorded.algorithm if recorded else None)
-    checkpoint = open_for_vllm(request.path)
+    checkpoint = _open(request.path, request.file_alone, request.max_tensors)
     refuse_beyond(checkpoint, request.max_bytes)  # before any rank or pass starts
     _require_gpus(options.device, request.nproc)
     if recorded is not None and checkpoint.errors(options.strict):
@@ -106,8 +110,9 @@ def run_check(request: Request, watch: Watch | None = None) -> Report | None:
         with _watching(watch, {"manifest": checkpoint.total_bytes}) as progress:
             return verify_manifest(checkpoint, recorded, request.manifest, progress, options.strict)
     admit(checkpoint, options, replayed=request.against is None)
-    copy = open_for_vllm(request.against) if request.against else None
+    copy = _open(request.against, request.file_alone, request.max_tensors) if request.against else None
     if copy is not None:
+        refuse_beyond(copy, request.max_bytes)
         admit(copy, options)
     streamed = request.against or request.path
     gathered: Callable[[], dict[int, Delivered]] | None = None
@@ -122,6 +127,15 @@ def run_check(request: Request, watch: Watch | None = None) -> Report | None:
     phases = {"reference": total, "candidate": total} | ({"manifest": total} if recorded else {})
     with _watching(watch, phases) as progress:
         return check_load(checkpoint, options, progress, recorded, request.manifest, gathered, copy)
+
+
+def _open(path: str, file_alone: bool = False, max_tensors: int | None = DEFAULT_MAX_TENSORS) -> Checkpoint:
+    """The checkpoint at `path` as vLLM would see it; one .safetensors file of a directory holding
+    others is refused (vLLM loads the directory) unless it is asked for `file_alone`; past
+    `max_tensors`, headers are refused before they are parsed."""
+    if not file_alone and (problem := one_file_of_many(path)) is not None:
+        raise InvalidCheckpoint(path, [problem])
+    return open_for_vllm(path, max_tensors)
 
 
 def admit(checkpoint: Checkpoint, options: CheckOptions, replayed: bool = True) -> None:
@@ -146,10 +160,18 @@ def _require_gpus(device: str, nproc: int) -> None:
 
 
 def verify(
-    path: str, manifest: str, *, strict: bool = False, max_bytes: int | None = None, watch: Watch | None = None
+    path: str,
+    manifest: str,
+    *,
+    strict: bool = False,
+    max_bytes: int | None = None,
+    max_tensors: int | None = DEFAULT_MAX_TENSORS,
+    file_alone: bool = False,
+    watch: Watch | None = None,
 ) -> Report:
     """Only the stored bytes against a manifest, as fast as the disk allows (no load path replayed)."""
-    return run_verify(Request(path, manifest=manifest, strict=strict, max_bytes=max_bytes), watch)
+    request = Request(path, file_alone, manifest=manifest, strict=strict, max_bytes=max_bytes, max_tensors=max_tensors)
+    return run_verify(request, watch)
 
 
 @cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
@@ -158,7 +180,7 @@ def run_verify(request: Request, watch: Watch | None = None) -> Report:
     if request.manifest is None:
         raise UsageError("verify needs a manifest")
     recorded = load_manifest(request.manifest)
-    checkpoint = open_for_vllm(request.path)
+    checkpoint = _open(request.path, request.file_alone, request.max_tensors)
     refuse_beyond(checkpoint, request.max_bytes)
     with _watching(watch, {"manifest": checkpoint.total_bytes}) as progress:
         return verify_manifest(checkpoint, recorded, request.manifest, progress, request.strict)
@@ -171,6 +193,8 @@ def manifest(
     algorithm: str = "blake3",
     strict: bool = False,
     max_bytes: int | None = None,
+    max_tensors: int | None = DEFAULT_MAX_TENSORS,
+    file_alone: bool = False,
     watch: Watch | None = None,
     warn: Callable[[Problem], None] | None = None,
 ) -> Manifest:
@@ -178,9 +202,9 @@ def manifest(
     hears each warning about the checkpoint (a recorded checkpoint may still be one to look at)."""
     if algorithm == "lin128":
         raise UsageError("lin128 is not for manifests: it compares loaders, it does not guard bytes")
-    checkpoint = open_for_vllm(path)
-    checkpoint.require_valid(strict)
+    checkpoint = _open(path, file_alone, max_tensors)
     refuse_beyond(checkpoint, max_bytes)
+    checkpoint.require_valid(strict)
     for problem in checkpoint.problems:
         if problem.severity == "warning" and warn is not None:
             warn(problem)
@@ -189,10 +213,12 @@ def manifest(
 
 
 @cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
-def inspect(path: str, *, strict: bool = False) -> Inventory:
+def inspect(
+    path: str, *, strict: bool = False, file_alone: bool = False, max_tensors: int | None = DEFAULT_MAX_TENSORS
+) -> Inventory:
     """What the checkpoint holds, from its headers alone, and every structural problem (under
     `strict`, every warning is reported as the error it then is)."""
-    inventory = describe(open_for_vllm(path))
+    inventory = describe(_open(path, file_alone, max_tensors))
     if not strict:
         return inventory
     return replace(inventory, problems=tuple(replace(p, severity="error") for p in inventory.problems))
@@ -207,17 +233,21 @@ def matrix(
     algorithm: str | None = None,
     strict: bool = False,
     rank_timeout: int = DEFAULT_RANK_TIMEOUT_S,
+    max_tensors: int | None = DEFAULT_MAX_TENSORS,
+    file_alone: bool = False,
     watch: Watch | None = None,
 ) -> Matrix:
     """`path` against every deployment profile nemoverify knows (distributed rows on `nproc` ranks)."""
     request = Request(
         path,
+        file_alone,
         nproc=nproc,
         device=device,
         model_loader_extra_config=model_loader_extra_config,
         algorithm=algorithm,
         strict=strict,
         rank_timeout=rank_timeout,
+        max_tensors=max_tensors,
     )
     return run_matrix(request, matrix_options(request), watch)
 
@@ -231,7 +261,7 @@ def matrix_options(request: Request) -> CheckOptions:
 @cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def run_matrix(request: Request, base: CheckOptions, watch: Watch | None = None) -> Matrix:
     """`matrix` of a request whose shared options are resolved (`matrix_options`)."""
-    checkpoint = open_for_vllm(request.path)
+    checkpoint = _open(request.path, request.file_alone, request.max_tensors)
     checkpoint.require_valid(base.strict)
     nproc = request.nproc
     _require_gpus(base.device, nproc)

@@ -20,16 +20,6 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
-def interrupted_at_once(signum: int, frame: object) -> None:
-    """SIGINT outside a run (while the CLI imports, parses, or prints): nothing to cancel or clean up,
-    so the process ends with the documented 130 and one line, never a traceback."""
-    import os
-    import sys
-
-    sys.stderr.write("interrupted\n")
-    os._exit(int(ExitCode.INTERRUPTED))
-
-
 class NemoverifyError(Exception):
     """Base of every error the CLI reports as a clean message. `rule`: the id (`checkpoint.rules`)
     a report without a verdict files it under."""

@@ -22,18 +22,26 @@ _SECRET_PARAMETERS = re.compile(r"(?i)\b(sig=|AccountKey=|SharedAccessSignature=
 
 # A URL's userinfo (`https://user:secret@host`) and the values of its query (`?token=...`), wherever
 # a URL appears in a message: an endpoint URL carries credentials that no variable name announces.
-# Values stop at what ends a URL in text, JSON or XML (quotes, a backslash, <, >, whitespace).
-_URL = re.compile(
-    r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/\s?#@'\"<>\\]*@)?"
-    r"(?P<rest>[^\s?#'\"<>\\]*)(?P<query>\?[^\s#'\"<>\\]*)?"
-)
+# A URL runs to what ends one in text, JSON or XML (whitespace, quotes, a backslash, <, >). Its
+# userinfo runs to its last @: people write passwords with @, / or ? unescaped, and a library
+# quotes them back as given. Without a ':' before that @ (user:password), an @ after a / is the
+# path's (s3://bucket/model@v2, https://host:9000/x?by=a@b), not userinfo.
+_URL = re.compile(r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<token>[^\s'\"<>\\]*)")
+_HOST_PORT = re.compile(r"[^:/?#@]*:\d+(?:[/?#]|$)")  # host:9000/...: the @ further on is not userinfo's
 _QUERY_VALUE = re.compile(r"(?P<key>[?&;](?:[^=&;#]*=)?)[^&;#]+")
 
 
 def _redact_url(match: re.Match[str]) -> str:
-    userinfo = "***@" if match["userinfo"] else ""
-    query = _QUERY_VALUE.sub(r"\g<key>***", match["query"]) if match["query"] else ""
-    return f"{match['scheme']}{userinfo}{match['rest']}{query}"
+    token = match["token"]
+    at = token.rfind("@")
+    before = token[:at]
+    userinfo = at >= 0 and (
+        not re.search(r"[/?#]", before) or (":" in before and not _HOST_PORT.match(token))  # user:pa/ss@host
+    )
+    rest = token[at + 1 :] if userinfo else token
+    path, mark, query = rest.partition("?")
+    query = _QUERY_VALUE.sub(r"\g<key>***", mark + query) if mark else ""
+    return f"{match['scheme']}{'***@' if userinfo else ''}{path}{query}"
 
 
 def redact(text: str) -> str:

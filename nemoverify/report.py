@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 Source = Literal["reference", "manifest"]  # what a finding was found against
 FindingKind = Literal[
-    "bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error", "shared-parameter"
+    "bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error", "shared-parameter", "stray"
 ]
 # What a run concluded: "verified" (exit 0), "failed" (exit 1), or no verdict (exit 3): "invalid" (the
 # checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
@@ -72,6 +72,7 @@ class Finding:
             "size": "shard size differs from the manifest",
             "load-error": "vLLM fails to load it",
             "shared-parameter": "another name loads into its parameter",
+            "stray": "loaded by vLLM from a file outside the index",
         }[self.kind]
 
     def _describe(self, cut: int | None) -> str:
@@ -92,7 +93,7 @@ def _describe(findings: tuple[Finding, ...], cut: int | None) -> str:
     for (kind, _, more), group in groups.items():
         ranks = sorted({f.rank for f in group if f.rank is not None})
         where = f" on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}" if ranks else ""
-        if kind in ("duplicate", "shared-parameter") and more:
+        if kind in ("duplicate", "shared-parameter", "stray") and more:
             parts.append(f"{more}{where}")
             continue
         if kind == "load-error" and more:

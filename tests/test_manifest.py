@@ -670,3 +670,48 @@ def test_a_manifest_beyond_its_bound_is_refused_unread(cli, omni_checkpoint: str
     result = cli("verify", omni_checkpoint, "--manifest", str(big))
     assert result.exit_code == 3
     assert f"it is {MAX_MANIFEST_BYTES + 1:,} bytes, beyond nemoverify's bound" in " ".join(result.stderr.split())
+
+
+def _stray(root: str, name: str, like: str | None = None) -> None:
+    """A file outside the index holding one tensor `name` (of the indexed tensor `like`'s dtype and
+    shape where given), with bytes no indexed tensor has."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensor = torch.full((4,), 7.0)
+    if like is not None:
+        shard = read_json(os.path.join(root, INDEX))["weight_map"][like]
+        info = header_of(os.path.join(root, shard))[0][like]
+        tensor = torch.full(info["shape"], 7, dtype={"BF16": torch.bfloat16, "F32": torch.float32}[info["dtype"]])
+    save_file({name: tensor}, os.path.join(root, "zz-stray.safetensors"))
+
+
+def test_verify_fails_a_stray_file_overriding_a_tensor_vllm_loads(cli, omni_checkpoint: str, recorded: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    name = "language_model.lm_head.weight"
+    _stray(root, name, like=name)
+    out = tmp_path / "r.json"
+    result = cli("verify", root, "--manifest", recorded, "--json", str(out))
+    assert result.exit_code == 1, result.output
+    (failure,) = json.loads(out.read_text())["failures"]
+    assert (failure["name"], failure["kinds"]) == (name, ["stray"])
+    assert failure["files"] == [os.path.join(root, "zz-stray.safetensors")]
+    assert "which is not in the index: it overrides the indexed copy" in failure["message"]
+    assert cli("check", root).exit_code == 1  # as check of the same copy says
+
+
+def test_verify_fails_a_stray_file_adding_a_tensor_vllm_fails_on(cli, omni_checkpoint: str, recorded: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    _stray(root, "mlp1.9.weight")  # mlp1 has parameters 0, 1 and 3 only
+    result = cli("verify", root, "--manifest", recorded)
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stdout.split())
+    assert "adds a tensor the index does not list; vLLM fails on it" in text
+
+
+def test_a_stray_file_vllm_skips_stays_a_warning(cli, omni_checkpoint: str, recorded: str, copy_of) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    _stray(root, "language_model.backbone.layers.0.mixer.rotary_emb.inv_freq")  # every release drops it
+    result = cli("verify", root, "--manifest", recorded)
+    assert result.exit_code == 0, result.output
+    assert "zz-stray.safetensors: is not in model.safetensors.index.json" in " ".join(result.stdout.split())

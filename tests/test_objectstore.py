@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from malformed import SHARD2, flip_byte
@@ -534,6 +536,78 @@ def test_a_trickling_server_ends_the_run_at_its_deadline(s3_env, vl_checkpoint: 
         proxy.close()
 
 
+def _trickled(command: str, url: str, proxy: TrickleProxy, env: dict[str, str], *extra: str, reports: Path):
+    started = time.monotonic()
+    extra_by_command = {"verify": ("--manifest", str(reports / "m.json")), "manifest": ("-o", str(reports / "out.json"))}
+    json_report = () if command in ("manifest", "inspect") else ("--json", str(reports / "r.json"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemoverify", command, url, *extra_by_command.get(command, ()), *json_report, *extra],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("command", "rate", "budget"),
+    [
+        ("verify", None, 64 << 10),  # the defaults: 1 MiB every 30 s
+        ("check", "64KiB/4s", 64 << 10),
+        ("manifest", "64KiB/4s", 64 << 10),
+        ("inspect", "64KiB/4s", 2 << 10),  # the headers trickle
+    ],
+)
+def test_a_trickling_s3_server_ends_the_run_at_the_minimum_rate(
+    s3_env, vl_checkpoint: str, tmp_path: Path, command: str, rate: str | None, budget: int
+) -> None:  # type: ignore[no-untyped-def]
+    url = upload(vl_checkpoint, "checkpoints", "trickle-rate")
+    assert nemoverify("manifest", vl_checkpoint, "-o", str(tmp_path / "m.json"), "-q").returncode == 0
+    proxy = TrickleProxy(s3_env.port, budget=budget, every=1.0)  # a byte a second: no read timeout ever fires
+    try:
+        extra = ("--storage-min-rate", rate) if rate else ()
+        proc, elapsed = _trickled(command, url, proxy, {"AWS_ENDPOINT_URL": proxy.url}, *extra, reports=tmp_path)
+        assert proxy.trickling.is_set()
+        assert proc.returncode == 3, proc.stderr[-2000:]
+        message = " ".join(proc.stderr.split())
+        shown = rate or "1MiB/30s"
+        assert f"(--storage-min-rate {shown}): a stalled or trickling store" in message, message
+        assert url in message and f"(from {proxy.url})" in message  # the object and the server
+        assert "Traceback" not in proc.stderr and "VERIFIED" not in proc.stdout
+        assert elapsed < (30 if rate is None else 4) + 15, elapsed
+        if command in ("verify", "check"):
+            report = json.loads((tmp_path / "r.json").read_text())
+            assert report["status"] == "error" and [p["rule"] for p in report["problems"]] == ["storage-error"]
+        assert not (tmp_path / "out.json").exists()
+    finally:
+        proxy.close()
+
+
+def test_a_trickling_gcs_server_ends_the_run_at_the_minimum_rate(gcs_env, vl_checkpoint: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = gcs_upload(vl_checkpoint, "models", "trickle-rate")
+    assert nemoverify("manifest", vl_checkpoint, "-o", str(tmp_path / "m.json"), "-q").returncode == 0
+    proxy = TrickleProxy(gcs_env.port, budget=64 << 10, every=1.0)
+    try:
+        env = {"STORAGE_EMULATOR_HOST": proxy.url}
+        proc, elapsed = _trickled("verify", url, proxy, env, "--storage-min-rate", "64KiB/4s", reports=tmp_path)
+        assert proxy.trickling.is_set()
+        assert proc.returncode == 3, proc.stderr[-2000:]
+        message = " ".join(proc.stderr.split())
+        assert "(--storage-min-rate 64KiB/4s): a stalled or trickling store" in message, message
+        assert url in message and f"(from {proxy.url})" in message
+        assert elapsed < 4 + 15, elapsed
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("bad", ["1MiB", "1MiB/0s", "0/30s", "32MiB/30s", "1MiB/30", "x/30s"])
+def test_a_minimum_rate_out_of_range_is_a_usage_error(cli, bad: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("verify", "s3://b/p", "--manifest", "m.json", "--storage-min-rate", bad)
+    assert result.exit_code == 2, result.output
+    assert "--storage-min-rate" in " ".join(result.stderr.split())
+
+
 def test_a_server_that_never_answers_gets_two_attempts(s3_env) -> None:  # type: ignore[no-untyped-def]
     """The README's "two attempts": botocore's `max_attempts` counts retries (2 made three attempts,
     92.7 s against a server that never answers); `total_max_attempts` counts attempts."""
@@ -585,3 +659,112 @@ def test_a_server_that_answers_200_with_garbage_is_named_as_not_s3(cli, s3_env, 
         assert "check AWS_ENDPOINT_URL" in message
     finally:
         httpd.shutdown()
+
+
+@pytest.mark.parametrize("spelling", ["s3://checkpoints/spelled", "s3://checkpoints/spelled/", "s3://checkpoints/spelled//", "s3://checkpoints//spelled"])
+def test_an_object_listing_is_the_streamers_whatever_the_spelling(s3_env, vl_checkpoint: str, spelling: str) -> None:  # type: ignore[no-untyped-def]
+    """The objects judged are the ones vLLM streams: the streamer's own listing of the same URL."""
+    from runai_model_streamer import list_safetensors
+
+    from nemoverify.checkpoint.layout import open_checkpoint
+
+    upload(vl_checkpoint, "checkpoints", "spelled")
+    ours = sorted(s.location for s in open_checkpoint(spelling).streamed)
+    assert ours == sorted(list_safetensors(spelling))
+    assert len(ours) == (0 if "//spelled" in spelling else 3)
+
+
+@pytest.mark.parametrize("password", ["p@ss", "pa/ss", "p?a#ss", "p:a@s/s?x", "%40enc%2F"])
+def test_an_endpoint_password_is_never_printed_whatever_it_holds(tmp_path: Path, password: str) -> None:
+    """botocore quotes an endpoint it rejects whole, and one it cannot reach in its error."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens: refused at once
+    endpoint = f"http://nemo-user:{password}@127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
+    report = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemoverify", "check", "s3://bucket/model", "--json", str(report), "--junit-xml", str(tmp_path / "r.xml")],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr
+    written = proc.stdout + proc.stderr + report.read_text() + (tmp_path / "r.xml").read_text()
+    assert password not in written and "nemo-user" not in written, written[-1500:]
+    before_host = re.findall(r"://([^\s\"'<>]*?)127\.0\.0\.1", written)
+    assert before_host and set(before_host) == {"***@"}, before_host  # nothing of the userinfo is left
+
+
+def _refusing_port() -> int:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    return port
+
+
+@pytest.mark.parametrize("store", ["s3", "gs", "az"])
+def test_a_store_that_refuses_connections_is_exit_3_within_seconds(store: str) -> None:
+    port = _refusing_port()
+    env = {
+        "s3": {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
+        "gs": {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "RUNAI_STREAMER_GCS_USE_ANONYMOUS_CREDENTIALS": "true"},
+        "az": {"AZURE_STORAGE_ACCOUNT_NAME": "acct", "AZURE_STORAGE_ENDPOINT_SUFFIX": f"127.0.0.1:{port}", "AZURE_STORAGE_SAS_TOKEN": "sv=1&sig=c2ln"},
+    }[store]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemoverify", "check", f"{store}://bucket/model"],
+        env=os.environ | {"AWS_DEFAULT_REGION": "us-east-1"} | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "a bug in nemoverify" not in proc.stderr
+    assert f"{store}://bucket/model" in proc.stderr
+    assert elapsed < 20, elapsed  # S3: two attempts; GCS: 6 s of attempts; Azure: two, a second apart
+
+
+def test_missing_google_credentials_are_exit_3_with_the_fix(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "RUNAI_STREAMER_GCS", "STORAGE_EMULATOR"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemoverify", "inspect", "gs://bucket/model"],
+        env=env | {"HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "GCE_METADATA_HOST": "127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    text = " ".join(proc.stderr.split())
+    assert "gs://bucket/model: no Google Cloud credentials" in text
+    assert "RUNAI_STREAMER_GCS_CREDENTIAL_FILE" in text and "RUNAI_STREAMER_GCS_USE_ANONYMOUS_CREDENTIALS=true" in text
+
+
+def test_a_hugging_face_snapshot_directory_is_a_checkpoint(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What `hf download` prints and people hand vLLM: its files are links into the repo's blobs."""
+    cache = str(tmp_path / "hub")
+    _hf_cache(cache, "nvidia/Nano-VL", vl_checkpoint)
+    (snapshot,) = (tmp_path / "hub" / "models--nvidia--Nano-VL" / "snapshots").iterdir()
+    assert cli("check", str(snapshot)).exit_code == 0
+    assert cli("inspect", str(snapshot / "model-00001-of-00003.safetensors"), "--file-alone").exit_code == 0
+    manifest = tmp_path / "m.json"
+    assert cli("manifest", str(snapshot), "-o", str(manifest)).exit_code == 0
+    assert cli("verify", str(snapshot), "--manifest", str(manifest)).exit_code == 0
+    # Reports may not land in the repository the snapshot's links read from.
+    result = cli("check", str(snapshot), "--json", str(snapshot.parent.parent / "blobs" / "r.json"))
+    assert result.exit_code == 2, result.output
+
+
+def test_a_snapshot_link_that_leaves_its_repository_is_refused(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cache = str(tmp_path / "hub")
+    _hf_cache(cache, "nvidia/Nano-VL", vl_checkpoint)
+    _hf_cache(cache, "other/Repo", vl_checkpoint)
+    (snapshot,) = (tmp_path / "hub" / "models--nvidia--Nano-VL" / "snapshots").iterdir()
+    shard = snapshot / "model-00001-of-00003.safetensors"
+    shard.unlink()
+    shard.symlink_to(tmp_path / "hub" / "models--other--Repo" / "blobs" / "blob1")  # another repository's blob
+    result = cli("check", str(snapshot))
+    assert result.exit_code == 3, result.output
+    assert "[unsafe-path]" in result.stderr and "outside the checkpoint; refused, not followed" in " ".join(result.stderr.split())

@@ -66,6 +66,64 @@ def test_nothing_is_ever_written_into_the_checkpoint_it_reads(
     assert manifest.read_bytes() == manifest_before
 
 
+@pytest.fixture
+def second_mount(tmp_path):  # type: ignore[no-untyped-def]
+    """Mount a directory a second time (as a Kubernetes pod mounts one volume at two paths): the
+    mount point to use, unmounted afterwards. Skips where this process may not mount."""
+    mounted = []
+
+    def mount(source: str) -> str:
+        alias = tmp_path / f"alias{len(mounted)}"
+        alias.mkdir()
+        done = subprocess.run(["mount", "--bind", source, str(alias)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot bind-mount here: {done.stderr.strip()}")
+        mounted.append(alias)
+        return str(alias)
+
+    yield mount
+    for alias in mounted:
+        subprocess.run(["umount", str(alias)], check=False)
+
+
+@pytest.mark.parametrize(
+    ("option", "target"),
+    [("-o", "{alias}/config.json"), ("-o", "{alias}/" + SHARD1), ("-o", "{alias}/new.json"), ("-o", "{alias}/sub/x.json")],
+)
+def test_a_second_mount_of_the_checkpoint_is_the_checkpoint(
+    cli, omni_checkpoint: str, copy_of, second_mount, no_work, option: str, target: str
+) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    os.makedirs(os.path.join(root, "sub"))
+    alias = second_mount(root)
+    before = snapshot(root)
+    result = cli("manifest", root, option, target.format(alias=alias))
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.split())
+    assert "nemoverify never writes into what it verifies" in text
+    assert "the same file or directory as one of it, by another mount or link" in text
+    assert snapshot(root) == before
+
+
+def test_a_hard_link_to_a_checkpoint_file_is_the_checkpoint_file(cli, omni_checkpoint: str, copy_of, tmp_path, no_work) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    link = tmp_path / "report.json"
+    os.link(os.path.join(root, "config.json"), link)
+    before = snapshot(root)
+    result = cli("check", root, "--json", str(link))
+    assert result.exit_code == 2, result.output
+    assert "by another mount or link" in " ".join(result.stderr.split())
+    assert snapshot(root) == before
+
+
+def test_a_single_file_checkpoint_guards_the_config_read_beside_it(cli, omni_checkpoint: str, copy_of, no_work) -> None:  # type: ignore[no-untyped-def]
+    root = copy_of(omni_checkpoint)
+    shard = os.path.join(root, SHARD1)
+    result = cli("manifest", shard, "--file-alone", "-o", os.path.join(root, "config.json"))
+    assert result.exit_code == 2, result.output
+    assert "the checkpoint's config.json" in " ".join(result.stderr.split())
+
+
 def test_two_outputs_with_one_path_are_refused(cli, vl_checkpoint: str, tmp_path, no_work) -> None:  # type: ignore[no-untyped-def]
     out = str(tmp_path / "r")
     result = cli("check", vl_checkpoint, "--json", out, "--sarif", os.path.join(str(tmp_path), ".", "r"))

@@ -7,6 +7,8 @@ import json
 import os
 import xml.etree.ElementTree as ET
 
+import pytest
+
 SHARD2 = "model-00002-of-00003.safetensors"
 SCHEMAS = os.path.join(os.path.dirname(__file__), "schemas")
 
@@ -165,3 +167,32 @@ def test_one_tensor_is_one_failure_whatever_sources_found_it(cli, omni_checkpoin
     assert result.exit_code == 1, result.output
     failures = _counts_agree(result, js, xml, sarif)
     assert all(f["sources"] == ["reference", "manifest"] for f in failures)
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("language_model.c\\u0001d", "invalid"),  # refused by nemoverify's tensor-name rule
+        ("language_model.x\\uffff", "failed"),  # accepted: a stray file's tensor vLLM loads
+        ("language_model.y\\ufffe\\u0008", "invalid"),
+    ],
+)
+def test_names_that_xml_forbids_leave_well_formed_valid_reports(cli, vl_checkpoint: str, copy_of, tmp_path, name: str, status: str) -> None:  # type: ignore[no-untyped-def]
+    from malformed import raw_safetensors, write
+
+    from nemoverify import api
+
+    manifest = str(tmp_path / "m.json")
+    with open(manifest, "w") as f:
+        f.write(api.manifest(vl_checkpoint).to_json())
+    root = copy_of(vl_checkpoint)
+    header = ('{"' + name + '": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}}').encode()
+    write(os.path.join(root, "zz.safetensors"), raw_safetensors(header, b"abcd"))
+    js, xml, sarif = _reports(tmp_path)
+    result = cli("verify", root, "--manifest", manifest, "--json", js, "--junit-xml", xml, "--sarif", sarif)
+    assert result.exit_code == (1 if status == "failed" else 3), result.output
+    assert _load(js)["status"] == status
+    _validate_junit(xml)
+    text = ET.tostring(ET.parse(xml).getroot(), encoding="unicode")
+    assert json.loads(f'"{name}"').encode("unicode_escape").decode() in text  # the name, its escapes spelled out
+    _validate_sarif(_load(sarif))

@@ -22,9 +22,12 @@ TESTS = Path(__file__).parent
 # Rules no malformed copy of the tiny checkpoint can break: the test that triggers each for real.
 TRIGGERED_ELSEWHERE = {
     "file-changed": "test_validation.py::test_a_shard_that_changes_while_read_is_refused",  # a race
-    "shard-sparse": "test_storage.py::test_a_sparse_shard_is_reported_as_suspicious",  # 1 GiB declared
+    "shard-sparse": "test_storage.py::test_a_sparse_shard_is_refused_before_any_work_by_every_command",
     "max-bytes": "test_storage.py::test_max_bytes_refuses_a_checkpoint_declaring_more_before_reading",  # an option
+    "max-tensors": "test_storage.py::test_a_flood_of_empty_tensors_is_refused_by_count_before_parsing",  # an option
     "hf-not-cached": "test_not_checked.py::test_a_repo_id_not_in_the_cache_says_both",  # a name, not a path
+    "path-pattern": "test_file_set.py::test_a_directory_named_as_a_pattern_is_refused_when_vllm_would_list_other_files",
+    "path-one-file": "test_file_set.py::test_one_shard_of_a_directory_is_refused_naming_the_directory",  # a path
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -144,13 +145,20 @@ def sparse_checkpoint(root: str, declared: int) -> str:
     return root
 
 
-def test_a_sparse_shard_is_reported_as_suspicious(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    root = sparse_checkpoint(str(tmp_path / "sparse"), 1 << 30)
-    result = cli("inspect", root)
-    assert result.exit_code == 0
-    text = " ".join(result.output.split())
-    assert "[shard-sparse]" in text and "declares 1,073,741,824 bytes of tensor data but holds" in text
-    assert cli("inspect", root, "--strict").exit_code == 3
+@pytest.mark.parametrize("command", ["inspect", "check", "manifest", "verify"])
+def test_a_sparse_shard_is_refused_before_any_work_by_every_command(
+    cli, vl_manifest: str, tmp_path, command: str
+) -> None:  # type: ignore[no-untyped-def]
+    root = sparse_checkpoint(str(tmp_path / "sparse"), 1 << 40)  # 1 TiB declared, 4 KiB on disk
+    extra = {"manifest": ["-o", str(tmp_path / "m.json")], "verify": ["--manifest", vl_manifest]}.get(command, [])
+    started = time.monotonic()
+    result = cli(command, root, *extra)
+    assert result.exit_code == 3, result.output
+    assert time.monotonic() - started < 10  # not a terabyte of holes read and hashed
+    text = " ".join((result.stdout + result.stderr).split())
+    assert "[shard-sparse]" in text and "declares 1,099,511,627,776 bytes of tensor data but holds" in text
+    assert "model.safetensors" in text
+    assert not (tmp_path / "m.json").exists()
 
 
 @pytest.mark.parametrize("command", ["manifest", "verify", "check"])
@@ -172,3 +180,62 @@ def test_max_bytes_passes_a_checkpoint_within_it(cli, vl_checkpoint: str, tmp_pa
     assert (
         cli("manifest", vl_checkpoint, "-o", str(tmp_path / "m.json"), "-q", "--max-bytes", "1GiB").exit_code == 0
     )
+
+
+def test_max_bytes_bounds_the_copy_checked_against_too(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from safetensors.torch import save_file
+
+    stored = sum(os.path.getsize(os.path.join(vl_checkpoint, f)) for f in os.listdir(vl_checkpoint))
+    copy = tmp_path / "copy"
+    shutil.copytree(vl_checkpoint, copy)
+    save_file({"language_model.extra": torch.zeros(1 << 20)}, str(copy / "extra.safetensors"))  # 4 MiB more
+    result = cli("check", vl_checkpoint, "--against", str(copy), "--max-bytes", str(stored))
+    assert result.exit_code == 3, result.output
+    text = " ".join(result.stderr.split())
+    assert f"{copy}: invalid checkpoint" in text and "[max-bytes]" in text
+
+
+def _flood(root: str, shards: int, per_shard: int) -> str:
+    """Shards of tensors that declare no data: no byte bound stops them, only a count does."""
+    from malformed import raw_safetensors
+
+    os.makedirs(root)
+    for i in range(shards):
+        entries = {f"language_model.t{i}_{k}": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]} for k in range(per_shard)}
+        write(os.path.join(root, f"s{i}.safetensors"), raw_safetensors(entries))
+    return root
+
+
+@pytest.mark.parametrize("command", ["inspect", "check", "manifest", "verify"])
+def test_a_flood_of_empty_tensors_is_refused_by_count_before_parsing(
+    cli, vl_manifest: str, tmp_path, command: str
+) -> None:  # type: ignore[no-untyped-def]
+    root = _flood(str(tmp_path / "flood"), shards=3, per_shard=4000)
+    extra = {"manifest": ["-o", str(tmp_path / "m.json")], "verify": ["--manifest", vl_manifest]}.get(command, [])
+    bytes_bound = [] if command == "inspect" else ["--max-bytes", "1MB"]  # inspect reads no tensor data
+    result = cli(command, root, *extra, *bytes_bound, "--max-tensors", "5000")
+    assert result.exit_code == 3, result.output
+    text = " ".join((result.stdout + result.stderr).split())
+    assert "[max-tensors]" in text and "s1.safetensors: declares 4,000 tensors, beyond the 1,000 left" in text
+    assert "s2.safetensors" not in text  # no header read past the bound
+
+
+def test_max_tensors_below_one_is_a_usage_error(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    assert cli("inspect", vl_checkpoint, "--max-tensors", "0").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--storage-timeout", "1e12"],
+        ["--storage-timeout", "604801"],
+        ["--storage-timeout", "inf"],
+        ["--rank-timeout", "99999999999"],
+        ["--rank-timeout", "10000000000"],
+    ],
+)
+def test_a_timeout_beyond_a_week_is_a_usage_error(cli, vl_checkpoint: str, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", vl_checkpoint, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and args[0] in " ".join(result.stderr.split())

@@ -226,12 +226,15 @@ class _Say(Protocol):
     def __call__(self, rule: str, message: str, tensor: str | None = None) -> None: ...
 
 
-def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | None, list[Problem]]:
+def read_header(
+    file: str, file_size: int, read_at: ReadAt, max_tensors: int | None = None
+) -> tuple[Header | None, list[Problem]]:
     """Read and check one file's header. Returns (header or None, problems found).
 
     In four steps, each stopping at what makes the next meaningless: the length prefix and the
     header bytes, the bytes as a JSON object, the names and `__metadata__`, then every tensor entry
-    and how the entries lay out the data section against the file's size."""
+    and how the entries lay out the data section against the file's size. A header declaring more
+    than `max_tensors` entries is refused before it is parsed (parsed, each costs about 1 KiB)."""
     problems: list[Problem] = []
 
     def problem(rule: str, message: str, tensor: str | None = None) -> None:
@@ -242,6 +245,12 @@ def read_header(file: str, file_size: int, read_at: ReadAt) -> tuple[Header | No
         return None, problems
     prefix, raw = read
     header_len = len(raw)
+    if max_tensors is not None and (declared := raw.count(b'"data_offsets"')) > max_tensors:
+        problem(
+            "max-tensors",
+            f"declares {declared:,} tensors, beyond the {max_tensors:,} left of --max-tensors; refused before parsing",
+        )
+        return None, problems
     parsed = _parse_header(raw, problem)
     if parsed is None:
         return None, problems

@@ -31,6 +31,18 @@ def repo_dir(repo_id: str) -> str:
     return os.path.join(hub_cache(), "models--" + repo_id.replace("/", "--"))
 
 
+def snapshot_repo(path: str) -> str | None:
+    """The cache repository whose snapshot `path` is (`.../models--org--name/snapshots/<rev>`, what
+    `hf download` prints and what people hand vLLM), whose files are links into that repository's
+    `blobs/`; None for any other directory."""
+    snapshot = os.path.realpath(path)
+    snapshots = os.path.dirname(snapshot)
+    repo = os.path.dirname(snapshots)
+    if os.path.basename(snapshots) != "snapshots" or not os.path.basename(repo).startswith("models--"):
+        return None
+    return repo if os.path.isdir(os.path.join(repo, "blobs")) else None
+
+
 def resolve(repo_id: str, revision: str = "main") -> tuple[str, str]:
     """(snapshot directory, the repo's cache directory that its links may point into)."""
     cached = repo_dir(repo_id)

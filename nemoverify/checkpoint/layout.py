@@ -6,6 +6,8 @@ problem, so one run reports them all. Callers decide what is fatal (`Checkpoint.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -48,6 +50,10 @@ class Checkpoint:
     # prefix), in listing order, index or not. Empty means the same as `shards`.
     extra_streamed: tuple[Shard, ...] = ()
     stream_order: tuple[str, ...] = ()
+    # What was read to decide the file set, to be read again at the end of the run: the names the
+    # listing gave (None for a single file), and a digest of each JSON file (None: absent).
+    listed: tuple[str, ...] | None = None
+    texts: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def streamed(self) -> tuple[Shard, ...]:
@@ -93,37 +99,66 @@ class Checkpoint:
             raise InvalidCheckpoint(self.root, errors)
 
 
-def open_checkpoint(path: str, contain_within: str | None = None) -> Checkpoint:
+def open_checkpoint(path: str, contain_within: str | None = None, max_tensors: int | None = None) -> Checkpoint:
     """Open a checkpoint: a local directory or `.safetensors` file, an `s3://bucket/prefix`, or a
     Hugging Face repo id already in the local cache."""
 
     if objectstore.is_object_url(path):
-        return build_checkpoint(objectstore.object_storage(path))
+        return build_checkpoint(objectstore.object_storage(path), max_tensors=max_tensors)
     if hfcache.looks_like_repo_id(path):
         snapshot, repo_dir = hfcache.resolve(path)
-        return open_checkpoint(snapshot, contain_within=repo_dir)
+        return open_checkpoint(snapshot, contain_within=repo_dir, max_tensors=max_tensors)
     if not os.path.exists(path):
         return _broken(path, Problem("path-missing", path, "no such file or directory"))
+    # A snapshot of the Hugging Face cache links its files into its repository's blobs: links that
+    # stay within that repository are its normal shape; one that leaves it is still refused.
+    directory = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    contain_within = contain_within or hfcache.snapshot_repo(directory)
     if os.path.isfile(path):
         if not path.endswith(".safetensors"):
             return _broken(
                 path, Problem("path-kind", path, "is a file but not a .safetensors file or a checkpoint directory")
             )
         storage = LocalStorage(os.path.dirname(path) or ".", contain_within)
-        return build_checkpoint(storage, only=os.path.basename(path))
+        return build_checkpoint(storage, only=os.path.basename(path), max_tensors=max_tensors)
     if not os.path.isdir(path):
         return _broken(path, Problem("path-kind", path, "is neither a directory nor a .safetensors file"))
     if not os.access(path, os.R_OK | os.X_OK):
         return _broken(path, Problem("unreadable", path, "permission denied: cannot list the directory"))
-    return build_checkpoint(LocalStorage(path, contain_within))
+    return build_checkpoint(LocalStorage(path, contain_within), max_tensors=max_tensors)
+
+
+def one_file_of_many(path: str) -> Problem | None:
+    """A path to one .safetensors file of a directory that holds others: vLLM is given the
+    directory and its Run:ai loader streams every one of them, so this file alone is not what loads."""
+    if objectstore.is_object_url(path) or not path.endswith(".safetensors") or not os.path.isfile(path):
+        return None
+    directory = os.path.dirname(path) or "."
+    try:
+        names = LocalStorage(directory).list_safetensors()
+    except OSError:
+        return None
+    if not [n for n in names if n != os.path.basename(path)]:
+        return None
+    indexed = " (and its index)" if os.path.exists(os.path.join(directory, INDEX_NAME)) else ""
+    return Problem(
+        "path-one-file",
+        path,
+        f"is one of the {len(names)} .safetensors files in {directory}{indexed}, all of which vLLM's Run:ai loader "
+        f"streams: pass the directory, {directory}, or add --file-alone to judge this file alone",
+    )
 
 
 def _broken(path: str, problem: Problem) -> Checkpoint:
     return Checkpoint(path, LocalStorage(path), (), ModelConfig("not read"), False, (problem,))
 
 
-def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
-    """Discover shards through `storage`, read every header, cross-check index and config."""
+DEFAULT_MAX_TENSORS = 200_000  # a large MoE checkpoint with its quantisation scales holds about 100,000
+
+
+def build_checkpoint(storage: Storage, only: str | None = None, max_tensors: int | None = None) -> Checkpoint:
+    """Discover shards through `storage`, read every header, cross-check index and config. Past
+    `max_tensors` tensors in all, the next header is refused before it is parsed, and no more are read."""
     problems: list[Problem] = []
     root = storage.root
 
@@ -132,8 +167,9 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
 
     weight_map: dict[str, str] | None = None
     total_size: int | None = None
+    texts: dict[str, str | None] = {}
     if only is None:
-        index_text = _read_text(storage, INDEX_NAME, problems, at)
+        index_text = texts[INDEX_NAME] = _read_text(storage, INDEX_NAME, problems, at)
         if index_text is not None:
             weight_map, total_size = _parse_index(index_text, at(INDEX_NAME), problems)
 
@@ -148,10 +184,14 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
         problems.append(Problem("no-safetensors", root, "holds no .safetensors files (nothing to verify)"))
 
     shards: list[Shard] = []
+    left = max_tensors
     for name in shard_names:
-        shard = _open_shard(storage, name, problems, at)
+        shard = _open_shard(storage, name, problems, at, left)
+        if problems and problems[-1].rule == "max-tensors":
+            break
         if shard is not None:
             shards.append(shard)
+            left = None if left is None else left - len(shard.header.tensors)
 
     if weight_map is not None:
         _cross_check_index(weight_map, total_size, shards, shard_names, problems, at)
@@ -159,8 +199,11 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
     problems.extend(sparse_shards(storage, [(s.name, at(s.name), s.header.data_len) for s in shards]))
     extra_streamed: list[Shard] = []
     for name in strays:  # vLLM's Run:ai loader streams these too: a malformed one fails its load
-        shard = _open_shard(storage, name, problems, at)
+        if problems and problems[-1].rule == "max-tensors":
+            break
+        shard = _open_shard(storage, name, problems, at, left)
         if shard is not None:
+            left = None if left is None else left - len(shard.header.tensors)
             extra_streamed.append(shard)
             problems.append(
                 Problem(
@@ -172,7 +215,8 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
                 )
             )
 
-    config_text = None if only else _read_text(storage, CONFIG_NAME, problems, at)
+    # A single file is read with the config beside it, as vLLM would read the directory's.
+    config_text = texts[CONFIG_NAME] = _read_text(storage, CONFIG_NAME, problems, at)
     config, config_problems = read_config(config_text, at(CONFIG_NAME))
     problems.extend(config_problems)
     return Checkpoint(
@@ -184,15 +228,43 @@ def build_checkpoint(storage: Storage, only: str | None = None) -> Checkpoint:
         tuple(problems),
         tuple(extra_streamed),
         tuple(present) if strays or only is None else (),
+        None if only else tuple(present),
+        tuple((name, _digest(text)) for name, text in texts.items()),
     )
+
+
+def _digest(text: str | None) -> str | None:
+    return None if text is None else hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def _list(storage: Storage, problems: list[Problem], root: str) -> list[str]:
     try:
-        return storage.list_safetensors()
+        names = storage.list_safetensors()
     except OSError as exc:
         problems.append(Problem("unreadable", root, f"cannot be listed: {exc}"))
         return []
+    if isinstance(storage, LocalStorage) and any(c in root for c in "*?["):
+        problems.extend(_listed_as_a_pattern(storage, names))
+    return names
+
+
+def _listed_as_a_pattern(storage: LocalStorage, names: list[str]) -> list[Problem]:
+    """The streamer lists `os.path.join(path, "*.safetensors")` with glob, unescaped, so a path
+    holding *, ? or [ is a pattern to vLLM: it may load files of other directories, or none."""
+    seen_by_vllm = sorted(glob.glob(os.path.join(storage.root, "*.safetensors")))
+    ours = sorted(os.path.join(storage.root, n) for n in names)
+    if seen_by_vllm == ours:
+        return []
+    found = ", ".join(seen_by_vllm[:3]) + (f" and {len(seen_by_vllm) - 3} more" if len(seen_by_vllm) > 3 else "")
+    return [
+        Problem(
+            "path-pattern",
+            storage.root,
+            "holds *, ? or [, and vLLM's Run:ai loader lists the directory as a glob pattern: it would stream "
+            + (f"{len(seen_by_vllm)} other file(s) ({found})" if seen_by_vllm else "no file at all")
+            + f" instead of the {len(names)} here; rename the directory",
+        )
+    ]
 
 
 def _read_text(storage: Storage, name: str, problems: list[Problem], at: Locate) -> str | None:
@@ -233,12 +305,14 @@ def _parse_index(text: str, file: str, problems: list[Problem]) -> tuple[dict[st
     return weight_map, total
 
 
-def _open_shard(storage: Storage, name: str, problems: list[Problem], at: Locate) -> Shard | None:
+def _open_shard(
+    storage: Storage, name: str, problems: list[Problem], at: Locate, max_tensors: int | None = None
+) -> Shard | None:
     try:
         location = storage.locate(name)
         fingerprint = storage.fingerprint(name)
         size = fingerprint[0]
-        header, found = read_header(location, size, lambda off, n: storage.read_at(name, off, n))
+        header, found = read_header(location, size, lambda off, n: storage.read_at(name, off, n), max_tensors)
     except UnsafeName as exc:
         problems.append(Problem("unsafe-path", at(name), str(exc)))
         return None
@@ -356,9 +430,44 @@ def ensure_unchanged(checkpoint: Checkpoint, shard: Shard) -> None:
 
 
 def ensure_checkpoint_unchanged(checkpoint: Checkpoint) -> None:
-    """Every file either pass read: the indexed shards, and the unindexed ones the candidate streams."""
+    """Every file either pass read (the indexed shards, and the unindexed ones the candidate
+    streams), and what decided which files those are: the listing, the index and config.json, read
+    again. A file that appeared meanwhile (an upload still arriving) would be loaded by vLLM."""
     for shard in {s.name: s for s in (*checkpoint.shards, *checkpoint.extra_streamed)}.values():
         ensure_unchanged(checkpoint, shard)
+    why = _file_set_changed(checkpoint)
+    if why is not None:
+        raise InvalidCheckpoint(
+            checkpoint.root,
+            [
+                Problem(
+                    "file-changed",
+                    checkpoint.root,
+                    f"the checkpoint changed while it was verified: {why}; verify a checkpoint that is not being written",
+                )
+            ],
+        )
+
+
+def _file_set_changed(checkpoint: Checkpoint) -> str | None:
+    storage = checkpoint.storage
+    if checkpoint.listed is not None:
+        try:
+            now = set(storage.list_safetensors())
+        except OSError as exc:
+            return f"it can no longer be listed ({exc})"
+        before = set(checkpoint.listed)
+        if now != before:
+            said = [f"{n} appeared" for n in sorted(now - before)] + [f"{n} went away" for n in sorted(before - now)]
+            return ", ".join(said)
+    for name, digest in checkpoint.texts:
+        try:
+            again = _digest(storage.read_text(name))
+        except (OSError, UnsafeName, UnicodeDecodeError) as exc:
+            return f"{name} can no longer be read ({exc})"
+        if again != digest:
+            return f"{name} " + ("appeared" if digest is None else "went away" if again is None else "was rewritten")
+    return None
 
 
 def refuse_beyond(checkpoint: Checkpoint, max_bytes: int | None) -> None:

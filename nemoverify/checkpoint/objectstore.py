@@ -7,20 +7,25 @@ as RUNAI_STREAMER_S3_ENDPOINT, as vLLM does. GCS: the credentials the streamer's
 and credentials the streamer's C++ Azure client reads (AZURE_STORAGE_ACCOUNT_NAME,
 AZURE_STORAGE_ENDPOINT_SUFFIX, then AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_ACCOUNT_KEY or
 DefaultAzureCredential), so both passes read the same blobs as the same principal. Every call has
-bounded timeouts and retries, so a dead server ends the run with an error, never a hang.
+bounded timeouts and retries, so a dead server ends the run with an error, never a hang; and every
+request is reported to `storage_watch` with the bytes it delivers as they arrive, so a server that
+trickles ends the run too (`--storage-min-rate`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nemoverify.checkpoint.problems import CONTROL_CHARACTER
 from nemoverify.checkpoint.storage import Fingerprint, UnsafeName, text_limit, too_large
 from nemoverify.errors import StorageError
 from nemoverify.redaction import redact
+from nemoverify.storage_watch import piece_size, transfer
 
 OBJECT_SCHEMES = ("s3://", "gs://", "az://")
 READ_CHUNK = 16 << 20
@@ -50,7 +55,9 @@ class _BucketPrefix:
         if not bucket:
             raise StorageError(f"{url}: no bucket name")
         self.bucket = bucket
-        self.prefix = prefix.strip("/")
+        # As the streamer's listing spells it (trailing slashes dropped, leading ones kept): the
+        # objects read are the ones vLLM streams, whatever the URL's slashes.
+        self.prefix = prefix.rstrip("/")
         self.root = f"{self.scheme}{bucket}/{self.prefix}".rstrip("/")
         self._client: Any = None
 
@@ -118,7 +125,8 @@ class S3Storage(_BucketPrefix):
         )
 
         try:
-            return fn(Bucket=self.bucket, **kwargs)
+            with transfer(self.from_server(what)):
+                return fn(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
@@ -152,6 +160,26 @@ class S3Storage(_BucketPrefix):
     def _endpoint(self) -> str:
         return str(self.client.meta.endpoint_url)
 
+    def from_server(self, what: str) -> str:
+        return redact(f"{what} (from {self._endpoint()})")
+
+    def _read_body(self, what: str, body: Any, length: int) -> Iterator[bytes]:
+        """Up to `length` bytes of a response body, a piece at a time, each piece a request the
+        storage watch times (a body read blocks until its piece has arrived, however slowly)."""
+        from botocore.exceptions import BotoCoreError
+
+        left = length
+        try:
+            while left:
+                with transfer(self.from_server(what)):
+                    chunk = body.read(min(left, piece_size()))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+        except (BotoCoreError, OSError) as exc:
+            raise StorageError(redact(f"{what}: the read failed: {exc}")) from None
+
     def list_safetensors(self) -> list[str]:
         names: list[str] = []
         token: dict[str, str] = {}
@@ -180,7 +208,7 @@ class S3Storage(_BucketPrefix):
         try:
             if int(reply.get("ContentLength") or 0) > limit:
                 raise too_large(int(reply["ContentLength"]), limit)
-            data = bytes(body.read(limit + 1))
+            data = b"".join(self._read_body(self.locate(name), body, limit + 1))
         finally:
             body.close()
         if len(data) > limit:
@@ -188,23 +216,19 @@ class S3Storage(_BucketPrefix):
         return data.decode("utf-8")
 
     def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
-        """The bytes [offset, offset+length) in chunks, from one ranged GET: bounded memory."""
-        from botocore.exceptions import BotoCoreError
-
+        """The bytes [offset, offset+length) in pieces, from one ranged GET: bounded memory."""
         if length <= 0:
             return
+        where = self.locate(name)
         rng = f"bytes={offset}-{offset + length - 1}"
-        body = self._call(self.locate(name), self.client.get_object, Key=self._key(name), Range=rng)["Body"]
+        body = self._call(where, self.client.get_object, Key=self._key(name), Range=rng)["Body"]
         left = length
         try:
-            while left:
-                chunk = body.read(min(left, READ_CHUNK))
-                if not chunk:
-                    raise StorageError(f"{self.locate(name)}: the object ended {left:,} bytes early")
+            for chunk in self._read_body(where, body, length):
                 left -= len(chunk)
                 yield memoryview(chunk)
-        except (BotoCoreError, OSError) as exc:
-            raise StorageError(redact(f"{self.locate(name)}: the read failed: {exc}")) from None
+            if left:
+                raise StorageError(f"{where}: the object ended {left:,} bytes early")
         finally:
             body.close()
 
@@ -215,27 +239,54 @@ class GCSStorage(_BucketPrefix):
 
     scheme = "gs://"
     TIMEOUT = (5, 30)  # connect, read: seconds
+    # How long one call may keep retrying: about two attempts, as for S3 (the library's default
+    # retries for 120 s, so a refused connection took 96 s where S3 took 3.5).
+    RETRY_S = 6
 
     @property
     def client(self) -> Any:
         if self._client is None:
             try:
+                from google.auth import exceptions as aexc
                 from google.cloud import storage
                 from runai_model_streamer_gcs.credentials.credentials import get_credentials
             except ImportError:
                 raise StorageError("reading gs:// needs the gcs extra: pip install 'nemoverify[gcs]'") from None
-            credentials = get_credentials().gcp_credentials()
+            try:
+                credentials = get_credentials().gcp_credentials()
+            except aexc.GoogleAuthError as exc:
+                said = str(exc).split(". ")[0]
+                raise StorageError(
+                    redact(
+                        f"{self.root}: no Google Cloud credentials ({said}); set RUNAI_STREAMER_GCS_CREDENTIAL_FILE "
+                        "to a service-account key, run `gcloud auth application-default login`, or set "
+                        "RUNAI_STREAMER_GCS_USE_ANONYMOUS_CREDENTIALS=true for a public bucket (the streamer "
+                        "reads these too)"
+                    )
+                ) from None
             self._client = storage.Client(
                 project=os.environ.get("GOOGLE_CLOUD_PROJECT", "nemoverify"), credentials=credentials
             )
         return self._client
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.RETRY_S)
+
+    def _call(self, what: str, fn: Any, *args: Any, timed: bool = True, **kwargs: Any) -> Any:
+        """One GCS call, its failures turned into the exceptions the checkpoint reader understands;
+        `timed` by the storage watch as one request unless the caller counts its bytes itself."""
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as aexc
 
         try:
-            return fn(*args, timeout=self.TIMEOUT, **kwargs)
+            with transfer(self.from_server(what)) if timed else contextlib.nullcontext():
+                return fn(*args, timeout=self.TIMEOUT, retry=self._retry(), **kwargs)
+        except gexc.RetryError as exc:  # what each attempt met, the last one said
+            raise StorageError(
+                redact(f"{what}: no answer from {self.server()} in {self.RETRY_S} s of attempts: {exc.cause}")
+            ) from None
         except gexc.NotFound as exc:
             if "bucket" in str(exc).lower():
                 raise StorageError(f"{self.root}: no such bucket '{self.bucket}'") from None
@@ -250,15 +301,29 @@ class GCSStorage(_BucketPrefix):
     def _blob(self, name: str) -> Any:
         return self.client.bucket(self.bucket).blob(self._key(name))
 
+    def server(self) -> str:
+        return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+
+    def from_server(self, what: str) -> str:
+        return redact(f"{what} (from {self.server()})")
+
+    def _download(self, name: str, start: int, end: int) -> bytes:
+        """Bytes [start, end] of an object, in one GET whose bytes are counted as they arrive (the
+        library writes the body to a file object 8 KiB at a time)."""
+        where = self.locate(name)
+        with transfer(self.from_server(where)) as delivered:
+            received = _Counted(delivered)
+            self._call(where, self._blob(name).download_to_file, received, start=start, end=end, timed=False)
+        return received.getvalue()
+
     def list_safetensors(self) -> list[str]:
         base = f"{self.prefix}/" if self.prefix else ""
 
-        def names() -> list[str]:
-            return [
-                b.name for b in self.client.list_blobs(self.bucket, prefix=base, delimiter="/", timeout=self.TIMEOUT)
-            ]
+        def names(timeout: Any, retry: Any) -> list[str]:  # pages lazily: errors surface while iterating
+            listing = self.client.list_blobs(self.bucket, prefix=base, delimiter="/", timeout=timeout, retry=retry)
+            return [b.name for b in listing]
 
-        keys = self._call(self.root, lambda timeout: names())
+        keys = self._call(self.root, names)
         return sorted(k[len(base) :] for k in keys if k.endswith(".safetensors"))
 
     def fingerprint(self, name: str) -> Fingerprint:
@@ -273,12 +338,7 @@ class GCSStorage(_BucketPrefix):
             size, limit = self.fingerprint(name)[0], text_limit(name)
             if size > limit:
                 raise too_large(size, limit)
-            download = self._blob(name).download_as_bytes
-            data = (
-                self._call(self.locate(name), download)
-                if not size
-                else self._call(self.locate(name), download, start=0, end=limit)
-            )
+            data = self._download(name, 0, limit) if size else b""
         except FileNotFoundError:
             return None
         if len(data) > limit:
@@ -287,11 +347,10 @@ class GCSStorage(_BucketPrefix):
 
     def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
         """Ranged GETs of READ_CHUNK each: bounded memory, and every request under a timeout."""
-        blob = self._blob(name)
         end = offset + length
         while offset < end:
             n = min(READ_CHUNK, end - offset)
-            chunk = self._call(self.locate(name), blob.download_as_bytes, start=offset, end=offset + n - 1)
+            chunk = self._download(name, offset, offset + n - 1)
             if len(chunk) != n:
                 raise StorageError(f"{self.locate(name)}: the object ended {end - offset - len(chunk):,} bytes early")
             offset += n
@@ -364,7 +423,8 @@ class AzureStorage(_BucketPrefix):
         from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
         try:
-            return fn(*args, **kwargs)
+            with transfer(self.from_server(what)):
+                return fn(*args, **kwargs)
         except ClientAuthenticationError as exc:
             code = _code(getattr(exc, "error_code", None)) or type(exc).__name__
             raise StorageError(redact(f"{what}: access denied ({code}); check the Azure credentials")) from None
@@ -379,6 +439,11 @@ class AzureStorage(_BucketPrefix):
             raise StorageError(redact(f"{what}: {code or exc}")) from None
         except (AzureError, OSError) as exc:  # connection refused, timeouts, a server gone
             raise StorageError(redact(f"{what}: {exc}")) from None
+
+    def from_server(self, what: str) -> str:
+        account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "")
+        suffix = os.environ.get("AZURE_STORAGE_ENDPOINT_SUFFIX") or "blob.core.windows.net"
+        return redact(f"{what} (from https://{account}.{suffix})")
 
     def list_safetensors(self) -> list[str]:
         base = f"{self.prefix}/" if self.prefix else ""
@@ -419,11 +484,12 @@ class AzureStorage(_BucketPrefix):
         return bytes(data).decode("utf-8")
 
     def iter_range(self, name: str, offset: int, length: int) -> Iterator[memoryview]:
-        """Ranged GETs of READ_CHUNK each: bounded memory, and every request under a timeout."""
+        """Ranged GETs of one piece each (`storage_watch.piece_size`): the SDK reads a response whole
+        before it returns, so a request that trickles is seen only by the piece it was to deliver."""
         blob = self.client.get_blob_client(self._key(name))
         end = offset + length
         while offset < end:
-            n = min(READ_CHUNK, end - offset)
+            n = min(piece_size(), end - offset)
 
             def get(start: int = offset, count: int = n) -> bytes:
                 return bytes(blob.download_blob(offset=start, length=count, timeout=self.READ_TIMEOUT).readall())
@@ -433,3 +499,16 @@ class AzureStorage(_BucketPrefix):
                 raise StorageError(f"{self.locate(name)}: the object ended {end - offset - len(chunk):,} bytes early")
             offset += n
             yield memoryview(chunk)
+
+
+class _Counted(io.BytesIO):
+    """A file object that tells `delivered` the length of each write, as the bytes arrive."""
+
+    def __init__(self, delivered: Callable[[int], None]) -> None:
+        super().__init__()
+        self._delivered = delivered
+
+    def write(self, data: Any) -> int:
+        n = super().write(data)
+        self._delivered(n)
+        return n

@@ -62,6 +62,9 @@ RULES: dict[str, Rule] = _rules(
     Rule("shard-sparse", "structure", "A shard is a sparse file whose holes read as zeros: an incomplete copy.", "Copy the shard again in full."),
     # The directory and its files.
     Rule("path-missing", "structure", "The checkpoint path does not exist.", "Pass an existing directory, .safetensors file or object URL."),
+    Rule("max-tensors", "structure", "The checkpoint declares more tensors than --max-tensors allows: refused before its headers are parsed.", "Raise --max-tensors if the checkpoint is what you expect."),
+    Rule("path-pattern", "structure", "The directory's path holds *, ? or [, which vLLM's loader reads as a glob pattern: it would load other files, or none.", "Rename the directory."),
+    Rule("path-one-file", "structure", "The path is one .safetensors file of a directory that holds others, all of which vLLM loads.", "Pass the directory, or --file-alone to judge the file alone."),
     Rule("path-kind", "structure", "A path is neither a checkpoint directory nor a .safetensors file.", "Pass a checkpoint directory or a .safetensors file."),
     Rule("unsafe-path", "structure", "A shard name escapes the checkpoint directory (../, absolute, a symlink out): refused, not followed.", "Keep every shard inside the checkpoint directory."),
     Rule("unreadable", "structure", "A file or directory cannot be read.", "Fix the permissions or the storage, then check again."),
@@ -88,6 +91,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("shape", "tensor", "The tensor's shape differs.", "Convert the checkpoint again with the expected shapes."),
     Rule("duplicate", "tensor", "The loader delivered the tensor more than once.", "Remove the duplicate tensor or stray shard the loader streams."),
     Rule("shared-parameter", "tensor", "Two checkpoint names load into one parameter (vLLM routes on name prefixes): the parameter keeps the one loaded last.", "Remove or rename the other name (mlp1_old.* loads into mlp1.*)."),
+    Rule("stray", "tensor", "A file outside the index holds a tensor vLLM loads: its Run:ai loader streams every *.safetensors in the directory.", "Remove the stray file, or record a new manifest if it belongs."),
     Rule("size", "tensor", "A shard file's size differs from the manifest.", "Copy the shard again in full."),
     Rule("load-error", "tensor", "vLLM raises on the tensor: the load fails.", "Remove or rename the tensor (or declare what it needs, as a sound_config), or deploy a release that accepts it."),
 )

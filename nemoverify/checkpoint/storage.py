@@ -211,13 +211,15 @@ class LocalStorage:
 
 # A local shard whose blocks on disk hold under 1% of the tensor data its header declares is sparse:
 # most of its "data" is holes that read as zeros (a copy cut short and extended, or a file made to
-# make a verifier read terabytes). Small shards are left alone: their header alone fills blocks.
+# make a verifier read terabytes). It is refused before any work, by every command: no real model's
+# weights are 99% zeros, and hashing the holes would read them byte by byte. Small shards are left
+# alone: their header alone fills blocks.
 SPARSE_FRACTION = 0.01
 SPARSE_MIN_DECLARED = 64 << 20
 
 
 def sparse_shards(storage: Storage, shards: list[tuple[str, str, int]]) -> list[Problem]:
-    """A warning for each (name, location, declared data bytes) that is sparse on a local disk."""
+    """An error for each (name, location, declared data bytes) that is sparse on a local disk."""
     allocated_of = getattr(storage, "allocated", None)
     if allocated_of is None:  # object storage has no holes to find
         return []
@@ -229,14 +231,15 @@ def sparse_shards(storage: Storage, shards: list[tuple[str, str, int]]) -> list[
             allocated = allocated_of(name)
         except OSError:
             continue
-        if allocated < declared * SPARSE_FRACTION:
+        # No block at all, not even the header's: a filesystem that does not count blocks (some FUSE
+        # mounts), not a file of holes.
+        if 0 < allocated < declared * SPARSE_FRACTION:
             found.append(
                 Problem(
                     "shard-sparse",
                     location,
                     f"declares {declared:,} bytes of tensor data but holds {allocated:,} on disk: a sparse "
-                    "file, whose holes read as zeros; a complete copy is not sparse (bound the work with --max-bytes)",
-                    severity="warning",
+                    "file, whose holes read as zeros: an incomplete copy; refused before reading it",
                 )
             )
     return found

@@ -14,8 +14,8 @@ import typer
 
 from nemoverify._version import __version__
 from nemoverify.cli import commands
-from nemoverify.deadline import own_process
 from nemoverify.errors import ExitCode
+from nemoverify.storage_watch import own_process
 
 EXIT_CODES = (
     "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "

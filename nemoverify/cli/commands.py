@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from nemoverify import api
+from nemoverify.checkpoint.layout import DEFAULT_MAX_TENSORS
 from nemoverify.cli import runtime
 from nemoverify.cli.options import (
     Against,
@@ -23,6 +24,7 @@ from nemoverify.cli.options import (
     Distributed,
     ExtraConfig,
     FailOnUnclaimed,
+    FileAlone,
     Format,
     InventoryJson,
     Json,
@@ -33,6 +35,7 @@ from nemoverify.cli.options import (
     MatrixAlgorithm,
     MatrixNproc,
     MaxBytes,
+    MaxTensors,
     MemoryLimit,
     Nproc,
     Output,
@@ -43,6 +46,7 @@ from nemoverify.cli.options import (
     RequiredManifest,
     Sarif,
     Show,
+    StorageMinRate,
     StorageTimeout,
     Strategy,
     Streamer,
@@ -59,6 +63,7 @@ from nemoverify.errors import ExitCode
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
 from nemoverify.output.files import STDOUT, Reports, guarded, plan_outputs, plan_reports, write_output
 from nemoverify.output.render.jsonout import report_json
+from nemoverify.storage_watch import DEFAULT_MINIMUM_RATE
 
 if TYPE_CHECKING:
     from nemoverify.checkpoint.problems import Problem
@@ -68,6 +73,7 @@ if TYPE_CHECKING:
 
 def check(
     path: PathArgument,
+    file_alone: FileAlone = False,
     loader: Loader = "runai",
     vllm: Vllm = "auto",
     streamer: Streamer = None,
@@ -89,7 +95,9 @@ def check(
     model_loader_extra_config: ExtraConfig = None,
     rank_timeout: RankTimeout = DEFAULT_RANK_TIMEOUT_S,
     max_bytes: MaxBytes = None,
+    max_tensors: MaxTensors = DEFAULT_MAX_TENSORS,
     storage_timeout: StorageTimeout = DEFAULT_STORAGE_TIMEOUT_S,
+    storage_min_rate: StorageMinRate = DEFAULT_MINIMUM_RATE,
     junit_xml: JunitXml = None,
     sarif: Sarif = None,
     show: Show = 20,
@@ -105,6 +113,7 @@ def check(
         leave=_leaving(reports),
         needs_torch=True,
         storage_timeout=storage_timeout,
+        storage_min_rate=storage_min_rate,
         paths=(path, against),
     )
     if report is None:
@@ -114,11 +123,13 @@ def check(
 
 def matrix(
     path: PathArgument,
+    file_alone: FileAlone = False,
     nproc: MatrixNproc = 2,
     device: Device = "cpu",
     model_loader_extra_config: ExtraConfig = None,
     algorithm: MatrixAlgorithm = None,
     rank_timeout: RankTimeout = DEFAULT_RANK_TIMEOUT_S,
+    max_tensors: MaxTensors = DEFAULT_MAX_TENSORS,
     output_format: Format = "table",
     json_file: Json = None,
     strict: Strict = False,
@@ -152,10 +163,13 @@ def matrix(
 
 def inspect(
     path: PathArgument,
+    file_alone: FileAlone = False,
     output_format: Format = "table",
     json_file: InventoryJson = None,
     strict: Strict = False,
+    max_tensors: MaxTensors = DEFAULT_MAX_TENSORS,
     storage_timeout: StorageTimeout = DEFAULT_STORAGE_TIMEOUT_S,
+    storage_min_rate: StorageMinRate = DEFAULT_MINIMUM_RATE,
 ) -> None:
     """Show what the checkpoint holds (components, dtypes, shards, what each loader skips) and every
     structural problem, without reading a tensor. Exit 3 if any problem is an error."""
@@ -167,7 +181,11 @@ def inspect(
         _leave_json(json.dumps(without_inventory(path, error), indent=2) + "\n", json_file, outputs.json_on_stdout)
 
     inventory = runtime.run(
-        lambda: api.inspect(path, strict=strict), leave=leave, storage_timeout=storage_timeout, paths=(path,)
+        lambda: api.inspect(path, strict=strict, file_alone=file_alone, max_tensors=max_tensors), leave=leave,
+        storage_timeout=storage_timeout,
+        storage_min_rate=storage_min_rate,
+        paths=(path,),
+
     )
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
@@ -184,10 +202,13 @@ def inspect(
 def manifest(
     path: PathArgument,
     output: Output,
+    file_alone: FileAlone = False,
     algorithm: ManifestAlgorithm = DEFAULT_MANIFEST_ALGORITHM,
     strict: Strict = False,
     max_bytes: MaxBytes = None,
+    max_tensors: MaxTensors = DEFAULT_MAX_TENSORS,
     storage_timeout: StorageTimeout = DEFAULT_STORAGE_TIMEOUT_S,
+    storage_min_rate: StorageMinRate = DEFAULT_MINIMUM_RATE,
     quiet: Quiet = False,
 ) -> None:
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
@@ -199,9 +220,17 @@ def manifest(
 
     recorded = runtime.run(
         lambda: api.manifest(
-            path, algorithm=algorithm, strict=strict, max_bytes=max_bytes, watch=_watch(Outputs(quiet=quiet)), warn=warn
+            path,
+            algorithm=algorithm,
+            strict=strict,
+            max_bytes=max_bytes,
+            max_tensors=max_tensors,
+            file_alone=file_alone,
+            watch=_watch(Outputs(quiet=quiet)),
+            warn=warn,
         ),
         storage_timeout=storage_timeout,
+        storage_min_rate=storage_min_rate,
         paths=(path,),
     )
     _write_output(output, recorded.to_json())
@@ -216,13 +245,16 @@ def manifest(
 def verify(
     path: PathArgument,
     manifest: RequiredManifest,
+    file_alone: FileAlone = False,
     output_format: Format = "table",
     json_file: Json = None,
     junit_xml: JunitXml = None,
     sarif: Sarif = None,
     strict: Strict = False,
     max_bytes: MaxBytes = None,
+    max_tensors: MaxTensors = DEFAULT_MAX_TENSORS,
     storage_timeout: StorageTimeout = DEFAULT_STORAGE_TIMEOUT_S,
+    storage_min_rate: StorageMinRate = DEFAULT_MINIMUM_RATE,
     show: Show = 20,
     quiet: Quiet = False,
 ) -> None:
@@ -233,6 +265,7 @@ def verify(
         lambda: api.run_verify(request, watch=_watch(outputs)),
         leave=_leaving(reports),
         storage_timeout=storage_timeout,
+        storage_min_rate=storage_min_rate,
         paths=(path,),
     )
     _emit(report, reports, outputs)

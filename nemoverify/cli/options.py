@@ -16,6 +16,7 @@ from nemoverify.deployment.releases import LOAD_PATHS
 from nemoverify.deployment.request import LOADERS
 from nemoverify.hashing import ALGORITHMS, MANIFEST_ALGORITHMS
 from nemoverify.output.files import OUTPUT_FORMATS
+from nemoverify.storage_watch import MAX_STORAGE_TIMEOUT_S, MinimumRate
 
 S = TypeVar("S", bound=str)
 
@@ -24,6 +25,8 @@ INPUTS = "Inputs"
 REPORTS = "Reports"
 LIMITS = "Limits"
 POLICY = "Policy"
+MAX_PIECE = 16 << 20  # a reader's blocking read asks for SIZE at once: kept to a buffer's size
+MAX_SECONDS = MAX_STORAGE_TIMEOUT_S  # a week: beyond it, a typo rather than a plan (and torch overflows)
 
 
 def _choices(values: tuple[S, ...]) -> dict[str, Any]:
@@ -42,8 +45,8 @@ def _choices(values: tuple[S, ...]) -> dict[str, Any]:
     return {"parser": parse, "metavar": "|".join(names), "autocompletion": complete}
 
 
-def _whole(minimum: int, metavar: str = "N") -> dict[str, Any]:
-    """A whole number of at least `minimum`."""
+def _whole(minimum: int, metavar: str = "N", maximum: int | None = None) -> dict[str, Any]:
+    """A whole number of at least `minimum` (and at most `maximum`)."""
 
     def parse(value: object) -> int:
         try:
@@ -52,6 +55,8 @@ def _whole(minimum: int, metavar: str = "N") -> dict[str, Any]:
             raise typer.BadParameter(f"{value!r} is not a whole number") from None
         if number < minimum:
             raise typer.BadParameter(f"{number} is below the least allowed, {minimum}")
+        if maximum is not None and number > maximum:
+            raise typer.BadParameter(f"{number} is above the most allowed, {maximum}")
         return number
 
     return {"parser": parse, "metavar": metavar}
@@ -75,7 +80,7 @@ def _bound(value: object) -> int:
 
 
 def _seconds(value: object) -> float:
-    """Seconds, 0 or more (a fraction allowed)."""
+    """Seconds, 0 to MAX_SECONDS (a fraction allowed)."""
     try:
         seconds = float(str(value))
     except ValueError:
@@ -84,7 +89,25 @@ def _seconds(value: object) -> float:
         raise typer.BadParameter(f"{value!r} is not a number of seconds")
     if seconds < 0:
         raise typer.BadParameter(f"{value} is below the least allowed, 0")
+    if seconds > MAX_SECONDS:
+        raise typer.BadParameter(f"{value} is above the most allowed, {MAX_SECONDS} (a week)")
     return seconds
+
+
+def _minimum_rate(value: object) -> MinimumRate | None:
+    """SIZE/SECONDS (1MiB/30s, 256KiB/10s), or 0 for none."""
+    if isinstance(value, MinimumRate) or value is None:
+        return value
+    text = str(value).strip()
+    if text == "0":
+        return None
+    size, slash, seconds = text.partition("/")
+    if not slash or not seconds.endswith("s"):
+        raise typer.BadParameter(f"{text!r}: write SIZE/SECONDS, as 1MiB/30s (or 0 for none)")
+    rate = MinimumRate(_bound(size), _seconds(seconds[:-1]))
+    if not 1 <= rate.size <= MAX_PIECE or rate.seconds < 1:
+        raise typer.BadParameter(f"{text!r}: 1 byte to 16MiB, in at least 1 s (or 0 for none)")
+    return rate
 
 
 def _option(*flags: str, panel: str, **settings: Any) -> Any:
@@ -110,6 +133,15 @@ Manifest = Annotated[
         metavar="FILE",
         panel=INPUTS,
         help="Also check every tensor, as the candidate delivers it, against this manifest.",
+    ),
+]
+FileAlone = Annotated[
+    bool,
+    _option(
+        "--file-alone",
+        panel=INPUTS,
+        help="Judge a .safetensors PATH alone, though its directory holds others (vLLM, given the directory, "
+        "loads them all; without this, such a PATH is refused, exit 3).",
     ),
 ]
 RequiredManifest = Annotated[
@@ -299,6 +331,16 @@ MaxBytes = Annotated[
         "(500GB, 1TiB).",
     ),
 ]
+MaxTensors = Annotated[
+    int,
+    _option(
+        "--max-tensors",
+        panel=LIMITS,
+        help="Refuse (exit 3), before parsing the headers, a checkpoint declaring more tensors than N in all "
+        "(each parsed tensor costs about 1 KiB).",
+        **_whole(1),
+    ),
+]
 StorageTimeout = Annotated[
     float,
     _option(
@@ -306,7 +348,19 @@ StorageTimeout = Annotated[
         parser=_seconds,
         metavar="SECONDS",
         panel=LIMITS,
-        help="Overall deadline, in seconds, for a run that reads s3://, gs:// or az:// (0: none); past it, exit 3.",
+        help="Overall deadline, in seconds, for a run that reads s3://, gs:// or az:// (0: none; at most a week); "
+        "past it, exit 3.",
+    ),
+]
+StorageMinRate = Annotated[
+    MinimumRate | None,
+    _option(
+        "--storage-min-rate",
+        parser=_minimum_rate,
+        metavar="SIZE/SECONDS",
+        panel=LIMITS,
+        help="Each request to s3://, gs:// or az:// must deliver at least SIZE (or finish) every SECONDS, or the "
+        "run ends, exit 3, naming the object and the server: a stalled or trickling store (0: no minimum).",
     ),
 ]
 RankTimeout = Annotated[
@@ -314,8 +368,8 @@ RankTimeout = Annotated[
     _option(
         "--rank-timeout",
         panel=LIMITS,
-        help="Seconds a rank may wait on the others (process-group and broadcast timeout).",
-        **_whole(1, "SECONDS"),
+        help="Seconds a rank may wait on the others (process-group and broadcast timeout; at most a week).",
+        **_whole(1, "SECONDS", MAX_SECONDS),
     ),
 ]
 

@@ -19,23 +19,18 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
+from nemoverify.checkpoint.objectstore import is_object_url
 from nemoverify.checkpoint.problems import InvalidCheckpoint
-from nemoverify.deadline import storage_deadline
 from nemoverify.errors import ExitCode, NemoverifyError
+from nemoverify.interrupts import interrupted_at_once
 from nemoverify.redaction import redact
+from nemoverify.storage_watch import DEFAULT_MINIMUM_RATE, MinimumRate, watch_storage
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 T = TypeVar("T")
 Leave = Callable[[BaseException], None]  # writes what a run ended by this error still owes its caller
-
-
-def interrupted_at_once(signum: int, frame: object) -> None:
-    """SIGINT outside a run (while the CLI imports, parses, or prints): nothing to cancel or clean up,
-    so the process ends with the documented 130 and one line, never a traceback."""
-    sys.stderr.write("interrupted\n")
-    os._exit(int(ExitCode.INTERRUPTED))
 
 
 def stdout() -> Console:
@@ -69,11 +64,13 @@ def run(
     leave: Leave | None = None,
     needs_torch: bool = False,
     storage_timeout: float = 0,
+    storage_min_rate: MinimumRate | None = DEFAULT_MINIMUM_RATE,
     paths: Iterable[str | None] = (),
 ) -> T:
     """`work`, with every exception turned into its message and exit code. `leave` writes the
     outputs of a run an error ended (not a usage error). Where `paths` name object storage,
-    `storage_timeout` bounds the whole run (`deadline.storage_deadline`)."""
+    `storage_timeout` bounds the whole run and `storage_min_rate` each request to the store
+    (`storage_watch`)."""
     with _interruptible():
         try:
             if needs_torch:
@@ -82,7 +79,8 @@ def run(
             # process: frozen, the cycle collector stops walking it each time a run allocates its tens
             # of thousands of observations (a 24,000-tensor header parse: 0.33 s -> 0.13 s).
             gc.freeze()
-            with storage_deadline(storage_timeout, *paths, on_expiry=leave):
+            remote = [p for p in paths if p and is_object_url(p)]
+            with watch_storage(storage_timeout, remote, storage_min_rate, on_expiry=leave):
                 return work()
         except KeyboardInterrupt:
             stderr().print("interrupted")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
+from nemoverify.checkpoint.layout import DEFAULT_MAX_TENSORS
 from nemoverify.deployment.releases import LoadPath
 
 Loader = Literal["runai", "safetensors"]
@@ -20,6 +21,7 @@ class Request:
     bounds. Each verb reads the fields it takes; the others keep their defaults."""
 
     path: str
+    file_alone: bool = False  # a path to one .safetensors file of many: judge it alone
     # What else is read: a manifest to check against, a copy to stream instead of `path`.
     manifest: str | None = None
     against: str | None = None
@@ -42,6 +44,7 @@ class Request:
     fail_on_unclaimed: bool = False
     # Bounds.
     max_bytes: int | None = None
+    max_tensors: int | None = DEFAULT_MAX_TENSORS
     rank_timeout: int = DEFAULT_RANK_TIMEOUT_S
     storage_timeout: float = DEFAULT_STORAGE_TIMEOUT_S
 

@@ -17,11 +17,12 @@ from dataclasses import replace
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.deployment.options import CheckOptions
+from nemoverify.deployment.releases import NEWEST_VLLM
 from nemoverify.engine.compare import find_differences, summarize
 from nemoverify.engine.manifests import Manifest, explained_by_manifest, shard_findings
 from nemoverify.engine.passes import Background, candidate_description, candidate_pass, reference_pass
 from nemoverify.model.checks import release_problems
-from nemoverify.model.replay import load_rules
+from nemoverify.model.replay import load_rules, release_routing
 from nemoverify.model.routing import COMPONENTS, route
 from nemoverify.observations import Delivered, Observation
 from nemoverify.progress import Progress, no_progress
@@ -175,7 +176,7 @@ def verify_manifest(
     shards = shard_findings(manifest, checkpoint)
     if not explained_by_manifest(manifest, checkpoint, shards, strict):
         checkpoint.require_valid(strict)
-    delivered = hash_checkpoint(checkpoint, manifest.algorithm, progress)
+    delivered = hash_checkpoint(checkpoint, manifest.algorithm, progress)  # then checks the files again
     expected = manifest.tensors
     return build_report(
         checkpoint,
@@ -183,7 +184,7 @@ def verify_manifest(
         expected,
         {0: delivered},
         started,
-        shards,
+        shards + stray_findings(checkpoint),
         manifest_path,
         reference_name="manifest",
         candidate_name="stored bytes",
@@ -191,6 +192,30 @@ def verify_manifest(
         algorithm=manifest.algorithm,
         strict=strict,
     )
+
+
+def stray_findings(checkpoint: Checkpoint) -> list[Finding]:
+    """`verify` reads the indexed shards, but vLLM's Run:ai loader streams every *.safetensors in
+    the directory: each tensor of a file outside the index that vLLM would load (or fail on), by the
+    newest release's routing, is a failure; one that every release skips stays a warning
+    (`shard-not-indexed`)."""
+    routing = release_routing(NEWEST_VLLM, checkpoint.config)
+    indexed = {info.name for _, info in checkpoint.tensors()}
+    findings = []
+    for shard in checkpoint.extra_streamed:
+        for info in shard.header.tensors:
+            r = route(info.name, routing)
+            if r.skip is not None:
+                continue
+            effect = "overrides the indexed copy" if info.name in indexed else "adds a tensor the index does not list"
+            detail = (
+                f"streamed by vLLM's Run:ai loader from {shard.name}, which is not in the index: it {effect}"
+                + (f"; vLLM fails on it: {r.raises}" if r.raises else "")
+            )
+            findings.append(
+                Finding(info.name, r.component, "stray", None, None, "manifest", file=shard.location, detail=detail)
+            )
+    return findings
 
 
 def build_report(

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.deployment.releases import NEWEST_VLLM
-from nemoverify.model.replay import NO_SOUND_ENCODER, asserts_on_sound
-from nemoverify.model.routing import COMPONENTS, Routing, route
+from nemoverify.model.replay import NO_SOUND_ENCODER, asserts_on_sound, release_routing
+from nemoverify.model.routing import COMPONENTS, route
 from nemoverify.report import problems_of
 
 
@@ -81,14 +81,7 @@ def describe(checkpoint: Checkpoint) -> Inventory:
     name (inspect replays no release; `check --vllm` and `matrix` tell one release from another)."""
     by_component: dict[str, list[tuple[str, str, int, str | None]]] = {}
     config = checkpoint.config
-    newest = NEWEST_VLLM
-    routing = Routing(
-        newest.language_model,
-        newest.ignores_unexpected_bias,
-        newest.final_layernorm_routing(config.mtp_layers),
-        config.convolution_bias,
-        config.video_embedder,
-    )
+    routing = release_routing(NEWEST_VLLM, config)
     for _, info in checkpoint.tensors():
         r = route(info.name, routing)
         skip = r.skip

@@ -12,9 +12,9 @@ from nemoverify.deployment.releases import NEWEST_VLLM, TEXT_ONLY_MODEL_ARCHITEC
 from nemoverify.model.routing import route
 
 
-def open_for_vllm(path: str) -> Checkpoint:
+def open_for_vllm(path: str, max_tensors: int | None = None) -> Checkpoint:
     """The checkpoint at `path` with every problem it meets: the format's and vLLM's model's."""
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_checkpoint(path, max_tensors=max_tensors)
     found = architecture_problems(checkpoint) + sound_problems(checkpoint)
     return replace(checkpoint, problems=checkpoint.problems + tuple(found)) if found else checkpoint
 

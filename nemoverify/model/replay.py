@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from nemoverify.checkpoint.config import ModelConfig
     from nemoverify.deployment.options import CheckOptions
+    from nemoverify.deployment.releases import VllmRelease
 
 Strategy = Literal["fixed", "legacy"]
 TEXT_ONLY = "text-only mode: every modality limit is 0, so vLLM skips it"
@@ -47,16 +48,21 @@ class LoadRules:
     routing: Routing = Routing()  # where the release sends each name
 
 
-def load_rules(options: CheckOptions, config: ModelConfig) -> LoadRules:
-    """The rules of the options' vLLM release, for a model of this config."""
-    release = options.profile.vllm
-    routing = Routing(
+def release_routing(release: VllmRelease, config: ModelConfig) -> Routing:
+    """Where `release` sends each name of a model of this config."""
+    return Routing(
         release.language_model,
         release.ignores_unexpected_bias,
         release.final_layernorm_routing(config.mtp_layers),
         config.convolution_bias,
         config.video_embedder,
     )
+
+
+def load_rules(options: CheckOptions, config: ModelConfig) -> LoadRules:
+    """The rules of the options' vLLM release, for a model of this config."""
+    release = options.profile.vllm
+    routing = release_routing(release, config)
     return LoadRules(
         load_path=options.profile.load_path,
         text_only=options.text_only and release.text_only_skip,

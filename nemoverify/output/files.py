@@ -15,6 +15,7 @@ permissions a plain write would give; a character device or a FIFO written throu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -39,32 +40,86 @@ OutputFormat = Literal["table", "json"]  # what a command prints on stdout (--fo
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
 
+Identity = tuple[int, int]  # (device, inode): a file or directory whatever path reaches it
+
+
 @dataclass(frozen=True)
 class Guarded:
-    """A location the run reads, so nothing may be written there (or beneath it, for a tree)."""
+    """A location the run reads, so nothing may be written there (or beneath it, for a tree). Held
+    by identity as well as by path: a second mount of the same volume, a bind mount or a hard link
+    reaches the same inodes by another spelling."""
 
     path: str  # resolved: every link followed
     tree: bool
     what: str  # as the user named it, for messages
+    identities: frozenset[Identity] = frozenset()  # the file, or the tree's every directory and file
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return st.st_dev, st.st_ino
+
+
+def _identities(path: str, tree: bool) -> frozenset[Identity]:
+    """`path` itself and, for a tree, every directory and file under it (links followed, as a
+    reader follows them: a Hugging Face snapshot's files are links into its blobs)."""
+    found: set[Identity] = set()
+    try:
+        found.add(_identity(os.stat(path)))
+    except OSError:
+        return frozenset()
+    if not tree:
+        return frozenset(found)
+    for directory, _, files in os.walk(path):  # links to directories are not walked, nor read
+        for at in (directory, *(os.path.join(directory, name) for name in files)):
+            with contextlib.suppress(OSError):  # gone, or a dangling link: nothing to write into
+                found.add(_identity(os.stat(at)))
+    return frozenset(found)
 
 
 def guarded(location: str | None, what: str) -> list[Guarded]:
     """What a run reading `location` (a checkpoint PATH, a --against COPY, a --manifest FILE) must
     not write into. Object storage holds nothing local; a cached repo id guards its whole cache entry
-    (the snapshot's links point into its blobs)."""
+    (the snapshot's links point into its blobs). A single .safetensors file guards the JSON files
+    beside it that are read with it."""
     if not location or "://" in location:
         return []
 
     if hfcache.looks_like_repo_id(location):
-        return [Guarded(os.path.realpath(hfcache.repo_dir(location)), True, f"{what} {location}")]
+        repo = os.path.realpath(hfcache.repo_dir(location))
+        return [Guarded(repo, True, f"{what} {location}", _identities(repo, True))]
+    repo = hfcache.snapshot_repo(location if os.path.isdir(location) else os.path.dirname(location) or ".")
+    if repo is not None:  # a snapshot's files are its repository's blobs
+        return [Guarded(repo, True, f"{what} {location}", _identities(repo, True))]
     real = os.path.realpath(location)
-    return [Guarded(real, not os.path.isfile(real), f"{what} {location}")]
+    tree = not os.path.isfile(real)
+    guards = [Guarded(real, tree, f"{what} {location}", _identities(real, tree))]
+    if not tree and real.endswith(".safetensors"):
+        for beside in ("config.json", "model.safetensors.index.json"):
+            path = os.path.join(os.path.dirname(real), beside)
+            guards.append(Guarded(path, False, f"{what}'s {beside}", _identities(path, False)))
+    return guards
 
 
 def _inside(target: str, guard: Guarded) -> bool:
-    if target == guard.path:
+    """`target` (resolved) is the guarded file, or in the guarded tree: by its path, or by the
+    identity of the file it names or of any directory above it."""
+    if _inside_by_path(target, guard):
         return True
-    return guard.tree and target.startswith(guard.path.rstrip(os.sep) + os.sep)
+    if not guard.identities:
+        return False
+    at = target
+    while True:
+        with contextlib.suppress(OSError):
+            if _identity(os.stat(at)) in guard.identities:
+                return True
+        parent = os.path.dirname(at)
+        if parent == at:
+            return False
+        at = parent
+
+
+def _inside_by_path(target: str, guard: Guarded) -> bool:
+    return target == guard.path or (guard.tree and target.startswith(guard.path.rstrip(os.sep) + os.sep))
 
 
 def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
@@ -79,6 +134,8 @@ def check_output(option: str, path: str, guards: Iterable[Guarded]) -> str:
     for guard in guards:
         if _inside(target, guard):
             shown = path if target == os.path.abspath(path) else f"{path} (a link to {target})"
+            if not _inside_by_path(target, guard):
+                shown = f"{path} (the same file or directory as one of it, by another mount or link)"
             raise UsageError(
                 f"{option} {shown} is inside {guard.what}, which this run reads: nemoverify never writes "
                 "into what it verifies; choose a path outside it"

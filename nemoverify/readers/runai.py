@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from nemoverify.checkpoint.layout import ensure_unchanged
 from nemoverify.errors import DistributedError, LoaderError
 from nemoverify.redaction import redact
+from nemoverify.storage_watch import transfer
 
 if TYPE_CHECKING:
     import torch
@@ -144,7 +145,14 @@ class RunaiStreamer:
             extra["owned"] = not self.settings.borrowed
         else:
             clone = not self.settings.borrowed
-        with environment(env):
+        # The streamer's native client reads object storage where Python cannot count the bytes:
+        # the storage watch counts what the process's connections receive while it streams.
+        watched = (
+            transfer(self.checkpoint.storage.from_server(f"{self.checkpoint.root} through the Run:ai streamer"), True)  # type: ignore[attr-defined]
+            if not self.checkpoint.is_local
+            else contextlib.nullcontext()
+        )
+        with environment(env), watched:
             try:
                 with SafetensorsStreamer() as streamer:
                     streamer.stream_files(

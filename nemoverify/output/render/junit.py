@@ -1,11 +1,16 @@
 """JUnit XML: one test case per component (and per shard-level check), failures listing tensors (each
 once, with the ranks and sources that found it); a
 run without a verdict has one test case per problem (a failure for a structural rule, an error for
-storage, a rank or a crash), so CI shows why the gate is red."""
+storage, a rank or a crash), so CI shows why the gate is red.
+
+XML 1.0 forbids some characters that a tensor name may hold (C0 controls, U+FFFE, U+FFFF): each is
+written as its Python escape (`\\x01`, `\\uffff`), so the file is always well-formed and the name
+still says which tensor it was."""
 
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 
 from nemoverify.redaction import redact
@@ -36,7 +41,16 @@ def report_junit(report: Report) -> str:
         element.set("failures", str(failures))
         element.set("errors", str(errors))
     ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    text = ET.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + _NOT_XML.sub(_escape, text) + "\n"
+
+
+# What XML 1.0 does not allow in a document (its Char production), surrogates included.
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]  # the character's Python escape: \x01, \uffff
 
 
 def _component_cases(suite: ET.Element, report: Report) -> tuple[int, int, int]:
