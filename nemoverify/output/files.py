@@ -84,11 +84,12 @@ def guarded(location: str | None, what: str) -> list[Guarded]:
     if not location or "://" in location:
         return []
 
-    if hfcache.looks_like_repo_id(location):
-        repo = os.path.realpath(hfcache.repo_dir(location))
-        return [Guarded(repo, True, f"{what} {location}", _identities(repo, True))]
-    repo = hfcache.snapshot_repo(location if os.path.isdir(location) else os.path.dirname(location) or ".")
-    if repo is not None:  # a snapshot's files are its repository's blobs
+    repo = (
+        os.path.realpath(hfcache.repo_dir(location))
+        if hfcache.looks_like_repo_id(location)
+        else hfcache.snapshot_repo(location if os.path.isdir(location) else os.path.dirname(location) or ".")
+    )
+    if repo is not None:  # a snapshot's files are links into its repository's blobs
         return [Guarded(repo, True, f"{what} {location}", _identities(repo, True))]
     real = os.path.realpath(location)
     tree = not os.path.isfile(real)
