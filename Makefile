@@ -18,7 +18,7 @@ STAMP := $(VENV)/.nemoverify-installed
 # start moto_server and gcp-storage-emulator by name.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup demo test lint validate clean
+.PHONY: setup demo test lint validate clean harness-setup
 
 setup: $(STAMP)
 
@@ -28,8 +28,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
 	# compat: a plain path in a .pth; the default editable finder costs every process 18 ms of imports
-	# before the package's first line runs (and takes Ctrl-C).
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]' --config-settings editable_mode=compat
+	# before the package's first line runs (and takes Ctrl-C). setuptools calls compat transitional:
+	# where it is gone, the default.
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]' --config-settings editable_mode=compat \
+	  || $(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	if command -v npm >/dev/null; then npm install -q --no-audit --no-fund --prefix $(VENV)/azurite $(AZURITE); fi
 	touch $(STAMP)
 
@@ -40,7 +42,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check nemoverify tests benchmarks examples
+	$(BIN)/ruff check nemoverify tests benchmarks examples harness
 	$(BIN)/mypy nemoverify
 
 # The CI files and the composite action, against the schemas check-jsonschema carries (offline).
@@ -48,6 +50,20 @@ validate: setup
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github-actions.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.gitlab-ci examples/ci/gitlab-ci.yml
+
+# The differential harness's two interpreters (docs/harness.md), under .harness/ (never committed): the
+# same packages with runai-model-streamer 0.17.1 and 0.16.1. Pinned, because they decide the cells:
+# transformers builds Parakeet's parameters, the streamer and torch stream and copy the tensors.
+HARNESS_PACKAGES := safetensors==0.8.0 transformers==5.24.0 tqdm regex xxhash blake3 rich 'typer>=0.29,<0.30'
+HARNESS_STREAMER_venv := 0.17.1
+HARNESS_STREAMER_venv16 := 0.16.1
+
+harness-setup: .harness/venv/.installed .harness/venv16/.installed
+
+.harness/%/.installed: Makefile
+	test -x .harness/$*/bin/python || $(PYTHON) -m venv .harness/$*
+	.harness/$*/bin/python -m pip install -q '$(TORCH)' 'runai-model-streamer==$(HARNESS_STREAMER_$*)' $(HARNESS_PACKAGES)
+	touch $@
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

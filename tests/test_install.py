@@ -146,7 +146,7 @@ def test_the_license_is_the_apache_2_text_the_package_declares() -> None:
 def test_the_sdist_carries_its_tests_and_they_collect(tmp_path) -> None:  # type: ignore[no-untyped-def]
     source = tmp_path / "source"
     ignore = shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+        ".git", ".venv", ".harness", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
     )
     shutil.copytree(ROOT, source, ignore=ignore)
     built = subprocess.run(
