@@ -26,7 +26,7 @@ from nemoverify.engine import ranks
 from nemoverify.engine.check import check_load, verify_manifest
 from nemoverify.engine.inventory import Inventory, describe
 from nemoverify.engine.manifests import Manifest, build_manifest, load_manifest
-from nemoverify.engine.matrix import Matrix, unique_replays
+from nemoverify.engine.matrix import Matrix, Rows, unique_replays
 from nemoverify.engine.matrix import run_matrix as run_every_profile
 from nemoverify.errors import UsageError
 from nemoverify.gc_pause import cycle_collection_paused
@@ -115,14 +115,15 @@ def run_check(request: Request, watch: Watch | None = None) -> Report | None:
         refuse_beyond(copy, request.max_bytes)
         admit(copy, options)
     streamed = request.against or request.path
-    gathered: Callable[[], dict[int, Delivered]] | None = None
+    gathered: Callable[[Progress], dict[int, Delivered]] | None = None
     if request.distributed:
         _, _, mine = ranks.run_under_torchrun(streamed, options, request.rank_timeout)
         if mine is None:
             return None  # rank 0 carries the verdict
-        gathered = lambda: mine  # noqa: E731
+        gathered = lambda progress: mine  # noqa: E731
     elif request.nproc > 1:
-        gathered = lambda: ranks.run_ranks(streamed, options, request.nproc, request.rank_timeout)  # noqa: E731
+        nproc, timeout = request.nproc, request.rank_timeout
+        gathered = lambda progress: ranks.run_ranks(streamed, options, nproc, timeout, progress)  # noqa: E731
     total = checkpoint.total_bytes
     phases = {"reference": total, "candidate": total} | ({"manifest": total} if recorded else {})
     with _watching(watch, phases) as progress:
@@ -227,6 +228,8 @@ def inspect(
 def matrix(
     path: str,
     *,
+    vllm: str = "auto",
+    streamer: str | None = None,
     nproc: int = 2,
     device: str = "cpu",
     model_loader_extra_config: str | None = None,
@@ -237,10 +240,13 @@ def matrix(
     file_alone: bool = False,
     watch: Watch | None = None,
 ) -> Matrix:
-    """`path` against every deployment profile nemoverify knows (distributed rows on `nproc` ranks)."""
+    """`path` against every deployment profile nemoverify knows (distributed rows on `nproc` ranks), or
+those of one vLLM release (`vllm`) or streamer release (`streamer`)."""
     request = Request(
         path,
         file_alone,
+        vllm=vllm,
+        streamer=streamer,
         nproc=nproc,
         device=device,
         model_loader_extra_config=model_loader_extra_config,
@@ -263,12 +269,13 @@ def run_matrix(request: Request, base: CheckOptions, watch: Watch | None = None)
     """`matrix` of a request whose shared options are resolved (`matrix_options`)."""
     checkpoint = _open(request.path, request.file_alone, request.max_tensors)
     checkpoint.require_valid(base.strict)
+    rows = Rows.only(request.vllm, request.streamer)
     nproc = request.nproc
     _require_gpus(base.device, nproc)
     runs = None
     if nproc > 1:
-        runs = lambda todo: ranks.run_ranks_for_each(request.path, todo, nproc, request.rank_timeout)  # noqa: E731
+        runs = lambda todo, progress: ranks.run_ranks_for_each(request.path, todo, nproc, request.rank_timeout, progress)  # noqa: E731
     total = checkpoint.total_bytes
-    streams = unique_replays(base, checkpoint)
-    with _watching(watch, {"reference": total, "candidate": total * streams}) as progress:
-        return run_every_profile(checkpoint, base, nproc, progress, runs, request.model_loader_extra_config)
+    streams = unique_replays(base, checkpoint, rows) * (2 if nproc > 1 else 1)  # the distributed rows stream again
+    with _watching(watch, {"reference": total, "candidate": total * streams, "profiles": streams}) as progress:
+        return run_every_profile(checkpoint, base, nproc, progress, runs, request.model_loader_extra_config, rows)

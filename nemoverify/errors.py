@@ -17,7 +17,9 @@ class ExitCode(IntEnum):
     USAGE = 2
     INVALID = 3  # the checkpoint (or its storage, or a rank) could not be read or trusted
     CRASH = 4  # a bug in nemoverify, or a failure it did not foresee: no verdict, not the checkpoint's fault
+    NOT_FOUND = 5  # no checkpoint there: no such path, no .safetensors file in it, a repo id not in the cache
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+    BROKEN_PIPE = 141  # what reads stdout went away (`| head`), as shells report SIGPIPE
 
 
 class NemoverifyError(Exception):

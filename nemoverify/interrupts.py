@@ -11,6 +11,9 @@ hands SIGINT back to Python so that the passes stop and remove their partial fil
 import _signal  # the C module: `signal`'s Python wrapper spends milliseconds building enums first
 import os
 import sys
+import time
+
+STARTED = time.monotonic()  # the package's first instant: a command's elapsed time counts from here
 
 INTERRUPTED = 130  # errors.ExitCode.INTERRUPTED, kept here so that this module imports nothing of ours
 
@@ -22,11 +25,18 @@ def interrupted_at_once(signum: int, frame: object) -> None:
     os._exit(INTERRUPTED)
 
 
-def running_as_the_command() -> bool:
+def _started_as_the_command() -> bool:
     """This process is `nemoverify ...` (the console script) or `python -m nemoverify` (while runpy
-    imports the package, argv[0] is still "-m")."""
+    imports the package, argv[0] is still "-m"): asked once, at the package's first statement."""
     first = sys.argv[0] if sys.argv else ""
     return first == "-m" or os.path.basename(first) == "nemoverify"
+
+
+AS_THE_COMMAND = _started_as_the_command()
+
+
+def running_as_the_command() -> bool:
+    return AS_THE_COMMAND
 
 
 def take_ctrl_c() -> None:
@@ -39,5 +49,5 @@ def take_ctrl_c() -> None:
             pass
 
 
-if running_as_the_command():
+if AS_THE_COMMAND:
     take_ctrl_c()

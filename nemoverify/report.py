@@ -21,7 +21,17 @@ if TYPE_CHECKING:
 
 Source = Literal["reference", "manifest"]  # what a finding was found against
 FindingKind = Literal[
-    "bytes", "missing", "unexpected", "dtype", "shape", "duplicate", "size", "load-error", "shared-parameter", "stray"
+    "bytes",
+    "missing",
+    "unexpected",
+    "dtype",
+    "shape",
+    "duplicate",
+    "size",
+    "load-error",
+    "shared-parameter",
+    "stray",
+    "unclaimed",
 ]
 # What a run concluded: "verified" (exit 0), "failed" (exit 1), or no verdict (exit 3): "invalid" (the
 # checkpoint breaks structural rules; `problems` lists them) or "error" (storage, a rank, a manifest
@@ -73,6 +83,7 @@ class Finding:
             "load-error": "vLLM fails to load it",
             "shared-parameter": "another name loads into its parameter",
             "stray": "loaded by vLLM from a file outside the index",
+            "unclaimed": "unclaimed",
         }[self.kind]
 
     def _describe(self, cut: int | None) -> str:
@@ -93,7 +104,7 @@ def _describe(findings: tuple[Finding, ...], cut: int | None) -> str:
     for (kind, _, more), group in groups.items():
         ranks = sorted({f.rank for f in group if f.rank is not None})
         where = f" on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}" if ranks else ""
-        if kind in ("duplicate", "shared-parameter", "stray") and more:
+        if kind in ("duplicate", "shared-parameter", "stray", "unclaimed") and more:
             parts.append(f"{more}{where}")
             continue
         if kind == "load-error" and more:
@@ -200,6 +211,7 @@ class Report:
     problems: tuple[Problem, ...] = ()  # why there is no verdict (with `no_verdict`)
     no_verdict: Literal["invalid", "error"] | None = None
     copy: str | None = None  # --against: the copy that was streamed, PATH being the reference
+    cause: str | None = None  # what most likely explains the failures, said before them
 
     @classmethod
     def without_verdict(
@@ -287,6 +299,7 @@ class Report:
             "tool": {"name": "nemoverify", "version": _version.__version__},
             "ok": self.ok,
             "status": self.status,
+            "cause": self.cause,
             "algorithm": self.algorithm or None,  # None: no verdict, nothing was hashed
             "checkpoint": self.checkpoint,
             "copy": self.copy,

@@ -13,8 +13,19 @@ from nemoverify.cli.app import app
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_check_exits_0_and_prints_the_component_table(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+def test_check_exits_0_and_prints_a_line_per_component_off_a_terminal(cli, vl_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", vl_checkpoint)
+    assert result.exit_code == 0, result.output
+    for component in ("language_model", "mlp1", "vision"):
+        assert re.search(rf"^{component}: \d+ tensors, .*: ok$", result.stdout, re.M), result.stdout
+    assert result.stdout.splitlines()[-1].startswith("VERIFIED")
+    assert not [line for line in result.stdout.splitlines() if line != line.rstrip()]
+
+
+def test_check_prints_the_component_table_on_a_terminal(vl_checkpoint: str) -> None:
+    from conftest import Cli
+
+    result = Cli(TTY_COMPATIBLE="1", FORCE_COLOR="")("check", vl_checkpoint)
     assert result.exit_code == 0, result.output
     for component in ("language_model", "mlp1", "vision"):
         assert re.search(rf"^{component}\s+\d+", result.stdout, re.M), result.stdout
@@ -140,3 +151,24 @@ def test_a_crash_is_exit_4_never_the_invalid_checkpoint_code(cli, vl_checkpoint:
     assert "internal error" in result.stderr and "NEMOVERIFY_DEBUG=1" in result.stderr
     report = json.loads(out.read_text())
     assert report["status"] == "error" and report["problems"][0]["rule"] == "internal-error"
+
+
+def _with_stdout_closed(*args: str) -> tuple[int, str]:
+    """Run the command with its stdout a pipe nobody reads any more (`nemoverify ... | head -0`)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nemoverify", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command has printed anything: it imports for a second first
+    err = proc.stderr.read()
+    return proc.wait(timeout=120), err
+
+
+def test_a_broken_pipe_exits_141_quietly(vl_checkpoint: str) -> None:
+    for args in (("check", vl_checkpoint), ("manifest", vl_checkpoint, "-o", "-", "-q"), ("inspect", vl_checkpoint)):
+        code, err = _with_stdout_closed(*args)
+        assert code == 141, (args, err)
+        assert err == "", (args, err)

@@ -138,14 +138,29 @@ def pinned_version(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("which", ["failed", "verified"])
 def test_the_table_renders_as_its_golden_file(which: str, width: int) -> None:
     console = Console(width=width, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))  # noqa: SIM115
-    render_report(REPORTS[which](), console, show=20)
+    render_report(REPORTS[which](), console, show=20, log=False)
     _compare(f"table-{which}-{width}.txt", console.export_text())
 
 
 def test_the_table_lists_only_as_many_failures_as_asked() -> None:
     console = Console(width=80, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))  # noqa: SIM115
-    render_report(failed_report(), console, show=2)
+    render_report(failed_report(), console, show=2, log=False)
     _compare("table-failed-80-show-2.txt", console.export_text())
+
+
+@pytest.mark.parametrize("which", ["failed", "verified"])
+def test_off_a_terminal_the_report_is_lines_a_log_keeps_whole(which: str) -> None:
+    """One line per component and per failure, each whole however long (80 columns or not), none
+    ending in a space, the verdict last."""
+    console = Console(width=80, record=True, color_system=None, force_terminal=False, file=open(os.devnull, "w"))  # noqa: SIM115
+    render_report(REPORTS[which](), console, show=20)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert not [line for line in lines if line != line.rstrip()]
+    assert lines[-1].startswith("VERIFIED" if which == "verified" else "FAILED")
+    for f in REPORTS[which]().failures:
+        assert any(line.startswith(f"failed {f.name} ({f.component})") for line in lines), f.name
+    _compare(f"log-{which}.txt", text)
 
 
 @pytest.mark.parametrize("which", list(REPORTS))

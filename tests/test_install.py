@@ -110,6 +110,14 @@ def test_the_init_container_gates_vllm_with_the_deployments_own_loader_settings(
     assert "--model-loader-extra-config=$(MODEL_LOADER_EXTRA_CONFIG)" in gate["args"]
     assert vllm["image"].endswith(f":v{config['data']['VLLM_RELEASE']}.0")
     assert gate["args"][0] == "check"
+    # As many ranks as vLLM runs, streaming distributed as the extra config says: the gate verifies
+    # the streamer's distributed mode, the one the deployment uses.
+    assert json.loads(config["data"]["MODEL_LOADER_EXTRA_CONFIG"])["distributed"] is True
+    assert "--nproc=$(TENSOR_PARALLEL_SIZE)" in gate["args"]
+    assert "--tensor-parallel-size=$(TENSOR_PARALLEL_SIZE)" in vllm["args"]
+    # The reports outlive a failed init container (nothing else in the pod starts to read them).
+    (reports_volume,) = [v for v in pod["volumes"] if v["name"] == "reports"]
+    assert "persistentVolumeClaim" in reports_volume
 
     # The init container's command line, run for real: the model and manifest paths swapped for a
     # tiny checkpoint and its manifest, $(VAR) expanded from the ConfigMap as the kubelet does.

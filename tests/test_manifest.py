@@ -715,3 +715,34 @@ def test_a_stray_file_vllm_skips_stays_a_warning(cli, omni_checkpoint: str, reco
     result = cli("verify", root, "--manifest", recorded)
     assert result.exit_code == 0, result.output
     assert "zz-stray.safetensors: is not in model.safetensors.index.json" in " ".join(result.stdout.split())
+
+
+def test_a_manifest_named_gz_is_written_and_read_as_gzip(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    written = tmp_path / "m.json.gz"
+    assert cli("manifest", vl_checkpoint, "-o", str(written), "-q").exit_code == 0
+    assert json.loads(gzip.decompress(written.read_bytes()))["format"].startswith("nemoverify.manifests/")
+    assert cli("verify", vl_checkpoint, "--manifest", str(written)).exit_code == 0
+    piped = tmp_path / "piped"  # what `manifest -o - | gzip > piped` leaves: known by its bytes, not its name
+    piped.write_bytes(gzip.compress(gzip.decompress(written.read_bytes())))
+    assert cli("verify", vl_checkpoint, "--manifest", str(piped)).exit_code == 0
+
+
+@pytest.mark.parametrize("damage", ["cut", "bomb"])
+def test_a_damaged_or_oversized_gzip_manifest_is_exit_3_naming_it(cli, vl_checkpoint: str, tmp_path, damage: str) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    from nemoverify.engine.manifests import MAX_MANIFEST_BYTES
+
+    path = tmp_path / "m.json.gz"
+    if damage == "cut":
+        assert cli("manifest", vl_checkpoint, "-o", str(path), "-q").exit_code == 0
+        path.write_bytes(path.read_bytes()[:-20])
+        said = "a gzip file cut short"
+    else:
+        path.write_bytes(gzip.compress(b" " * (MAX_MANIFEST_BYTES + 1), compresslevel=1))
+        said = "decompresses to more than"
+    result = cli("verify", vl_checkpoint, "--manifest", str(path))
+    assert result.exit_code == 3, result.output
+    assert f"{path}: cannot read the manifest" in " ".join(result.stderr.split()) and said in result.stderr

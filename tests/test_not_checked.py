@@ -35,7 +35,7 @@ def test_verify_shows_only_what_ran(cli, omni_checkpoint: str, tmp_path) -> None
     text = " ".join(result.stdout.split())
     assert f"{omni_checkpoint} stored bytes against the manifest {manifest} hash: blake3" in text
     assert "strategy" not in result.stdout and "profile" not in result.stdout
-    assert "unclaimed:" not in result.stdout  # nothing was routed, so nothing is said to be dropped
+    assert "vLLM drops" not in result.stdout  # nothing was routed, so nothing is said to be dropped
     assert "not checked: how vLLM loads these bytes" in text
 
 
@@ -53,7 +53,7 @@ def test_a_repo_id_not_in_the_cache_says_both(cli, tmp_path, monkeypatch) -> Non
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     result = cli("check", "nvidia/not-here")
-    assert result.exit_code == 3
+    assert result.exit_code == 5  # no such checkpoint
     text = " ".join(result.stderr.split())
     assert "no local path (no such file or directory)" in text and "not in the local Hugging Face cache" in text
     assert "[hf-not-cached]" in text

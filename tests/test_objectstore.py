@@ -288,7 +288,7 @@ def test_a_cached_hugging_face_repo_id(cli, vl_checkpoint: str, tmp_path, monkey
     result = cli("check", "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16")
     assert result.exit_code == 0, result.output
     result = cli("check", "nvidia/not-downloaded")
-    assert result.exit_code == 3
+    assert result.exit_code == 5  # no such checkpoint
     assert "not in the local Hugging Face cache" in " ".join(result.stderr.split())
     assert "never downloads" in " ".join(result.stderr.split())
 

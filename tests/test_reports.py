@@ -88,7 +88,7 @@ def test_a_run_that_cannot_finish_reports_an_error_with_its_reason(cli, vl_check
 
 def test_format_json_prints_the_report_of_a_run_without_a_verdict(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", str(tmp_path / "nowhere"), "--format", "json")
-    assert result.exit_code == 3
+    assert result.exit_code == 5  # no such checkpoint
     report = json.loads(result.stdout)
     assert report["status"] == "invalid" and report["problems"][0]["rule"] == "path-missing"
 
@@ -196,3 +196,50 @@ def test_names_that_xml_forbids_leave_well_formed_valid_reports(cli, vl_checkpoi
     text = ET.tostring(ET.parse(xml).getroot(), encoding="unicode")
     assert json.loads(f'"{name}"').encode("unicode_escape").decode() in text  # the name, its escapes spelled out
     _validate_sarif(_load(sarif))
+
+
+def test_every_report_carries_the_reason_for_exit_1_under_fail_on_unclaimed(cli, omni_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The job is red: the test tab, code scanning and the JSON say why, as the log does."""
+    js, xml, sarif = _reports(tmp_path)
+    result = cli("check", omni_checkpoint, "--strict", "--fail-on-unclaimed", "--json", js, "--junit-xml", xml, "--sarif", sarif)
+    assert result.exit_code == 1, result.output
+    failures = _counts_agree(result, js, xml, sarif)
+    assert failures and all(f["kinds"] == ["unclaimed"] and f["component"] == "unclaimed" for f in failures)
+    report = _load(js)
+    assert report["ok"] is False and report["components"]["unclaimed"]["ok"] is False
+    log = _load(sarif)
+    _validate_sarif(log)
+    assert {r["ruleId"] for r in log["runs"][0]["results"]} == {"nemoverify/unclaimed"}
+    _validate_junit(xml)
+    assert ET.parse(xml).getroot().get("failures") == "1"
+
+
+def test_a_missing_shard_is_the_first_failure_named(cli, omni_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify import api
+
+    manifest = str(tmp_path / "m.json")
+    with open(manifest, "w") as f:
+        f.write(api.manifest(omni_checkpoint).to_json())
+    root = copy_of(omni_checkpoint)
+    os.remove(os.path.join(root, SHARD2))
+    for command in ("check", "verify"):
+        result = cli(command, root, "--manifest", manifest, "--show", "3")
+        assert result.exit_code == 1, result.output  # the manifest explains the missing file
+        failed = [line for line in result.stdout.splitlines() if line.startswith("failed ")]
+        assert failed[0].startswith(f"failed {SHARD2} (shard)"), failed[:2]
+        assert len(failed) == 3  # --show 3: the file is never hidden behind the tensors it held
+
+
+def test_a_manifest_of_another_checkpoint_is_named_as_the_cause(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    examples = os.path.join(os.path.dirname(__file__), "..", "examples")
+    js, xml, sarif = _reports(tmp_path)
+    other = os.path.join(examples, "manifests", "nano-12b-v2-vl-tiny.blake3.json")
+    result = cli("verify", os.path.join(examples, "nano-omni-tiny"), "--manifest", other, "--json", js, "--junit-xml", xml, "--sarif", sarif)
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    cause = next(i for i, line in enumerate(lines) if line.startswith("cause: "))
+    assert "most likely the manifest of another checkpoint" in lines[cause]
+    assert cause < next(i for i, line in enumerate(lines) if line.startswith("failed "))  # said before the tensors
+    assert "most likely the manifest of another checkpoint" in _load(js)["cause"]
+    assert "manifest of another checkpoint" in _load(sarif)["runs"][0]["properties"]["cause"]
+    _validate_junit(xml)

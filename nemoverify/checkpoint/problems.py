@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nemoverify.checkpoint.rules import rule
-from nemoverify.errors import NemoverifyError
+from nemoverify.errors import ExitCode, NemoverifyError
 from nemoverify.redaction import redact
 
 Severity = Literal["error", "warning"]
@@ -59,6 +59,9 @@ class Problem:
         }
 
 
+NOT_FOUND_RULES = frozenset({"path-missing", "hf-not-cached", "no-safetensors"})
+
+
 class InvalidCheckpoint(NemoverifyError):
     """The checkpoint is malformed; `problems` lists everything found, not only the first."""
 
@@ -67,4 +70,17 @@ class InvalidCheckpoint(NemoverifyError):
         self.problems = problems
         first = problems[0].render() if problems else "no readable checkpoint"
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"{root}: invalid checkpoint: {first}{more}")
+        self.exit_code = ExitCode.NOT_FOUND if self.not_found else ExitCode.INVALID
+        super().__init__(f"{root}: {self.what}: {first}{more}")
+
+    @property
+    def not_found(self) -> bool:
+        """Nothing to verify is there (a wrong path, an upload that never arrived), as opposed to a
+        checkpoint that is there and broken."""
+        return bool(self.problems) and all(p.rule in NOT_FOUND_RULES for p in self.problems if p.severity == "error")
+
+    @property
+    def what(self) -> str:
+        return "no such checkpoint" if self.not_found else "invalid checkpoint"
+
+

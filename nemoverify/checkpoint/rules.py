@@ -91,6 +91,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("shape", "tensor", "The tensor's shape differs.", "Convert the checkpoint again with the expected shapes."),
     Rule("duplicate", "tensor", "The loader delivered the tensor more than once.", "Remove the duplicate tensor or stray shard the loader streams."),
     Rule("shared-parameter", "tensor", "Two checkpoint names load into one parameter (vLLM routes on name prefixes): the parameter keeps the one loaded last.", "Remove or rename the other name (mlp1_old.* loads into mlp1.*)."),
+    Rule("unclaimed", "tensor", "No parameter takes the tensor: vLLM drops it silently (a failure under --fail-on-unclaimed).", "Remove the tensor, or rename it to the parameter it is meant for."),
     Rule("stray", "tensor", "A file outside the index holds a tensor vLLM loads: its Run:ai loader streams every *.safetensors in the directory.", "Remove the stray file, or record a new manifest if it belongs."),
     Rule("size", "tensor", "A shard file's size differs from the manifest.", "Copy the shard again in full."),
     Rule("load-error", "tensor", "vLLM raises on the tensor: the load fails.", "Remove or rename the tensor (or declare what it needs, as a sound_config), or deploy a release that accepts it."),

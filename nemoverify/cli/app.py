@@ -5,9 +5,11 @@ supplies help panels, suggestions for mistyped options, and shell completion
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import typer
@@ -17,15 +19,25 @@ from nemoverify.cli import commands
 from nemoverify.errors import ExitCode
 from nemoverify.storage_watch import own_process
 
-EXIT_CODES = (
-    "Exit codes: 0 verified; 1 verification failed (a mismatched, missing or corrupted tensor); "
-    "2 usage error; 3 invalid or unreadable checkpoint, storage error or failed rank; "
-    "4 internal error (a bug: please report it); 130 interrupted."
-)
-MATRIX_EXIT_CODES = (
-    "Exit codes: 0 no deployment corrupts the checkpoint or fails to load it as deployed; 1 at least one does "
-    "(stress-only failures do not fail); 2 usage error; 3 invalid or unreadable checkpoint, storage error or failed "
-    "rank; 4 internal error; 130 interrupted."
+_COMMON = "2 usage error; 4 internal error (a bug: please report it); 130 interrupted; 141 stdout closed (a broken pipe)."
+_UNREADABLE = "3 invalid or unreadable checkpoint, storage error or failed rank; 5 no such checkpoint (no path, no .safetensors)"
+EXIT_CODES = {
+    "check": (
+        "Exit codes: 0 verified; 1 a tensor does not reach the model intact (bytes, missing, a load error, a stray "
+        f"copy; unclaimed with --fail-on-unclaimed); {_UNREADABLE}; {_COMMON}"
+    ),
+    "verify": f"Exit codes: 0 the bytes are the manifest's; 1 they differ (a tensor or a shard file); {_UNREADABLE}; {_COMMON}",
+    "manifest": f"Exit codes: 0 written; {_UNREADABLE}; {_COMMON}",
+    "inspect": f"Exit codes: 0 no structural error (warnings allowed); {_UNREADABLE}; {_COMMON}",
+    "matrix": (
+        "Exit codes: 0 no deployment corrupts the checkpoint or fails to load it as deployed; 1 at least one does "
+        f"(stress-only failures do not fail); {_UNREADABLE}; {_COMMON}"
+    ),
+}
+_ALL_CODES = (
+    "Exit codes: 0 verified; 1 verification failed; 2 usage error; 3 invalid or unreadable checkpoint, storage "
+    "error or failed rank; 4 internal error; 5 no such checkpoint; 130 interrupted; 141 broken pipe "
+    "(each command's help says what each means for it)."
 )
 
 EXAMPLES = {
@@ -44,7 +56,7 @@ EXAMPLES = {
     "inspect": ("nemoverify inspect examples/nano-omni-tiny", "nemoverify inspect gs://models/nano-vl --format json"),
     "manifest": (
         "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json",
-        "nemoverify manifest /ckpt/nano-vl -o - --algorithm sha256 | gzip > nano-vl.manifest.json.gz",
+        "nemoverify manifest /ckpt/nano-vl -o nano-vl.manifest.json.gz --algorithm sha256",
     ),
     "verify": (
         "nemoverify verify /mnt/upload/nano-vl --manifest nano-vl.manifest.json",
@@ -60,7 +72,7 @@ SUMMARIES = {
 }
 
 
-def epilog(examples: Sequence[str], exit_codes: str = EXIT_CODES) -> str:
+def epilog(examples: Sequence[str], exit_codes: str = _ALL_CODES) -> str:
     """Examples, one per line, then the exit codes (help is rich markup: no example holds a "[")."""
     lines = "\n".join(f"  {e}" for e in examples)
     return f"Examples:\n{lines}\n\n{exit_codes} Set NEMOVERIFY_DEBUG=1 to see the traceback of a crash."
@@ -83,12 +95,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+def _quiet_on_broken_pipe(command: Callable[..., None]) -> Callable[..., None]:
+    """What reads stdout went away (`nemoverify check ... | head -1`): nothing more to say to it, so
+    no message and no traceback; its own exit code, as shells report SIGPIPE (Click would say 1,
+    the code of a failed verification). Reports to files were written before anything was printed."""
+
+    @functools.wraps(command)
+    def run_command(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except BrokenPipeError:
+            with contextlib.suppress(OSError):  # stdout's buffer must not be flushed at exit again
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
+
+    return run_command
+
+
 for _command in (commands.check, commands.matrix, commands.inspect, commands.manifest, commands.verify):
     _name = _command.__name__
-    app.command(
-        short_help=SUMMARIES[_name],
-        epilog=epilog(EXAMPLES[_name], MATRIX_EXIT_CODES if _name == "matrix" else EXIT_CODES),
-    )(_command)
+    app.command(short_help=SUMMARIES[_name], epilog=epilog(EXAMPLES[_name], EXIT_CODES[_name]))(
+        _quiet_on_broken_pipe(_command)
+    )
 
 
 def _print_version(wanted: bool) -> None:

@@ -9,11 +9,12 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from nemoverify import api
+from nemoverify import api, interrupts
 from nemoverify.checkpoint.layout import DEFAULT_MAX_TENSORS
 from nemoverify.cli import runtime
 from nemoverify.cli.options import (
@@ -34,6 +35,8 @@ from nemoverify.cli.options import (
     ManifestAlgorithm,
     MatrixAlgorithm,
     MatrixNproc,
+    MatrixStreamer,
+    MatrixVllm,
     MaxBytes,
     MaxTensors,
     MemoryLimit,
@@ -58,9 +61,11 @@ from nemoverify.cli.options import (
 from nemoverify.cli.progress import progress
 from nemoverify.deployment.request import DEFAULT_RANK_TIMEOUT_S, DEFAULT_STORAGE_TIMEOUT_S, Request
 from nemoverify.engine.inventory import without_inventory
+from nemoverify.engine.manifests import compressed_if_named
 from nemoverify.engine.matrix import matrix_without_verdict
 from nemoverify.errors import ExitCode
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
+from nemoverify.interrupts import running_as_the_command
 from nemoverify.output.files import STDOUT, Reports, guarded, plan_outputs, plan_reports, write_output
 from nemoverify.output.render.jsonout import report_json
 from nemoverify.storage_watch import DEFAULT_MINIMUM_RATE
@@ -124,6 +129,8 @@ def check(
 def matrix(
     path: PathArgument,
     file_alone: FileAlone = False,
+    vllm: MatrixVllm = "auto",
+    streamer: MatrixStreamer = None,
     nproc: MatrixNproc = 2,
     device: Device = "cpu",
     model_loader_extra_config: ExtraConfig = None,
@@ -196,7 +203,7 @@ def inspect(
         from nemoverify.output.render.inventory import render_inventory
 
         render_inventory(inventory, runtime.stderr() if json_file == STDOUT else runtime.stdout())
-    raise typer.Exit(int(ExitCode.INVALID if inventory.refused else ExitCode.VERIFIED))
+    raise typer.Exit(int(inventory.exit_code))
 
 
 def manifest(
@@ -233,7 +240,7 @@ def manifest(
         storage_min_rate=storage_min_rate,
         paths=(path,),
     )
-    _write_output(output, recorded.to_json())
+    _write_output(output, compressed_if_named(output, recorded.to_json()))
     if not quiet:
         where = "the manifest to standard output" if output == STDOUT else output
         (runtime.stderr() if output == STDOUT else runtime.stdout()).print(
@@ -325,9 +332,11 @@ def _leave_json(text: str, json_file: str | None, on_stdout: bool) -> None:
         sys.stdout.write(text)
 
 
-def _write_output(path: str, text: str) -> None:
+def _write_output(path: str, text: str | bytes) -> None:
     try:
         write_output(path, text)
+    except BrokenPipeError:
+        raise  # stdout went away: exit 141 (cli.app), not an unwritable file
     except OSError as exc:
         raise runtime.fail(f"cannot write {path}: {exc.strerror or exc}", ExitCode.USAGE) from None
 
@@ -335,6 +344,8 @@ def _write_output(path: str, text: str) -> None:
 def _emit(report: Report, reports: Reports, outputs: Outputs) -> NoReturn:
     """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
     be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
+    if running_as_the_command():  # the time a person waited, the imports included
+        report = replace(report, elapsed_s=time.monotonic() - interrupts.STARTED)
     failed = reports.write(report)
     for message in failed:
         runtime.fail(message, ExitCode.USAGE)

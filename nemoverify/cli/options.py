@@ -217,6 +217,24 @@ Streamer = Annotated[
         "into reused buffers. Default: the installed one; another release is emulated.",
     ),
 ]
+MatrixVllm = Annotated[
+    str,
+    _option(
+        "--vllm",
+        metavar="VERSION",
+        panel=PROFILE,
+        help="Only the rows of this vLLM release (0.20, 0.26.0, ...). 'auto' (the default): every release row.",
+    ),
+]
+MatrixStreamer = Annotated[
+    str | None,
+    _option(
+        "--streamer",
+        metavar="VERSION",
+        panel=PROFILE,
+        help="Only the rows of this runai-model-streamer release (0.15 and 0.16 behave alike, 0.17). Default: both.",
+    ),
+]
 Stress = Annotated[
     bool,
     _option(

@@ -18,14 +18,33 @@ def progress(enabled: bool, totals: dict[str, int]) -> Iterator[Progress]:
     if err is None or not err.is_terminal:
         yield lambda phase, n: None
         return
-    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
     from rich.progress import Progress as Bars
+    from rich.text import Text
+
+    class Amount(ProgressColumn):
+        """Bytes and their rate, except for the profiles of a matrix, which are counted: "3/12 streamed"."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bytes, self.speed = DownloadColumn(binary_units=True), TransferSpeedColumn()
+
+        def render(self, task):  # type: ignore[no-untyped-def]
+            if task.description == "profiles":
+                return Text(f"{task.completed:.0f}/{task.total:.0f} streamed")
+            return Text.assemble(self.bytes.render(task), " ", self.speed.render(task))
 
     with Bars(
         TextColumn("{task.description:>10}"),
         BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        Amount(),
         TimeRemainingColumn(),
         console=err,
         transient=True,

@@ -34,15 +34,25 @@ Leave = Callable[[BaseException], None]  # writes what a run ended by this error
 
 
 def stdout() -> Console:
-    from rich.console import Console  # rich where something is printed
-
-    return Console(highlight=False, soft_wrap=False)
+    return _console()(highlight=False, soft_wrap=False)
 
 
 def stderr() -> Console:
+    return _console()(stderr=True, highlight=False)
+
+
+def _console() -> type[Console]:
+    """rich's Console (imported where something is printed), but a broken pipe is exit 141, as
+    shells report SIGPIPE: rich's own answer is 1, the code of a failed verification."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    class PipedConsole(Console):
+        def on_broken_pipe(self) -> None:
+            with contextlib.suppress(OSError):  # nothing is flushed to the closed pipe at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(int(ExitCode.BROKEN_PIPE))
+
+    return PipedConsole
 
 
 def escape(text: str) -> str:
@@ -74,7 +84,7 @@ def run(
     with _interruptible():
         try:
             if needs_torch:
-                _import_torch()
+                _import_torch(say=stderr())
             # Everything imported so far (torch's hundreds of thousands of objects) lives as long as the
             # process: frozen, the cycle collector stops walking it each time a run allocates its tens
             # of thousands of observations (a 24,000-tensor header parse: 0.33 s -> 0.13 s).
@@ -87,7 +97,7 @@ def run(
             raise SystemExit(int(ExitCode.INTERRUPTED)) from None
         except InvalidCheckpoint as exc:
             err = stderr()
-            err.print(f"[bold red]error[/]: {escape(exc.root)}: invalid checkpoint ({len(exc.problems)} problem(s))")
+            err.print(f"[bold red]error[/]: {escape(exc.root)}: {exc.what} ({len(exc.problems)} problem(s))")
             for p in exc.problems:
                 err.print(f"  [{p.rule}] {redact(p.render())}", markup=False, soft_wrap=True)
             _leave(leave, exc)
@@ -127,14 +137,21 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, interrupted_at_once)
 
 
-def _import_torch() -> None:
+def _import_torch(say: Console | None = None) -> None:
     """Import torch with SIGINT held back: Ctrl-C during its C++ initialisation aborts the process
     ("exception not rethrown") instead of raising KeyboardInterrupt. A Ctrl-C that arrives meanwhile
-    is delivered as soon as the import is done."""
+    is delivered as soon as the import is done. On a terminal (`say`), the seconds it takes are
+    said, not left silent."""
     if "torch" in sys.modules:
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        import torch  # noqa: F401
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    saying = (
+        say.status("starting: importing torch", spinner="dots")
+        if say is not None and say.is_terminal
+        else contextlib.nullcontext()
+    )
+    with saying:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            import torch  # noqa: F401
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -35,6 +35,11 @@ class CheckOptions:
     fail_on_unclaimed: bool = False
     device: str = "cpu"
     production_ring: int | None = None  # set when `memory_limit` is nemoverify's bound, not the user's
+    ranks: int = 1  # processes streaming the checkpoint: more than one is the streamer's distributed mode
+
+    @property
+    def streaming(self) -> str:
+        return f"distributed streaming over {self.ranks} ranks" if self.ranks > 1 else "one process"
 
     def ring_note(self, streamed_bytes: int) -> str | None:
         """Said in the report only where the bound changes anything: a checkpoint larger than our ring
@@ -44,8 +49,9 @@ class CheckOptions:
         if self.memory_limit >= min(self.production_ring, streamed_bytes):
             return None
         return (
-            f"ring {self.memory_limit / 1e9:.2f} GB, not production's {self.production_ring / 1e9:.0f} GB "
-            "(nemoverify's default: --memory-limit sets it): more buffer reuse, a stricter check"
+            f"streamed with a {self.memory_limit / 1e9:.2f} GB ring where production's is "
+            f"{self.production_ring / 1e9:.0f} GB: buffers are reused more here, so a pass is the stronger "
+            "result (--memory-limit sets the ring)"
         )
 
     def fitted_to(self, largest_tensor: int) -> CheckOptions:
@@ -80,6 +86,7 @@ class CheckOptions:
             "strict": self.strict,
             "fail_on_unclaimed": self.fail_on_unclaimed,
             "device": self.device,
+            "ranks": self.ranks,
         }
 
 
@@ -221,4 +228,5 @@ def resolve_check(request: Request, *, manifest_algorithm: str | None = None, al
         fail_on_unclaimed=request.fail_on_unclaimed,
         device=device,
         production_ring=production_ring,
+        ranks=nproc if nproc > 1 else int(os.environ.get("WORLD_SIZE", "1") or 1) if distributed else 1,
     )

@@ -17,7 +17,7 @@ from dataclasses import replace
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.deployment.options import CheckOptions
-from nemoverify.deployment.releases import NEWEST_VLLM
+from nemoverify.deployment.releases import NEWEST_VLLM, STREAMER_RELEASES, VLLM_RELEASES
 from nemoverify.engine.compare import find_differences, summarize
 from nemoverify.engine.manifests import Manifest, explained_by_manifest, shard_findings
 from nemoverify.engine.passes import Background, candidate_description, candidate_pass, reference_pass
@@ -36,7 +36,7 @@ def check_load(
     progress: Progress = no_progress,
     manifest: Manifest | None = None,
     manifest_path: str | None = None,
-    ranks: Callable[[], dict[int, Delivered]] | None = None,
+    ranks: Callable[[Progress], dict[int, Delivered]] | None = None,
     against: Checkpoint | None = None,
 ) -> Report:
     """Verify that the candidate loader, through the load path of the options' deployment profile,
@@ -59,7 +59,7 @@ def check_load(
     )
     try:
         if ranks is not None:
-            delivered = ranks()  # the ranks stream in their own processes meanwhile
+            delivered = ranks(progress)  # the ranks stream in their own processes meanwhile
         else:
             assert candidate_done is not None
 
@@ -218,6 +218,48 @@ def stray_findings(checkpoint: Checkpoint) -> list[Finding]:
     return findings
 
 
+UNCLAIMED = "no parameter takes it: vLLM drops it silently (--fail-on-unclaimed fails the run on it)"
+_ORDER: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
+
+
+def _root_cause_first(f: Finding) -> tuple[int, int, str, int]:
+    """Shard files first (a missing file explains every tensor it held), then what makes vLLM
+    raise (no model is served), then the tensors, component by component."""
+    first = 0 if f.component == "shard" else 1 if f.kind == "load-error" else 2
+    return first, _ORDER.get(f.component, len(_ORDER)), f.name, f.rank or 0
+
+
+def _manifest_of_another(findings: list[Finding], reference: dict[str, Observation]) -> str | None:
+    """Said first where most tensors disagree with the manifest: the likeliest cause is the
+    manifest, not the bytes."""
+    failed = {f.name for f in findings if f.against == "manifest" and f.component != "shard"}
+    compared = len(reference.keys() | failed)
+    if compared < 4 or len(failed) * 2 <= compared:
+        return None
+    return (
+        f"{len(failed)} of {compared} tensors disagree with the manifest: it is most likely the manifest of "
+        "another checkpoint (or of another version of this one), not damage to this one"
+    )
+
+
+def _exposed(findings: list[Finding], options: CheckOptions | None) -> str | None:
+    """Bytes that differ from the stored ones under a deployment that keeps references into the
+    streamer's reused buffers: name the mechanism and the releases that end it."""
+    if options is None or options.loader != "runai" or not options.profile.ring_decides_verdict:
+        return None
+    if not any(f.kind == "bytes" and f.against == "reference" for f in findings):
+        return None
+    profile = options.profile
+    cloning = next(r for r in VLLM_RELEASES if r.iterator_clones).releases[0]
+    owning = next(s for s in STREAMER_RELEASES if s.owned_parameter).name
+    held = "stress: every tensor a view into one buffer" if profile.stress else f"streamer {profile.streamer.name}"
+    return (
+        f"vLLM {profile.vllm.name}'s pre-fix load path keeps references to tensors that the streamer then "
+        f"overwrites ({held}, and an iterator that does not clone): the corruption of vLLM issue 41749. As deployed, "
+        f"not exposed from vLLM {cloning} (its iterator clones each tensor) or with streamer {owning} (owned tensors)"
+    )
+
+
 def build_report(
     checkpoint: Checkpoint,
     options: CheckOptions | None,
@@ -255,17 +297,20 @@ def build_report(
             replace(f, file=(shard_files if f.component == "shard" else shard_of).get(f.name)) if f.file is None else f
             for f in findings
         ]
-    order: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
-    findings.sort(key=lambda f: (order.get(f.component, len(order)), f.name, f.rank or 0))
     if options is not None:  # a replayed load: a name streamed twice says which copy the model holds
         findings = _explain_duplicates(findings, streamed, reference, algorithm)
     components, skipped = summarize(algorithm, reference, delivered, findings, recorded)
-    unclaimed = components.get("unclaimed")
-    # The reference's unclaimed tensors, or a stray file's that the candidate streamed (no row counts those).
-    any_unclaimed = (unclaimed is not None and unclaimed.tensors > 0) or any(
-        s.component == "unclaimed" for s in skipped
-    )
-    ok = not findings and not (options is not None and options.fail_on_unclaimed and any_unclaimed)
+    if options is not None and options.fail_on_unclaimed:
+        # The reason for the exit code is in every report: each unclaimed tensor is a failure.
+        unclaimed = sorted(
+            {o.name for o in reference.values() if o.component == "unclaimed"}
+            | {s.name for s in skipped if s.component == "unclaimed"}
+        )
+        if unclaimed:
+            findings += [Finding(n, "unclaimed", "unclaimed", None, None, detail=UNCLAIMED) for n in unclaimed]
+            components, skipped = summarize(algorithm, reference, delivered, findings, recorded)
+    findings.sort(key=_root_cause_first)
+    ok = not findings
     warnings = [p for p in checkpoint.problems + (copy.problems if copy else ()) if p.severity == "warning"]
     profile = None
     if options is not None and options.loader == "runai":
@@ -276,6 +321,8 @@ def build_report(
         profile = replace(options.profile, notes=options.profile.notes + ((note,) if note else ()))
     return Report(
         ok=ok,
+        cause=(_manifest_of_another(findings, reference) if against == "manifest" or manifest else None)
+        or _exposed(findings, options),
         algorithm=algorithm,
         checkpoint=checkpoint.root,
         reference=reference_name,

@@ -7,8 +7,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from nemoverify.checkpoint.layout import Checkpoint
-from nemoverify.checkpoint.problems import Problem
+from nemoverify.checkpoint.problems import NOT_FOUND_RULES, Problem
 from nemoverify.deployment.releases import NEWEST_VLLM
+from nemoverify.errors import ExitCode
 from nemoverify.model.replay import NO_SOUND_ENCODER, asserts_on_sound, release_routing
 from nemoverify.model.routing import COMPONENTS, route
 from nemoverify.report import problems_of
@@ -43,8 +44,15 @@ class Inventory:
 
     @property
     def refused(self) -> bool:
-        """A problem refuses the checkpoint (exit 3)."""
+        """A problem refuses the checkpoint (exit 3, or 5 where nothing is there)."""
         return any(p.severity == "error" for p in self.problems)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        errors = [p for p in self.problems if p.severity == "error"]
+        if not errors:
+            return ExitCode.VERIFIED
+        return ExitCode.NOT_FOUND if all(p.rule in NOT_FOUND_RULES for p in errors) else ExitCode.INVALID
 
     def to_dict(self) -> dict[str, object]:
         return {

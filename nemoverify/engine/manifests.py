@@ -10,8 +10,10 @@ model-signing in-toto predicate's resources, so a manifest's entries can be carr
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -93,7 +95,8 @@ def load_manifest(path: str) -> Manifest:
     A v1 manifest (recorded before roots were framed) is checked under its own root definition,
     which is unambiguous once every name is known to hold no control character."""
     try:
-        data = json.loads(read_bounded(path, MAX_MANIFEST_BYTES).decode("utf-8"), parse_constant=_not_json)
+        raw = _decompressed(read_bounded(path, MAX_MANIFEST_BYTES))
+        data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
     except RecursionError:
         raise ManifestError(f"{path}: cannot read the manifest: its JSON nests too deeply to parse") from None
     except (OSError, ValueError) as exc:
@@ -135,6 +138,33 @@ def load_manifest(path: str) -> Manifest:
             f"{path}: the manifest's root digest does not match its entries (under the {fmt} definition): it was edited"
         )
     return manifest
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _decompressed(data: bytes) -> bytes:
+    """A gzip manifest (`manifest -o m.json.gz`, or `-o - | gzip`), known by its magic bytes whatever
+    its name, decompressed within the same bound as a plain one."""
+    if not data.startswith(GZIP_MAGIC):
+        return data
+    reader = zlib.decompressobj(wbits=31)  # gzip framing; one member
+    try:
+        out = reader.decompress(data, MAX_MANIFEST_BYTES + 1)
+    except zlib.error as exc:
+        raise ValueError(f"a damaged gzip file ({exc})") from None
+    if len(out) > MAX_MANIFEST_BYTES or reader.unconsumed_tail:
+        raise ValueError(f"it decompresses to more than {MAX_MANIFEST_BYTES:,} bytes; refused")
+    if not reader.eof:
+        raise ValueError("a gzip file cut short")
+    return out
+
+
+def compressed_if_named(path: str, text: str) -> str | bytes:
+    """A manifest written to a path ending .gz is gzip (reproducible: no name, no time)."""
+    if not path.endswith(".gz"):
+        return text
+    return gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)
 
 
 def _not_json(literal: str) -> object:

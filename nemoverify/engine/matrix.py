@@ -18,7 +18,7 @@ from nemoverify.checkpoint.layout import Checkpoint
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.deployment.options import CheckOptions, ExtraConfigRefused, parse_extra_config
 from nemoverify.deployment.profiles import Profile
-from nemoverify.deployment.releases import VLLM_RELEASES, StreamerRelease, VllmRelease, streamer_release
+from nemoverify.deployment.releases import VLLM_RELEASES, StreamerRelease, VllmRelease, streamer_release, vllm_release
 from nemoverify.engine.check import routed_as
 from nemoverify.engine.compare import find_differences
 from nemoverify.engine.passes import candidate_pass
@@ -135,12 +135,30 @@ def matrix_without_verdict(
     return empty.to_dict() | {"ok": False, "status": status, "problems": [p.to_dict() for p in problems]}
 
 
-def matrix_profiles(base: CheckOptions) -> list[CheckOptions]:
-    """Every (vLLM release, streamer behaviour, mode) as the options of one check."""
+@dataclass(frozen=True)
+class Rows:
+    """Which rows a matrix runs: every vLLM release row and streamer behaviour, or those asked for
+    (`matrix --vllm 0.20 --streamer 0.16`)."""
+
+    vllm: tuple[VllmRelease, ...] = VLLM_RELEASES
+    streamers: tuple[str, ...] = MATRIX_STREAMERS
+
+    @classmethod
+    def only(cls, vllm: str | None = None, streamer: str | None = None) -> Rows:
+        """Raises UsageError for a release nemoverify does not know."""
+        releases = (vllm_release(vllm),) if vllm not in (None, "auto") else VLLM_RELEASES
+        if streamer is None:
+            return cls(releases)
+        name = streamer_release(streamer).name
+        return cls(releases, ("0.16",) if name == "0.15" else (name,))  # 0.15 behaves as 0.16
+
+
+def matrix_profiles(base: CheckOptions, rows: Rows = Rows()) -> list[CheckOptions]:
+    """Every (vLLM release, streamer behaviour, mode) of `rows` as the options of one check."""
     installed = base.profile.installed_streamer
     out = []
-    for release in VLLM_RELEASES:
-        for name in MATRIX_STREAMERS:
+    for release in rows.vllm:
+        for name in rows.streamers:
             for stress in (False, True):
                 profile = Profile(release, streamer_release(name), stress, "matrix", installed)
                 out.append(replace(base, profile=profile))
@@ -191,8 +209,9 @@ def run_matrix(
     base: CheckOptions,
     nproc: int = 2,
     progress: Progress | None = None,
-    distributed_runs: Callable[[list[CheckOptions]], list[dict[int, Delivered]]] | None = None,
+    distributed_runs: Callable[[list[CheckOptions], Progress], list[dict[int, Delivered]]] | None = None,
     extra_config: str | None = None,
+    rows: Rows = Rows(),
 ) -> Matrix:
     """The checkpoint against every profile. `distributed_runs` streams a list of profiles across
     ranks (None: the distributed rows are not run). `extra_config`: the deployment's
@@ -211,14 +230,17 @@ def run_matrix(
         )
     progress = progress or (lambda phase, n: None)
     reference = hash_checkpoint(checkpoint, base.algorithm, progress, phase="reference").observations
-    runs = matrix_profiles(base)
+    runs = matrix_profiles(base, rows)
     refused = {o: _refusal(extra_config, o.profile.vllm) for o in runs}
     streamed = {_replay_key(o, checkpoint): o for o in runs if routes_here(o.profile.vllm, checkpoint) and not refused[o]}
-    delivered = {key: candidate_pass(checkpoint, o, progress) for key, o in streamed.items()}
+    delivered = {}
+    for key, o in streamed.items():
+        delivered[key] = candidate_pass(checkpoint, o, progress)
+        progress("profiles", 1)
     cells = [_cell(o, checkpoint, reference, _got(delivered, o, checkpoint), False, refused[o]) for o in runs]
     if distributed_runs is not None:
         keys = list(streamed)
-        ranked = dict(zip(keys, distributed_runs([streamed[k] for k in keys]), strict=True)) if keys else {}
+        ranked = dict(zip(keys, distributed_runs([streamed[k] for k in keys], progress), strict=True)) if keys else {}
         cells += [_cell(o, checkpoint, reference, ranked.get(_replay_key(o, checkpoint)), True, refused[o]) for o in runs]
     return Matrix(
         checkpoint.root,
@@ -232,9 +254,9 @@ def run_matrix(
     )
 
 
-def unique_replays(base: CheckOptions, checkpoint: Checkpoint) -> int:
+def unique_replays(base: CheckOptions, checkpoint: Checkpoint, rows: Rows = Rows()) -> int:
     """How many streams a matrix of `checkpoint` makes (per way of streaming): its progress total."""
-    return len({_replay_key(o, checkpoint) for o in matrix_profiles(base)})
+    return len({_replay_key(o, checkpoint) for o in matrix_profiles(base, rows)})
 
 
 def _replay_key(options: CheckOptions, checkpoint: Checkpoint) -> tuple[object, ...]:

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from nemoverify.errors import DistributedError
 from nemoverify.gc_pause import cycle_collection_paused
 from nemoverify.model.checks import open_for_vllm
 from nemoverify.observations import Delivered
+from nemoverify.progress import Progress, no_progress
 from nemoverify.readers.runai import environment
 
 if TYPE_CHECKING:
@@ -47,13 +49,68 @@ def _rank_device(device: str) -> str:
     return device
 
 
-def _stream_on_this_rank(path: str, options: CheckOptions) -> Delivered:
+def _stream_on_this_rank(path: str, options: CheckOptions, progress: Progress = no_progress) -> Delivered:
     """The body of every rank: open the checkpoint, stream distributed, replay, hash."""
 
     with cycle_collection_paused():
         checkpoint = open_for_vllm(path)
         checkpoint.require_valid(options.strict)
-        return candidate_pass(checkpoint, options, distributed=True)
+        return candidate_pass(checkpoint, options, progress, distributed=True)
+
+
+class _SharedCount:
+    """Rank 0's candidate bytes, told to the launching process through an 8-byte file: the ranks'
+    results come back only at the end, and a bar that stays at zero until then says nothing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.done = 0
+        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+    def __call__(self, phase: str, nbytes: int) -> None:  # a Progress, in the rank
+        self.done += nbytes
+        os.pwrite(self.fd, self.done.to_bytes(8, "little"), 0)
+
+    def read(self) -> int:
+        data = os.pread(self.fd, 8, 0)
+        return int.from_bytes(data, "little") if len(data) == 8 else 0
+
+
+@contextlib.contextmanager
+def _ranks_progress(progress: Progress | None) -> Iterator[str | None]:
+    """The file rank 0 counts its candidate bytes in, and a thread that hands them on to `progress`
+    (each run of a matrix restarts the rank's count: a drop is a new run)."""
+    if progress is None:
+        yield None
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nemoverify-progress-") as tmp:
+        path = os.path.join(tmp, "candidate")
+        with open(path, "wb") as f:
+            f.write(bytes(8))
+        count, stop = _SharedCount(path), threading.Event()
+
+        def hand_on() -> None:
+            told = 0
+            while not stop.wait(0.2):
+                now = count.read()
+                if now < told:  # rank 0 began the next run of a matrix
+                    progress("profiles", 1)
+                    told = 0
+                if now > told:
+                    progress("candidate", now - told)
+                    told = now
+
+        watcher = threading.Thread(target=hand_on, daemon=True, name="ranks-progress")
+        watcher.start()
+        try:
+            yield path
+            progress("profiles", 1)  # the last run's end
+        finally:
+            stop.set()
+            watcher.join()
+            os.close(count.fd)
 
 
 SHUTDOWN_GRACE_S = 2  # how long the launcher waits for a rank to stop before killing it (torch's default: 30)
@@ -102,15 +159,23 @@ def _ranks_deaf_to_ctrl_c_from_birth() -> Iterator[None]:
             mp_spawn.set_executable(previous)
 
 
-def _rank_main(path: str, runs: list[CheckOptions], timeout_s: int, parent: int) -> list[Delivered]:
-    """One rank: stream the checkpoint once per run (one per profile, for the matrix), in one group."""
+def _rank_main(
+    path: str, runs: list[CheckOptions], timeout_s: int, parent: int, progress_file: str | None = None
+) -> list[Delivered]:
+    """One rank: stream the checkpoint once per run (one per profile, for the matrix), in one group.
+    Rank 0 counts its candidate bytes in `progress_file`, for the launching process's bar."""
     _die_with(parent)
     import torch.distributed as dist
 
     device = _rank_device(runs[0].device)
     try:
         _init_group(device, timeout_s)
-        delivered = [_stream_on_this_rank(path, replace(options, device=device)) for options in runs]
+        delivered = []
+        for options in runs:
+            told: Progress = no_progress
+            if progress_file is not None and dist.get_rank() == 0:
+                told = _SharedCount(progress_file)
+            delivered.append(_stream_on_this_rank(path, replace(options, device=device), told))
     except BaseException as exc:  # noqa: BLE001 - every failure of a rank ends the run, promptly
         _end_the_run(parent, exc)
     dist.destroy_process_group()
@@ -175,16 +240,26 @@ def _rank_environment(timeout_s: int) -> dict[str, str]:
     return {"RUNAI_STREAMER_DIST_TIMEOUT": str(timeout_s), "RUNAI_STREAMER_DIST": "1"}
 
 
-def run_ranks(path: str, options: CheckOptions, nproc: int, timeout_s: int = DEFAULT_TIMEOUT_S) -> dict[int, Delivered]:
+def run_ranks(
+    path: str,
+    options: CheckOptions,
+    nproc: int,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    progress: Progress | None = None,
+) -> dict[int, Delivered]:
     """Launch `nproc` local ranks with torch's elastic launcher; return what each delivered."""
-    return run_ranks_for_each(path, [options], nproc, timeout_s)[0]
+    return run_ranks_for_each(path, [options], nproc, timeout_s, progress)[0]
 
 
 def run_ranks_for_each(
-    path: str, runs: list[CheckOptions], nproc: int, timeout_s: int = DEFAULT_TIMEOUT_S
+    path: str,
+    runs: list[CheckOptions],
+    nproc: int,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    progress: Progress | None = None,
 ) -> list[dict[int, Delivered]]:
     """Launch `nproc` local ranks once; every rank streams once per entry of `runs`, in order.
-    Returns, per run, what each rank delivered."""
+    Returns, per run, what each rank delivered; `progress` hears rank 0's candidate bytes as they go."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -210,8 +285,12 @@ def run_ranks_for_each(
         # A rank stopped or hung in native code ignores SIGTERM: the bound after --rank-timeout is this.
         config.shutdown_timeout = SHUTDOWN_GRACE_S
     try:
-        with environment(_rank_environment(timeout_s)), _ranks_deaf_to_ctrl_c_from_birth():  # inherited by the ranks
-            results = elastic_launch(config, _rank_main)(path, runs, timeout_s, os.getpid())
+        with (
+            environment(_rank_environment(timeout_s)),  # inherited by the ranks
+            _ranks_deaf_to_ctrl_c_from_birth(),
+            _ranks_progress(progress) as progress_file,
+        ):
+            results = elastic_launch(config, _rank_main)(path, runs, timeout_s, os.getpid(), progress_file)
     except SignalException as exc:  # Ctrl-C (or SIGTERM) reached the launcher, which stopped the ranks
         if exc.sigval == signal.SIGINT:
             raise KeyboardInterrupt from None

@@ -211,7 +211,7 @@ def _is_character_device(path: str) -> bool:
         return False
 
 
-def write_output(path: str, text: str) -> None:
+def write_output(path: str, text: str | bytes) -> None:
     """Write `text` to `path` as `atomic.write_atomic` does: `-` is standard output (and so is any
     name of it; a name of standard error is standard error: see `atomic.standard_stream`), a regular file is
     replaced whole, a character device or a FIFO is written through (a FIFO nobody reads is an error,
@@ -259,6 +259,8 @@ class Reports:
                 continue
             try:
                 write_output(path, render(report))
+            except BrokenPipeError:
+                raise  # stdout went away: exit 141 (cli.app)
             except OSError as exc:
                 failed.append(f"cannot write {path}: {exc.strerror or exc}")
         return failed

@@ -29,6 +29,7 @@ def report_junit(report: Report) -> str:
     props = ET.SubElement(suite, "properties")
     for key, value in (
         ("status", report.status),
+        ("cause", report.cause),
         ("algorithm", report.algorithm),
         ("candidate", report.candidate),
         ("strategy", report.strategy),
@@ -64,8 +65,9 @@ def _component_cases(suite: ET.Element, report: Report) -> tuple[int, int, int]:
         case = ET.SubElement(suite, "testcase", classname="nemoverify", name=component, time="0")
         failed = by_component.get(component)
         if failed:
+            cause = f" ({report.cause})" if report.cause else ""
             failure = ET.SubElement(
-                case, "failure", message=f"{len(failed)} tensor(s) failed in {component}", type="mismatch"
+                case, "failure", message=f"{len(failed)} tensor(s) failed in {component}{cause}", type="mismatch"
             )
             failure.text = "\n".join(failed)
         elif row is not None:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nemoverify.engine.matrix import Cell, Matrix
+from nemoverify.output.render.lines import print_unpadded
 
 _SHORT = {"language_model": "LM", "mlp1": "mlp1", "vision": "vision", "sound": "sound", "unclaimed": "unclaimed"}
 
@@ -83,7 +84,7 @@ def render_matrix(matrix: Matrix, console: Console) -> None:
                     _outcome(deployed),
                     _outcome(stress),
                 )
-    console.print(table)
+    print_unpadded(console, table)
     for w in matrix.warnings:
         console.print(f"[yellow]warning[/]: {escape(w.render())}")
     if any(c.emulated for c in matrix.cells):

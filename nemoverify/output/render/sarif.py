@@ -79,6 +79,7 @@ def report_sarif(report: Report) -> str:
                 "properties": {
                     "ok": report.ok,
                     "status": report.status,
+                    "cause": report.cause,
                     "algorithm": report.algorithm or None,
                     "checkpoint": report.checkpoint,
                     "copy": report.copy,
