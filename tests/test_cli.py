@@ -69,19 +69,29 @@ def test_usage_errors_exit_2(cli, vl_checkpoint: str) -> None:  # type: ignore[n
     assert "--stress applies to the runai loader only" in result.stderr
 
 
-def test_missing_path_exits_3_with_a_message_not_a_traceback(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_path_exits_5_with_a_message_not_a_traceback(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", str(tmp_path / "nope"))
-    assert result.exit_code == 3
+    assert result.exit_code == 5  # no such checkpoint: not 3, an invalid one
     assert "no such file or directory" in result.stderr
     assert "Traceback" not in result.output
 
 
-def test_help_documents_the_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]
-    for command in ([], ["check"], ["inspect"]):
-        result = cli(*command, "--help")
+def test_help_documents_each_commands_own_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]
+    own = {
+        "check": "0 verified; 1 a tensor does not reach the model intact",
+        "verify": "0 the bytes are the manifest's; 1 they differ",
+        "manifest": "0 written; 3 invalid",
+        "inspect": "0 no structural error (warnings allowed); 3 invalid",
+        "matrix": "0 no deployment corrupts the checkpoint",
+    }
+    for command, said in {"": "0 verified; 1 verification failed", **own}.items():
+        result = cli(*([command] if command else []), "--help")
         assert result.exit_code == 0
         text = " ".join(result.stdout.split())
-        assert "0 verified" in text and "3 invalid" in text, command
+        assert said in text, command
+        assert "5 no such checkpoint" in text and "130 interrupted" in text and "141" in text, command
+        if command in ("manifest", "inspect"):
+            assert "1 " not in text.split("Exit codes:")[1].split(";")[0], command  # no verdict to fail
 
 
 def test_every_command_and_option_is_in_the_cli_reference() -> None:

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.streamer
 ROWS = len(VLLM_RELEASES)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+EXAMPLES_OMNI = os.path.join(EXAMPLES, "nano-omni-tiny")
 
 
 @pytest.mark.slow
@@ -160,3 +161,21 @@ def test_a_matrix_of_a_config_that_builds_the_text_only_model_gives_no_verdict(c
     assert check.exit_code == 0  # the bytes load intact; the release builds another model: a warning
     assert "builds NemotronHForCausalLM" in " ".join(check.stdout.split())
     assert cli("check", root, "--vllm", "0.33", "--strict").exit_code == 3
+
+
+def test_matrix_takes_the_filters_a_user_tries(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "m.json"
+    result = cli("matrix", EXAMPLES_OMNI, "--nproc", "1", "--vllm", "0.20", "--streamer", "0.16", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    cells = json.loads(out.read_text())["cells"]
+    assert {(c["vllm"], c["streamer"]) for c in cells} == {("0.20.0-0.20.2", "0.16")}
+    assert {c["mode"] for c in cells} == {"deployed", "stress"}
+    assert cli("matrix", EXAMPLES_OMNI, "--nproc", "1", "--vllm", "0.19").exit_code == 2  # a release it does not know
+
+
+def test_the_check_report_names_distributed_streaming_and_the_way_out(cli, omni_checkpoint: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", omni_checkpoint, "--nproc", "2", "--vllm", "0.20", "--streamer", "0.16", "--stress")
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stdout.split())
+    assert "distributed streaming over 2 ranks" in text
+    assert "As deployed, not exposed from vLLM 0.22.0 (its iterator clones each tensor) or with streamer 0.17" in text

@@ -44,7 +44,7 @@ def test_a_path_that_looks_like_a_path_gets_no_such_file_or_directory(cli, tmp_p
     monkeypatch.chdir(tmp_path)
     os.mkdir("examples")
     result = cli("check", typo)
-    assert result.exit_code == 3
+    assert result.exit_code == 5  # no such checkpoint
     assert "no such file or directory" in result.stderr
     assert "Hugging Face" not in result.stderr
 
