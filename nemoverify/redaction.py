@@ -44,15 +44,41 @@ def _redact_url(match: re.Match[str]) -> str:
     return f"{match['scheme']}{'***@' if userinfo else ''}{path}{query}"
 
 
+# Where an endpoint is given with its credentials in it: their userinfo is redacted as given, whatever
+# characters it holds (a space or a quote ends a URL in text, not a password).
+ENDPOINT_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "RUNAI_STREAMER_S3_ENDPOINT",
+    "STORAGE_EMULATOR_HOST",
+    "CLOUD_STORAGE_EMULATOR_ENDPOINT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+)
+
+
+def _userinfo(value: str) -> str | None:
+    """The userinfo of an endpoint as written: up to its last @ (a scheme before it or not)."""
+    rest = value.split("://", 1)[-1]
+    at = rest.rfind("@")
+    return rest[:at] if at > 0 else None
+
+
 def redact(text: str) -> str:
     """Credentials never reach output, reports or errors, whatever a library put in its message: the
-    values of the variables that hold them, SAS signatures and account keys, and in every URL its
-    userinfo and its query values."""
+    values of the variables that hold them, the userinfo of the endpoints given in variables, SAS
+    signatures and account keys, and in every URL its userinfo and its query values."""
     for name in SECRET_VARIABLES:
         value = os.environ.get(name)
         if value and len(value) >= 4:
             text = text.replace(value, "***")
             if name == "AZURE_STORAGE_SAS_TOKEN" and value.startswith("?"):
                 text = text.replace(value[1:], "***")
+    for name in ENDPOINT_VARIABLES:
+        userinfo = _userinfo(os.environ.get(name) or "")
+        if userinfo:
+            text = text.replace(userinfo + "@", "***@")
     text = _URL.sub(_redact_url, text) if "://" in text else text
     return _SECRET_PARAMETERS.sub(r"\1***", text)

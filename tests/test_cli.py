@@ -178,7 +178,13 @@ def _with_stdout_closed(*args: str) -> tuple[int, str]:
 
 
 def test_a_broken_pipe_exits_141_quietly(vl_checkpoint: str) -> None:
-    for args in (("check", vl_checkpoint), ("manifest", vl_checkpoint, "-o", "-", "-q"), ("inspect", vl_checkpoint)):
+    for args in (
+        ("check", vl_checkpoint),
+        ("manifest", vl_checkpoint, "-o", "-", "-q"),
+        ("inspect", vl_checkpoint),
+        ("--help",),
+        ("check", "--help"),
+    ):
         code, err = _with_stdout_closed(*args)
         assert code == 141, (args, err)
         assert err == "", (args, err)

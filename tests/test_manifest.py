@@ -746,3 +746,31 @@ def test_a_damaged_or_oversized_gzip_manifest_is_exit_3_naming_it(cli, vl_checkp
     result = cli("verify", vl_checkpoint, "--manifest", str(path))
     assert result.exit_code == 3, result.output
     assert f"{path}: cannot read the manifest" in " ".join(result.stderr.split()) and said in result.stderr
+
+
+@pytest.mark.parametrize("edit", ["component-root", "component-dropped", "shard-twice", "gzip-tail"])
+def test_an_edited_manifest_is_refused_whatever_part_was_edited(cli, vl_checkpoint: str, tmp_path, edit: str) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    path = tmp_path / "m.json"
+    assert cli("manifest", vl_checkpoint, "-o", str(path), "-q").exit_code == 0
+    data = json.loads(path.read_text())
+    if edit == "component-root":
+        data["components"]["vision"] = "0" * len(data["components"]["vision"])
+    elif edit == "component-dropped":
+        del data["components"]["vision"]
+    elif edit == "shard-twice":
+        data["shards"].append(dict(data["shards"][0]))
+    path.write_text(json.dumps(data))
+    if edit == "gzip-tail":
+        path = tmp_path / "m.json.gz"
+        path.write_bytes(gzip.compress(json.dumps(data).encode()) + gzip.compress(b"{}"))
+    result = cli("verify", vl_checkpoint, "--manifest", str(path))
+    assert result.exit_code == 3, result.output
+    said = {
+        "component-root": "component roots do not match its entries",
+        "component-dropped": "component roots do not match its entries",
+        "shard-twice": "is listed twice",
+        "gzip-tail": "more after its first member",
+    }[edit]
+    assert str(path) in result.stderr and said in " ".join(result.stderr.split()), result.stderr

@@ -601,7 +601,7 @@ def test_a_trickling_gcs_server_ends_the_run_at_the_minimum_rate(gcs_env, vl_che
         proxy.close()
 
 
-@pytest.mark.parametrize("bad", ["1MiB", "1MiB/0s", "0/30s", "32MiB/30s", "1MiB/30", "x/30s"])
+@pytest.mark.parametrize("bad", ["1MiB", "1MiB/0s", "0/30s", "32MiB/30s", "1MiB/30x", "x/30s"])
 def test_a_minimum_rate_out_of_range_is_a_usage_error(cli, bad: str) -> None:  # type: ignore[no-untyped-def]
     result = cli("verify", "s3://b/p", "--manifest", "m.json", "--storage-min-rate", bad)
     assert result.exit_code == 2, result.output

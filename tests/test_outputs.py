@@ -116,12 +116,15 @@ def test_a_hard_link_to_a_checkpoint_file_is_the_checkpoint_file(cli, omni_check
     assert snapshot(root) == before
 
 
-def test_a_single_file_checkpoint_guards_the_config_read_beside_it(cli, omni_checkpoint: str, copy_of, no_work) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("target", ["config.json", "model-00002-of-00003.safetensors", "evil.safetensors", "r.json"])
+def test_a_single_file_checkpoint_guards_its_directory(cli, omni_checkpoint: str, copy_of, no_work, target: str) -> None:  # type: ignore[no-untyped-def]
+    """The config beside it is read with it, and a new .safetensors there would be streamed by vLLM."""
     root = copy_of(omni_checkpoint)
-    shard = os.path.join(root, SHARD1)
-    result = cli("manifest", shard, "--file-alone", "-o", os.path.join(root, "config.json"))
+    before = snapshot(root)
+    result = cli("manifest", os.path.join(root, SHARD1), "--file-alone", "-o", os.path.join(root, target))
     assert result.exit_code == 2, result.output
-    assert "the checkpoint's config.json" in " ".join(result.stderr.split())
+    assert "the checkpoint's directory" in " ".join(result.stderr.split())
+    assert snapshot(root) == before
 
 
 def test_two_outputs_with_one_path_are_refused(cli, vl_checkpoint: str, tmp_path, no_work) -> None:  # type: ignore[no-untyped-def]

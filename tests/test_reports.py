@@ -243,3 +243,20 @@ def test_a_manifest_of_another_checkpoint_is_named_as_the_cause(cli, tmp_path) -
     assert "most likely the manifest of another checkpoint" in _load(js)["cause"]
     assert "manifest of another checkpoint" in _load(sarif)["runs"][0]["properties"]["cause"]
     _validate_junit(xml)
+
+
+def test_a_name_holding_a_line_separator_stays_on_its_log_line(cli, vl_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from malformed import raw_safetensors, write
+
+    from nemoverify import api
+
+    manifest = str(tmp_path / "m.json")
+    with open(manifest, "w") as f:
+        f.write(api.manifest(vl_checkpoint).to_json())
+    root = copy_of(vl_checkpoint)
+    header = b'{"language_model.a\\u2028b": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}}'
+    write(os.path.join(root, "zz.safetensors"), raw_safetensors(header, b"abcd"))
+    result = cli("verify", root, "--manifest", manifest)
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.stdout.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 1 and "language_model.a\\u2028b" in failed[0], failed

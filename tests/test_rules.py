@@ -26,6 +26,7 @@ TRIGGERED_ELSEWHERE = {
     "max-bytes": "test_storage.py::test_max_bytes_refuses_a_checkpoint_declaring_more_before_reading",  # an option
     "max-tensors": "test_storage.py::test_a_flood_of_empty_tensors_is_refused_by_count_before_parsing",  # an option
     "hf-not-cached": "test_not_checked.py::test_a_repo_id_not_in_the_cache_says_both",  # a name, not a path
+    "no-tensors": "test_storage.py::test_a_checkpoint_of_no_tensors_is_not_verified",  # a whole checkpoint
     "path-pattern": "test_file_set.py::test_a_directory_named_as_a_pattern_is_refused_when_vllm_would_list_other_files",
     "path-one-file": "test_file_set.py::test_one_shard_of_a_directory_is_refused_naming_the_directory",  # a path
 }

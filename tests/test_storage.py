@@ -239,3 +239,48 @@ def test_a_timeout_beyond_a_week_is_a_usage_error(cli, vl_checkpoint: str, args:
     result = cli("check", vl_checkpoint, *args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and args[0] in " ".join(result.stderr.split())
+
+
+def test_holes_split_across_shards_are_still_a_sparse_copy(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Three shards of 60 MiB declared, each under the size judged alone: together, holes."""
+    from malformed import raw_safetensors
+
+    root = tmp_path / "split"
+    root.mkdir()
+    declared = 60 << 20
+    for i in range(3):
+        path = root / f"s{i}.safetensors"
+        entries = {f"language_model.t{i}": {"dtype": "U8", "shape": [declared], "data_offsets": [0, declared]}}
+        write(str(path), raw_safetensors(entries))
+        os.truncate(path, os.path.getsize(path) + declared)
+    for command in ("inspect", "manifest"):
+        extra = ["-o", str(tmp_path / "m.json")] if command == "manifest" else []
+        result = cli(command, str(root), *extra)
+        assert result.exit_code == 3, (command, result.output)
+        assert result.output.count("[shard-sparse]") >= 3, result.output
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_a_checkpoint_of_no_tensors_is_not_verified(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from malformed import raw_safetensors
+
+    root = tmp_path / "empty-headers"
+    root.mkdir()
+    write(str(root / "model.safetensors"), raw_safetensors({}))
+    result = cli("check", str(root))
+    assert result.exit_code == 3, result.output
+    assert "[no-tensors]" in result.stderr and "VERIFIED" not in result.output
+
+
+def test_a_flood_spelled_with_escapes_is_counted_all_the_same(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """JSON (and the crate) read "data\\u005foffsets" as "data_offsets": the count cannot rely on a spelling."""
+    root = tmp_path / "escaped"
+    root.mkdir()
+    entries = ",".join(
+        f'"vision_model.z{k}":{{"dtype":"F32","shape":[0],"data\\u005foffsets":[0,0]}}' for k in range(5000)
+    )
+    header = ("{" + entries + "}").encode()
+    write(str(root / "model.safetensors"), len(header).to_bytes(8, "little") + header)
+    result = cli("inspect", str(root), "--max-tensors", "100")
+    assert result.exit_code == 3, result.output
+    assert "[max-tensors]" in result.output

@@ -245,10 +245,13 @@ def read_header(
         return None, problems
     prefix, raw = read
     header_len = len(raw)
-    if max_tensors is not None and (declared := raw.count(b'"data_offsets"')) > max_tensors:
+    # Every entry holds two arrays (shape, data_offsets), and an escape can only make string content,
+    # never a structural "[": half the "[" bytes bound the entries however the keys are spelled.
+    if max_tensors is not None and (declared := raw.count(b"[") // 2) > max_tensors:
         problem(
             "max-tensors",
-            f"declares {declared:,} tensors, beyond the {max_tensors:,} left of --max-tensors; refused before parsing",
+            f"declares up to {declared:,} tensors, beyond the {max_tensors:,} left of --max-tensors; "
+            "refused before parsing",
         )
         return None, problems
     parsed = _parse_header(raw, problem)

@@ -193,6 +193,10 @@ def build_checkpoint(storage: Storage, only: str | None = None, max_tensors: int
             shards.append(shard)
             left = None if left is None else left - len(shard.header.tensors)
 
+    if shards and len(shards) == len(shard_names) and not any(s.header.tensors for s in shards):
+        problems.append(
+            Problem("no-tensors", root, "its .safetensors files hold no tensor: nothing for vLLM to load or to verify")
+        )
     if weight_map is not None:
         _cross_check_index(weight_map, total_size, shards, shard_names, problems, at)
     _check_duplicates_across_shards(shards, problems, at)
@@ -255,14 +259,20 @@ def _listed_as_a_pattern(storage: LocalStorage, names: list[str]) -> list[Proble
     ours = sorted(os.path.join(storage.root, n) for n in names)
     if seen_by_vllm == ours:
         return []
-    found = ", ".join(seen_by_vllm[:3]) + (f" and {len(seen_by_vllm) - 3} more" if len(seen_by_vllm) > 3 else "")
+    elsewhere = [p for p in seen_by_vllm if p not in ours]
+    found = ", ".join(elsewhere[:3]) + (f" and {len(elsewhere) - 3} more" if len(elsewhere) > 3 else "")
+    streamed = (
+        f"{len(seen_by_vllm)} file(s), {len(elsewhere)} of them from elsewhere ({found})"
+        if elsewhere
+        else f"{len(seen_by_vllm)} of its {len(names)} file(s)"
+    )
     return [
         Problem(
             "path-pattern",
             storage.root,
             "holds *, ? or [, and vLLM's Run:ai loader lists the directory as a glob pattern: it would stream "
-            + (f"{len(seen_by_vllm)} other file(s) ({found})" if seen_by_vllm else "no file at all")
-            + f" instead of the {len(names)} here; rename the directory",
+            + (streamed if seen_by_vllm else "no file at all")
+            + "; rename the directory",
         )
     ]
 

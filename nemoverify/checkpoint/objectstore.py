@@ -110,7 +110,12 @@ class S3Storage(_BucketPrefix):
                 read_timeout=self.READ_TIMEOUT,
                 retries={"total_max_attempts": self.ATTEMPTS, "mode": "standard"},
             )
-            self._client = boto3.client("s3", config=config)
+            try:
+                self._client = boto3.client("s3", config=config)
+            except ValueError as exc:  # botocore's "Invalid endpoint", an IPv6 address left open, ...
+                raise StorageError(
+                    redact(f"{self.root}: the S3 endpoint is not a usable URL ({exc}); check AWS_ENDPOINT_URL")
+                ) from None
         return self._client
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:

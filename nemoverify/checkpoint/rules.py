@@ -62,6 +62,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("shard-sparse", "structure", "A shard is a sparse file whose holes read as zeros: an incomplete copy.", "Copy the shard again in full."),
     # The directory and its files.
     Rule("path-missing", "structure", "The checkpoint path does not exist.", "Pass an existing directory, .safetensors file or object URL."),
+    Rule("no-tensors", "structure", "The checkpoint's .safetensors files hold no tensor at all.", "Check that the export wrote the weights."),
     Rule("max-tensors", "structure", "The checkpoint declares more tensors than --max-tensors allows: refused before its headers are parsed.", "Raise --max-tensors if the checkpoint is what you expect."),
     Rule("path-pattern", "structure", "The directory's path holds *, ? or [, which vLLM's loader reads as a glob pattern: it would load other files, or none.", "Rename the directory."),
     Rule("path-one-file", "structure", "The path is one .safetensors file of a directory that holds others, all of which vLLM loads.", "Pass the directory, or --file-alone to judge the file alone."),

@@ -219,21 +219,29 @@ SPARSE_MIN_DECLARED = 64 << 20
 
 
 def sparse_shards(storage: Storage, shards: list[tuple[str, str, int]]) -> list[Problem]:
-    """An error for each (name, location, declared data bytes) that is sparse on a local disk."""
+    """An error for each (name, location, declared data bytes) that is sparse on a local disk: one
+    shard on its own, or the shards together (a terabyte of holes split into shards each under the
+    size judged alone is the same incomplete copy)."""
     allocated_of = getattr(storage, "allocated", None)
     if allocated_of is None:  # object storage has no holes to find
         return []
-    found = []
-    for name, location, declared in shards:
-        if declared < SPARSE_MIN_DECLARED:
-            continue
+    held: dict[str, int] = {}
+    for name, _, _ in shards:
         try:
-            allocated = allocated_of(name)
+            held[name] = allocated_of(name)
         except OSError:
             continue
+    judged = [(n, at, declared) for n, at, declared in shards if n in held]
+    total_declared = sum(declared for _, _, declared in judged)
+    together = total_declared >= SPARSE_MIN_DECLARED and sum(held.values()) < total_declared * SPARSE_FRACTION
+    found = []
+    for name, location, declared in judged:
+        allocated = held[name]
         # No block at all, not even the header's: a filesystem that does not count blocks (some FUSE
         # mounts), not a file of holes.
-        if 0 < allocated < declared * SPARSE_FRACTION:
+        if not 0 < allocated < declared * SPARSE_FRACTION:
+            continue
+        if declared >= SPARSE_MIN_DECLARED or together:
             found.append(
                 Problem(
                     "shard-sparse",

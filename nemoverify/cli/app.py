@@ -142,11 +142,26 @@ def run(argv: Sequence[str] | None = None) -> None:
     app(args=list(sys.argv[1:] if argv is None else argv), prog_name="nemoverify")
 
 
+def _broken_pipe_is_141(console: object) -> None:
+    with contextlib.suppress(OSError):  # nothing more is flushed to the closed pipe at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    os._exit(int(ExitCode.BROKEN_PIPE))
+
+
 def main() -> None:
     own_process()  # the object-storage deadline may end this process
+    # Typer prints help and usage errors with rich consoles of its own, whose broken pipe is exit 1,
+    # the code of a failed verification: in this process, it is 141 wherever it is met.
+    from rich.console import Console
+
+    Console.on_broken_pipe = _broken_pipe_is_141  # type: ignore[method-assign, assignment]
     try:
         run()
     except SystemExit as exc:
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            # Click met a broken pipe where no command of ours was writing (`--help | head -1`): it
+            # wraps stdout so, and says 1; a broken pipe is 141 here, whoever met it.
+            os._exit(int(ExitCode.BROKEN_PIPE))
         if exc.code == ExitCode.INTERRUPTED:
             # Interrupted: the message is printed and every partial output file removed, so end now
             # rather than wait for torch and the streamer's native threads to wind down.

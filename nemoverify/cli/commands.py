@@ -246,6 +246,7 @@ def manifest(
         (runtime.stderr() if output == STDOUT else runtime.stdout()).print(
             f"wrote {where}: {len(recorded.tensors)} tensors, {recorded.algorithm} root {recorded.root()}",
             markup=False,
+            soft_wrap=True,
         )
 
 

@@ -102,9 +102,9 @@ def _minimum_rate(value: object) -> MinimumRate | None:
     if text == "0":
         return None
     size, slash, seconds = text.partition("/")
-    if not slash or not seconds.endswith("s"):
-        raise typer.BadParameter(f"{text!r}: write SIZE/SECONDS, as 1MiB/30s (or 0 for none)")
-    rate = MinimumRate(_bound(size), _seconds(seconds[:-1]))
+    if not slash:
+        raise typer.BadParameter(f"{text!r}: write SIZE/SECONDS, as 1MiB/30s or 1MiB/30 (or 0 for none)")
+    rate = MinimumRate(_bound(size), _seconds(seconds.removesuffix("s")))
     if not 1 <= rate.size <= MAX_PIECE or rate.seconds < 1:
         raise typer.BadParameter(f"{text!r}: 1 byte to 16MiB, in at least 1 s (or 0 for none)")
     return rate

@@ -131,11 +131,21 @@ def load_manifest(path: str) -> Manifest:
         where = f"{path}: shards[{i}]"
         if not isinstance(entry, dict):
             raise ManifestError(f"{where}: not an object")
-        shards[_name(entry, "name", where)] = _count(entry, "size", where)
+        name = _name(entry, "name", where)
+        if name in shards:
+            raise ManifestError(f"{where}: shard {name!r} is listed twice")
+        shards[name] = _count(entry, "size", where)
     manifest = Manifest(algorithm, tensors, shard_of, shards, fmt)
     if data.get("root") != manifest.root():
         raise ManifestError(
             f"{path}: the manifest's root digest does not match its entries (under the {fmt} definition): it was edited"
+        )
+    # The per-component roots are what a person compares by eye: they must say what the entries say.
+    recorded = data.get("components")
+    expected = manifest.to_dict()["components"]
+    if recorded != expected:
+        raise ManifestError(
+            f"{path}: the manifest's component roots do not match its entries (under the {fmt} definition): it was edited"
         )
     return manifest
 
@@ -157,6 +167,8 @@ def _decompressed(data: bytes) -> bytes:
         raise ValueError(f"it decompresses to more than {MAX_MANIFEST_BYTES:,} bytes; refused")
     if not reader.eof:
         raise ValueError("a gzip file cut short")
+    if reader.unused_data:  # a second member, or bytes appended: not one manifest
+        raise ValueError("a gzip file with more after its first member")
     return out
 
 

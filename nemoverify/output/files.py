@@ -79,8 +79,7 @@ def _identities(path: str, tree: bool) -> frozenset[Identity]:
 def guarded(location: str | None, what: str) -> list[Guarded]:
     """What a run reading `location` (a checkpoint PATH, a --against COPY, a --manifest FILE) must
     not write into. Object storage holds nothing local; a cached repo id guards its whole cache entry
-    (the snapshot's links point into its blobs). A single .safetensors file guards the JSON files
-    beside it that are read with it."""
+    (the snapshot's links point into its blobs). A single .safetensors file guards its directory."""
     if not location or "://" in location:
         return []
 
@@ -92,13 +91,17 @@ def guarded(location: str | None, what: str) -> list[Guarded]:
     if repo is not None:  # a snapshot's files are links into its repository's blobs
         return [Guarded(repo, True, f"{what} {location}", _identities(repo, True))]
     real = os.path.realpath(location)
+    if os.path.isfile(real) and real.endswith(".safetensors"):
+        # One file of a checkpoint is read with its directory (its config, and what vLLM would stream
+        # beside it): nothing lands in that directory either.
+        directory = os.path.dirname(real)
+        return [
+            Guarded(
+                directory, True, f"{what}'s directory {os.path.dirname(location) or '.'}", _identities(directory, True)
+            )
+        ]
     tree = not os.path.isfile(real)
-    guards = [Guarded(real, tree, f"{what} {location}", _identities(real, tree))]
-    if not tree and real.endswith(".safetensors"):
-        for beside in ("config.json", "model.safetensors.index.json"):
-            path = os.path.join(os.path.dirname(real), beside)
-            guards.append(Guarded(path, False, f"{what}'s {beside}", _identities(path, False)))
-    return guards
+    return [Guarded(real, tree, f"{what} {location}", _identities(real, tree))]
 
 
 def _inside(target: str, guard: Guarded) -> bool:

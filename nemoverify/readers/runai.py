@@ -175,6 +175,17 @@ class RunaiStreamer:
             except Exception as exc:  # the streamer raises bare RuntimeError/ValueError from C++
                 for shard in files:  # a file changed under us is the better explanation
                     ensure_unchanged(self.checkpoint, shard)
-                raise LoaderError(redact(f"{self.checkpoint.root}: the Run:ai streamer failed: {exc}")) from exc
+                raise LoaderError(redact(f"{self.checkpoint.root}: the Run:ai streamer failed: {_said(exc)}")) from exc
         for shard in files:
             ensure_unchanged(self.checkpoint, shard)
+
+
+def _said(exc: BaseException) -> str:
+    """What a native error says, without the C++ backtrace torch appends ("Exception raised from
+    ...", "frame #0: ...")."""
+    lines = []
+    for line in str(exc).splitlines():
+        if line.startswith(("Exception raised from", "frame #")):
+            break
+        lines.append(line)
+    return " ".join(line.strip() for line in lines if line.strip()) or type(exc).__name__

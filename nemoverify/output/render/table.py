@@ -60,6 +60,9 @@ def _print_log(report: Report, console: Console, show: int) -> None:
     def say(text: str) -> None:
         console.print(text, soft_wrap=True)
 
+    def whole(text: str) -> str:  # a line separator in a name must not split its line in a log
+        return escape(text.translate(_LINE_BREAKS))
+
     for name, c in report.components.items():
         status = "[green]ok[/]" if c.ok else "[bold red]FAIL[/]"
         say(
@@ -79,11 +82,15 @@ def _print_log(report: Report, console: Console, show: int) -> None:
         say(f"Failed tensors ({tensors})" + (f" and shard files ({shards})" if shards else ""))
     for f in listed:
         where = f" in {escape(redact(f.files[0]))}" if f.files else ""
-        say(f"[bold red]failed[/] {escape(f.name)} ({f.component}){where}: {escape(f.message)}")
+        say(f"[bold red]failed[/] {whole(f.name)} ({f.component}){where}: {whole(f.message)}")
     if len(listed) < len(failures):
         say(f"... and {len(failures) - len(listed)} more (--show 0 lists every one; every one is in --json)")
     _print_notes(report, console, soft_wrap=True)
     console.print(_verdict(report), soft_wrap=True)
+
+
+# What str.splitlines() breaks a line at, written as an escape instead.
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
 
 
 def _print_heading(report: Report, console: Console, soft_wrap: bool = False) -> None:
