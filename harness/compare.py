@@ -4,7 +4,10 @@ nemoverify's report -> per tensor name:
   a name in `failures`: kinds load-error -> load-error; bytes / mismatch -> corrupted;
     duplicate -> the copy its message says the model holds is intact, the others overwritten;
     shared-parameter (reported on every name of the group) -> the one whose message says "the model
-      holds this one" intact, the others overwritten;
+      holds this one" intact, the others overwritten; where the message says the survivor "depends on
+      stream order" (names in different files, which the streamer completes in any order), either:
+      it agrees with intact or overwritten, and counts as overwritten in the run's verdict (a group
+      always loses all but one);
     anything else -> failed:<kinds>
   a name in `skipped` -> dropped;  every other tensor -> intact
   exit code 2/3 with no verdict (a usage error or `problems`) -> rejected (every tensor)
@@ -46,6 +49,9 @@ def nemoverify_states(nv: dict, names: list[str]) -> tuple[dict[str, dict], str]
         msg = f.get("message", "")
         detail = f"{','.join(kinds)}: {msg}"[:300]
         if kinds == ["shared-parameter"]:
+            if "depends on stream order" in msg:  # the survivor is the streamer's completion order's
+                out[f["name"]] = {"state": "either", "detail": detail}
+                continue
             # every name loading into the parameter is reported; the one loaded last says the model holds it
             held = "the model holds this one" in msg
             out[f["name"]] = {"state": "intact" if held else "overwritten", "detail": detail}
@@ -62,7 +68,7 @@ def nemoverify_states(nv: dict, names: list[str]) -> tuple[dict[str, dict], str]
 
 def run_verdict(states: dict[str, str]) -> str:
     """A run-level verdict from per-tensor states: the worst thing that happens to any tensor."""
-    vals = set(states.values())
+    vals = {"overwritten" if v == "either" else v for v in states.values()}
     for v in ("nemoverify-error", "rejected", "stream-fails", "other-model", "not-modelled", "load-error", "corrupted", "overwritten"):
         if v in vals:
             return v
@@ -80,7 +86,8 @@ def compare(truth: dict, nv: dict) -> dict:
         n = dict(nvs.get(name_of[i], {"state": "absent"}))
         if "held_file" in n and "@" in i:  # a duplicate name: the copy nemoverify says the model holds is intact
             n["state"] = "intact" if i.split("@", 1)[1] == n["held_file"] else "overwritten"
-        rows[i] = {"truth": t["state"], "nemoverify": n["state"], "agree": t["state"] == n["state"], "truth_detail": t.get("detail", ""), "nemoverify_detail": n.get("detail", ""), "destinations": t.get("destinations", [])}
+        agree = t["state"] == n["state"] or (n["state"] == "either" and t["state"] in ("intact", "overwritten"))
+        rows[i] = {"truth": t["state"], "nemoverify": n["state"], "agree": agree, "truth_detail": t.get("detail", ""), "nemoverify_detail": n.get("detail", ""), "destinations": t.get("destinations", [])}
     truth_run = run_verdict({i: r["truth"] for i, r in rows.items()})
     nv_verdict = run_verdict({i: r["nemoverify"] for i, r in rows.items()})
     return {

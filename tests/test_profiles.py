@@ -564,7 +564,8 @@ def test_a_name_vllm_drops_delivered_twice_fails_nothing_and_a_stray_only_one_sa
     for stray in ("stray-a.safetensors", "stray-b.safetensors"):
         _stray(root, stray, {dropped: torch.ones(2)})
     assert cli("check", root).exit_code == 0  # no parameter holds either copy
-    loaded = "language_model.backbone.extra.weight"
+    # A parameter of the built model (vit_huge: 32 blocks) that the index lacks (the example has two).
+    loaded = "vision_model.radio_model.model.blocks.5.norm1.weight"
     for stray in ("stray-a.safetensors", "stray-b.safetensors"):
         _stray(root, stray, {dropped: torch.ones(2), loaded: torch.ones(2)})
     result = cli("check", root, "--format", "json")
@@ -593,10 +594,12 @@ def test_a_stray_name_that_loads_into_an_indexed_ones_parameter_fails(cli, vl_ch
     _stray(root, "z-old.safetensors", {"mlp1_old.0.weight": torch.zeros(shape)})
     result = cli("check", root, "--format", "json")
     assert result.exit_code == 1, result.output
-    # Both fail; tensors arrive in completion order, so whichever loads last is the one held.
+    # Both fail; tensors of different files arrive in completion order, so which one the model holds
+    # is this run's outcome, not a fact: neither is said to be the one held.
     shared = [m for m in json.loads(result.stdout)["mismatches"] if m["kind"] == "shared-parameter"]
     assert sorted(m["name"] for m in shared) == ["mlp1.0.weight", "mlp1_old.0.weight"]
-    assert sum("the model holds this one" in m["message"] for m in shared) == 1
+    assert all("depends on stream order" in m["message"] for m in shared)
+    assert not any("the model holds this one" in m["message"] for m in shared)
 
 
 def test_a_stray_copy_directory_is_not_the_reference(vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

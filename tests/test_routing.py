@@ -144,13 +144,21 @@ def test_every_release_names_the_parameter_a_name_loads_into(name: str, destinat
         "language_model.foo.weight",  # NemotronHForCausalLM's top level holds model and lm_head only
         "language_model.backbone_old.layers.0.norm.weight",  # backbone_old -> model_old: no such module
         "language_model.lm_head.extra",
-        "language_model.model",
     ],
 )
 def test_a_language_model_name_outside_model_and_lm_head_fails_the_load_in_every_release(name: str) -> None:
     for routing in ROUTINGS.values():
         r = route(name, routing)
         assert r.component == "language_model" and r.raises and "ValueError" in r.raises, r
+
+
+def test_the_language_model_module_itself_is_a_key_error_to_025_and_a_value_error_after() -> None:
+    """`model` alone: to 0.25.1 AutoWeightsLoader hands NemotronHModel.load_weights the name "", a
+    KeyError; from 0.26.0 the walk finds no module or parameter named `model.`."""
+    for release, routing in ROUTINGS.items():
+        r = route("language_model.model", routing)
+        error = "KeyError" if release in ("0.20", "0.25") else "ValueError"
+        assert r.component == "language_model" and r.raises and error in r.raises, (release, r)
 
 
 def test_lm_head_bias_fails_the_load_before_025_and_is_ignored_after() -> None:
@@ -242,6 +250,7 @@ def test_every_release_row_routes_as_its_code() -> None:
 
 
 def _delivered(*names: str, component: str = "language_model") -> tuple[dict[str, Observation], Delivered]:
+    """Every name indexed (in the reference), each loaded in the order given."""
     delivered = Delivered()
     for i, name in enumerate(names):
         delivered.add(Observation(name, component, "BF16", (4,), 8, f"d{i}"))
@@ -258,14 +267,40 @@ def _delivered(*names: str, component: str = "language_model") -> tuple[dict[str
     ],
 )
 def test_two_names_the_language_model_loads_into_one_parameter_both_fail(names: tuple[str, str]) -> None:
-    """Each arrives intact, so only the shared parameter shows; the model holds the one loaded last."""
+    """Each arrives intact, so only the shared parameter shows; the model holds the one loaded last,
+    which one file's order fixes."""
+    one_file = {n: ["model-00001-of-00002.safetensors"] for n in names}
     for routing in ROUTINGS.values():
         expected, delivered = _delivered(*names)
-        findings = find_differences(expected, delivered, routing=routing)
+        findings = find_differences(expected, delivered, routing=routing, files=one_file)
         assert [(f.name, f.kind) for f in findings] == [(n, "shared-parameter") for n in names]
         lost, held = findings
         assert f"the model holds {names[1]}, not this one" in lost.message
         assert "the model holds this one" in held.message
+
+
+def test_which_of_two_names_in_different_files_the_model_holds_depends_on_stream_order() -> None:
+    """The streamer yields the tensors of several files in the order their reads complete (0.17), so
+    the one loaded last is this run's, not a fact about the checkpoint: both fail, neither is said to
+    be held."""
+    names = ("language_model.backbone.norm_f.weight", "language_model.model.norm_f.weight")
+    expected, delivered = _delivered(*names)
+    apart = {names[0]: ["model-00001-of-00002.safetensors"], names[1]: ["model-00002-of-00002.safetensors"]}
+    findings = find_differences(expected, delivered, routing=Routing(), files=apart)
+    assert [f.kind for f in findings] == ["shared-parameter"] * 2
+    for f in findings:
+        assert "depends on stream order" in f.message and "different files" in f.message
+        assert "the model holds this one" not in f.message and "not this one" not in f.message
+    assert "(in this run: this one)" in findings[1].message
+    assert f"(in this run: {names[1]})" in findings[0].message
+    # Without the files: a name only an unindexed file holds, beside an indexed one, is in another file.
+    unindexed = {names[0]: expected[names[0]]}
+    shared = [f for f in find_differences(unindexed, delivered, routing=Routing()) if f.kind == "shared-parameter"]
+    assert len(shared) == 2 and all("different files" in f.message for f in shared)
+    # Neither known: this run's outcome, and on what it depends.
+    for f in find_differences(expected, delivered, routing=Routing()):
+        assert "in this run" in f.message and "depends on stream order where they are in different files" in f.message
+        assert "the model holds this one" not in f.message
 
 
 def test_q_k_and_v_are_shards_of_one_parameter_not_a_shared_one() -> None:
@@ -278,7 +313,8 @@ def test_q_k_and_v_are_shards_of_one_parameter_not_a_shared_one() -> None:
 def test_names_that_load_into_one_parameter_are_found_in_load_order() -> None:
     # vLLM hands `mlp1_old.0.weight` on as `0.weight` (it routes on startswith("mlp1")).
     expected, delivered = _delivered("mlp1.0.weight", "mlp1_old.0.weight", component="mlp1")
-    findings = find_differences(expected, delivered, routing=Routing())
+    one_file = {"mlp1.0.weight": ["a.safetensors"], "mlp1_old.0.weight": ["a.safetensors"]}
+    findings = find_differences(expected, delivered, routing=Routing(), files=one_file)
     assert [(f.name, f.kind) for f in findings] == [
         ("mlp1.0.weight", "shared-parameter"),
         ("mlp1_old.0.weight", "shared-parameter"),

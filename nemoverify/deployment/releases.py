@@ -33,6 +33,18 @@ LanguageModelLoader = Literal["0.20", "0.26", "0.29"]
 # the LayerNorm that exists only for a language model with MTP layers.
 FinalLayernormRouting = Literal["not routed", "with MTP", "without MTP"]
 
+# RADIO's depth (encoder layers) by vision_config.args.model: the second of each entry of
+# VIT_TIMM_DIM_BY_NAME (vllm/transformers_utils/configs/radio.py), which RadioConfig reads
+# num_hidden_layers from; RadioModel builds model.encoder.layers.0..depth-1. 0.33.0 adds so400m.
+VitDepths = tuple[tuple[str, int], ...]
+_VIT_DEPTHS: VitDepths = (
+    ("vit_small_patch16_224", 12),
+    ("vit_base_patch16_224", 12),
+    ("vit_large_patch16_224", 24),
+    ("vit_huge_patch16_224", 32),
+)
+_VIT_DEPTHS_033: VitDepths = (*_VIT_DEPTHS, ("vit_so400m_patch16_224", 27))
+
 # Architectures the registry sends to NemotronH_Nano_VL_V2 (its `load_weights` is what we replay).
 _ARCHITECTURES = frozenset(
     {"NemotronH_Nano_VL_V2", "NemotronH_Nano_Omni_Reasoning_V3", "NemotronH_Super_Omni_Reasoning_V3"}
@@ -57,6 +69,12 @@ class VllmRelease:
     language_model: LanguageModelLoader  # how NemotronHForCausalLM maps and loads names
     ignores_unexpected_bias: bool  # AutoWeightsLoader ignores a bias its layer lacks (0.25 on)
     code_changes: str  # what changed in the code where this row begins
+    vit_depths: VitDepths = _VIT_DEPTHS  # RADIO's encoder depth by ViT model name (VIT_TIMM_DIM_BY_NAME)
+
+    def vit_depth(self, model: str | None) -> int | None:
+        """How many encoder layers RADIO builds for this ViT name (None: a name this release's table
+        lacks, for which vLLM builds no RADIO)."""
+        return dict(self.vit_depths).get(model) if model is not None else None
 
     @property
     def name(self) -> str:
@@ -85,6 +103,7 @@ def _row(
     extra_config: ExtraConfigRules = "strict",
     language_model: LanguageModelLoader = "0.20",
     ignores_unexpected_bias: bool = True,
+    vit_depths: VitDepths = _VIT_DEPTHS,
     code_changes: str,
 ) -> VllmRelease:
     return VllmRelease(
@@ -98,6 +117,7 @@ def _row(
         language_model,
         ignores_unexpected_bias,
         code_changes,
+        vit_depths,
     )
 
 
@@ -210,8 +230,10 @@ VLLM_RELEASES: tuple[VllmRelease, ...] = (
         final_layernorm=True,
         architectures=_ARCHITECTURES_029,
         language_model="0.29",
+        vit_depths=_VIT_DEPTHS_033,
         code_changes="the Run:ai loader may skip whole files whose every tensor the model marks unused "
-        "(is_unused_checkpoint_weight: NemotronH_Nano_VL_V2 defines none, so no file is skipped)",
+        "(is_unused_checkpoint_weight: NemotronH_Nano_VL_V2 defines none, so no file is skipped); RADIO "
+        "knows vit_so400m_patch16_224 (27 layers)",
     ),
 )
 NEWEST_VLLM = VLLM_RELEASES[-1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
@@ -218,6 +218,32 @@ def stray_findings(checkpoint: Checkpoint) -> list[Finding]:
     return findings
 
 
+class files_of(Mapping[str, list[str]]):  # noqa: N801 - used as a function
+    """Each name's files, as the candidate streamed them, built on first use: only names that share a
+    parameter ask (is the one the model keeps fixed by one file's order, or by the streamer's?)."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self._checkpoint = checkpoint
+        self._files: dict[str, list[str]] | None = None
+
+    def _built(self) -> dict[str, list[str]]:
+        if self._files is None:
+            self._files = {}
+            for shard in self._checkpoint.streamed:
+                for info in shard.header.tensors:
+                    self._files.setdefault(info.name, []).append(shard.name)
+        return self._files
+
+    def __getitem__(self, name: str) -> list[str]:
+        return self._built()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
 UNCLAIMED = "no parameter takes it: vLLM drops it silently (--fail-on-unclaimed fails the run on it)"
 _ORDER: dict[str, int] = {c: i for i, c in enumerate(COMPONENTS)}
 
@@ -286,7 +312,7 @@ def build_report(
     routing = load_rules(options, streamed.config).routing if options is not None else None
     findings: list[Finding] = []
     for rank, got in sorted(delivered.items()):
-        findings.extend(find_differences(reference, got, against, rank if multi else None, routing))
+        findings.extend(find_differences(reference, got, against, rank if multi else None, routing, files_of(streamed)))
     findings.extend(extra_findings or [])
     ranks = {rank: not any(f.rank == rank for f in findings) for rank in delivered}
     if any(f.file is None for f in findings):  # (a map of every tensor's file: only when needed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from nemoverify.hashing import root_digest
 from nemoverify.model.routing import COMPONENTS, Routing, route
@@ -20,9 +20,12 @@ def find_differences(
     against: Source = "reference",
     rank: int | None = None,
     routing: Routing | None = None,
+    files: Mapping[str, Collection[str]] | None = None,
 ) -> list[Finding]:
     """Every way `delivered` differs from `expected`, tensor by tensor. With the `routing` of the
-    replayed release, also every set of names that load into one parameter."""
+    replayed release, also every set of names that load into one parameter; `files` (each name: every
+    file the candidate streamed it from) says whether the one the model keeps is fixed or up to the
+    streamer."""
     findings: list[Finding] = []
 
     def add(
@@ -70,16 +73,38 @@ def find_differences(
             f"delivered {copies} times",
         )
     if routing is not None:  # what a replayed load delivered; a manifest check replays nothing
-        findings.extend(_shared_parameters(delivered, expected, against, rank, routing))
+        findings.extend(_shared_parameters(delivered, expected, against, rank, routing, files))
     return findings
 
 
+def _one_file(
+    names: Sequence[str], expected: Mapping[str, Observation], files: Mapping[str, Collection[str]] | None
+) -> bool | None:
+    """Whether every name of a group is streamed from one and the same file (True: that file's order
+    decides which is loaded last), from different files (False: the streamer yields the tensors of
+    several files in the order their reads complete, which can change from run to run), or None: not
+    known (no `files`, and every name indexed)."""
+    if files is not None and all(files.get(n) for n in names):
+        return len({f for n in names for f in files[n]}) == 1
+    indexed = [n in expected for n in names]
+    if any(indexed) and not all(indexed):  # one only an unindexed file holds, beside an indexed one
+        return False
+    return None
+
+
 def _shared_parameters(
-    delivered: Delivered, expected: Mapping[str, Observation], against: Source, rank: int | None, routing: Routing
+    delivered: Delivered,
+    expected: Mapping[str, Observation],
+    against: Source,
+    rank: int | None,
+    routing: Routing,
+    files: Mapping[str, Collection[str]] | None = None,
 ) -> list[Finding]:
     """Names that load into one parameter (and shard): it keeps the one loaded last and the others are
     lost without a word (each name's bytes arrive intact, so no other finding sees it). Each of them
-    fails, naming the parameter, the others, and which one the model holds."""
+    fails, naming the parameter and the others, and which one the model holds: as a fact where the
+    names are in one file (its order is fixed), as this run's outcome where they are in different
+    files (the streamer's completion order decides it) or where that is not known."""
     holders: dict[tuple[str, str], list[str]] = {}
     for o in delivered.observations.values():  # in the order they were loaded (recorded at the copy)
         if o.status == "loaded":
@@ -91,9 +116,24 @@ def _shared_parameters(
         if len(names) < 2:
             continue
         held = names[-1]
+        one_file = _one_file(names, expected, files)
         for name in names:
             others = ", ".join(n for n in names if n != name)
-            if name == held:
+            if one_file is not True:
+                verb = "does" if len(names) == 2 else "do"
+                this_run = "this one" if name == held else held
+                if one_file is False:
+                    why = (
+                        "they are streamed from different files, so the model holds whichever the streamer "
+                        f"completes last, which depends on stream order (in this run: {this_run})"
+                    )
+                else:
+                    why = (
+                        f"the model holds the one loaded last ({this_run} in this run), which depends on stream "
+                        "order where they are in different files"
+                    )
+                detail = f"loads into {component} parameter {destination}, as {others} {verb}: {why}"
+            elif name == held:
                 detail = f"loads into {component} parameter {destination} after {others}: the model holds this one"
             else:
                 detail = (

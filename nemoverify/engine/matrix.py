@@ -19,7 +19,7 @@ from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.deployment.options import CheckOptions, ExtraConfigRefused, parse_extra_config
 from nemoverify.deployment.profiles import Profile
 from nemoverify.deployment.releases import VLLM_RELEASES, StreamerRelease, VllmRelease, streamer_release, vllm_release
-from nemoverify.engine.check import routed_as
+from nemoverify.engine.check import files_of, routed_as
 from nemoverify.engine.compare import find_differences
 from nemoverify.engine.passes import candidate_pass
 from nemoverify.model.checks import routes_here
@@ -181,7 +181,7 @@ def _cell(
     expected = routed_as(reference, options, checkpoint)  # the release's routing, the same for every rank
     routing = load_rules(options, checkpoint.config).routing
     for rank, got in sorted((delivered or {}).items()):
-        findings = find_differences(expected, got, "reference", rank, routing)
+        findings = find_differences(expected, got, "reference", rank, routing, files_of(checkpoint))
         if findings:
             failed_ranks.append(rank)
         for f in findings:

@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from nemoverify.model.routing import Component, Route, Routing, route
+from nemoverify.model.routing import (
+    Component,
+    LanguageModelParameters,
+    Route,
+    Routing,
+    VisionParameters,
+    route,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -49,14 +56,38 @@ class LoadRules:
 
 
 def release_routing(release: VllmRelease, config: ModelConfig) -> Routing:
-    """Where `release` sends each name of a model of this config."""
+    """Where `release` sends each name of a model of this config, and which parameters the release
+    builds for it where the config determines them (docs/deployments.md, "Where each name goes")."""
     return Routing(
         release.language_model,
         release.ignores_unexpected_bias,
         release.final_layernorm_routing(config.mtp_layers),
         config.convolution_bias,
         config.video_embedder,
+        language_model_parameters(config),
+        vision_parameters(release, config),
     )
+
+
+def language_model_parameters(config: ModelConfig) -> LanguageModelParameters | None:
+    """NemotronH's parameters for this config (the same module tree in every release 0.20.0-0.33.0),
+    or None where config.json does not determine them (`LanguageModelFacts.unmodelled`)."""
+    lm = config.language_model
+    if lm.unmodelled is not None:
+        return None
+    return LanguageModelParameters(lm.pattern, lm.use_bias, lm.use_conv_bias, lm.mlp_bias, lm.shared_experts, lm.latent_moe)
+
+
+def vision_parameters(release: VllmRelease, config: ModelConfig) -> VisionParameters | None:
+    """RADIO's parameters for this config and release (its depth comes from the release's table of
+    ViT models), or None without vision_config.args. The depth is None (block names unchecked) where
+    the release does not know the model or args sets num_hidden_layers itself."""
+    vision = config.vision
+    if vision is None:
+        return None
+    depth = None if vision.depth_given else release.vit_depth(vision.model)
+    norm_bias = None if vision.norm_type is None else vision.norm_type == "layer_norm"
+    return VisionParameters(depth, norm_bias, vision.qkv_bias, vision.qk_normalization)
 
 
 def load_rules(options: CheckOptions, config: ModelConfig) -> LoadRules:

@@ -71,11 +71,17 @@ def _linear(prefix: str, out: int, inp: int, quant: str) -> Iterator[TensorSpec]
         yield f"{prefix}.weight", "bfloat16", (out, inp)
 
 
+def layer_pattern(s: Spec) -> str:
+    """The config's hybrid_override_pattern: the 12B's, its MLP layers MoE ("E") where experts are asked."""
+    pattern = (NANO_12B_PATTERN * (s.layers // len(NANO_12B_PATTERN) + 1))[: s.layers]
+    return pattern.replace("-", "E") if s.experts else pattern
+
+
 def language_model(s: Spec) -> Iterator[TensorSpec]:
     h, q = s.hidden, s.quant
     p = "language_model.backbone"
     yield f"{p}.embeddings.weight", "bfloat16", (s.vocab, h)
-    pattern = (NANO_12B_PATTERN * (s.layers // len(NANO_12B_PATTERN) + 1))[: s.layers]
+    pattern = layer_pattern(s)
     d_inner = 2 * h
     nheads = d_inner // s.mamba_head_dim
     head_dim = h // s.heads
@@ -214,7 +220,7 @@ def make_tensor(dtype_name: str, shape: tuple[int, ...], gen: torch.Generator) -
 
 
 def config(s: Spec) -> dict[str, object]:
-    pattern = (NANO_12B_PATTERN * (s.layers // len(NANO_12B_PATTERN) + 1))[: s.layers]
+    pattern = layer_pattern(s)
     cfg: dict[str, object] = {
         "architectures": [s.architecture],
         "model_type": s.architecture,
@@ -229,6 +235,7 @@ def config(s: Spec) -> dict[str, object]:
             "num_key_value_heads": s.kv_heads,
             "vocab_size": s.vocab,
             "n_routed_experts": s.experts or None,
+            **({"n_shared_experts": 1, "moe_intermediate_size": s.ffn} if s.experts else {}),
             **({"num_nextn_predict_layers": s.mtp_layers} if s.mtp_layers else {}),
         },
         "vision_config": {
