@@ -56,6 +56,9 @@ def nemoverify_states(nv: dict, names: list[str]) -> tuple[dict[str, dict], str]
             held = "the model holds this one" in msg
             out[f["name"]] = {"state": "intact" if held else "overwritten", "detail": detail}
             continue
+        if kinds == ["duplicate"] and "depends on stream order" in msg:
+            out[f["name"]] = {"state": "either", "detail": detail}
+            continue
         if kinds == ["duplicate"]:
             m = re.search(r"ends up holding the (?:indexed )?copy from (\S+?)(?:[,;]| \(|$)", msg)
             out[f["name"]] = {"state": "overwritten", "detail": detail, "held_file": m.group(1) if m else None}

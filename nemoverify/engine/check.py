@@ -150,6 +150,8 @@ def _explain_duplicates(
                 "whose bytes equal the indexed copy" if same else "whose bytes differ from the indexed copy"
             )
         where = checkpoint.storage.locate(held) if held else f.file
+        if held is not None and len(holders) > 1:  # the streamer completes files in any order
+            which += " in this run; which copy it keeps depends on stream order"
         detail = f"{f.detail} (from {', '.join(holders)}); the model {which}"
         explained.append(replace(f, detail=detail, file=where))
     return explained
