@@ -139,9 +139,13 @@ def parse_extra_config(text: str | None, release: VllmRelease) -> tuple[dict[str
                 "and does not start"
             )
         elif isinstance(value, bool):
-            # true as a number reaches the streamer as the text "True" (0.20-0.23 check
-            # isinstance(value, int), which a bool passes): what the streamer makes of it is not known here.
-            raise UsageError(f"--model-loader-extra-config: {key} must be {wanted}")
+            # 0.20-0.23 check isinstance(value, int), which a bool passes, and set the variable to the
+            # text "True": the streamer refuses it ("Invalid request parameters") and nothing loads
+            # (the differential harness, xcfg-concurrency-bool).
+            raise ExtraConfigRefused(
+                f"--model-loader-extra-config: vLLM {release.name} hands the streamer {key} "
+                f"{json.dumps(value)} as the text {str(value)!r}, which the streamer refuses: the load fails"
+            )
         else:  # vLLM 0.20-0.23 set a key only when isinstance(value, int/bool): any other is ignored
             notes.append(f"vLLM {release.name} ignores model_loader_extra_config {key} {json.dumps(value)}: not {wanted}")
     return out, notes
@@ -177,7 +181,12 @@ def resolve_check(request: Request, *, manifest_algorithm: str | None = None, al
         raise DeploymentError(f"{profile.unrecognised} (--strict)")
     # A matrix's rows take or refuse the config each as its own release does (engine.matrix): its
     # values are read here as the releases that refuse nothing read them.
-    extra, notes = parse_extra_config(extra_config, VLLM_RELEASES[0] if all_modes else profile.vllm)
+    try:
+        extra, notes = parse_extra_config(extra_config, VLLM_RELEASES[0] if all_modes else profile.vllm)
+    except ExtraConfigRefused:
+        if not all_modes:
+            raise
+        extra, notes = {}, []  # refused by the oldest rows too: each row says so itself (engine.matrix)
     if text_only and not profile.vllm.text_only_skip:
         notes.append(f"vLLM {profile.vllm.name} has no text-only skip: mlp1, vision and sound load regardless")
     if extra.get("distributed") and nproc == 1 and not distributed and not all_modes:

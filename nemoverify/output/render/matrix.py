@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nemoverify.engine.matrix import Cell, Matrix
-from nemoverify.output.render.lines import print_unpadded
+from nemoverify.output.render.lines import a_terminal, print_unpadded
 
 _SHORT = {"language_model": "LM", "mlp1": "mlp1", "vision": "vision", "sound": "sound", "unclaimed": "unclaimed"}
 
@@ -48,9 +48,11 @@ def _key(cell: Cell | None) -> tuple[object, ...]:
 
 
 def render_matrix(matrix: Matrix, console: Console) -> None:
+    lines = not a_terminal(console)  # a log keeps each line whole
     streaming = f"distributed: {matrix.nproc} ranks ({matrix.device})" if matrix.nproc else "distributed: not run"
     console.print(
-        f"[bold]{escape(matrix.checkpoint)}[/]  {matrix.tensors} tensors  hash: {matrix.algorithm}  {streaming}"
+        f"[bold]{escape(matrix.checkpoint)}[/]  {matrix.tensors} tensors  hash: {matrix.algorithm}  {streaming}",
+        soft_wrap=lines,
     )
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("vLLM", no_wrap=True)
@@ -86,7 +88,7 @@ def render_matrix(matrix: Matrix, console: Console) -> None:
                 )
     print_unpadded(console, table)
     for w in matrix.warnings:
-        console.print(f"[yellow]warning[/]: {escape(w.render())}")
+        console.print(f"[yellow]warning[/]: {escape(w.render())}", soft_wrap=lines)
     if any(c.emulated for c in matrix.cells):
         console.print("[dim]* emulated on the installed streamer[/]")
     exposed = matrix.exposed
@@ -97,16 +99,20 @@ def render_matrix(matrix: Matrix, console: Console) -> None:
                 for c in exposed
             }
         )
-        console.print(f"[bold red]EXPOSED as deployed[/]: {escape('; '.join(names))}")
+        console.print(f"[bold red]EXPOSED as deployed[/]: {escape('; '.join(names))}", soft_wrap=lines)
     failing = matrix.fails_to_load
     if failing:
         names = sorted({f"vLLM {c.vllm.name}{' distributed' if c.distributed else ''}" for c in failing})
-        console.print(f"[bold red]FAILS TO LOAD as deployed[/] (vLLM raises or refuses its config): {escape('; '.join(names))}")
+        console.print(
+            f"[bold red]FAILS TO LOAD as deployed[/] (vLLM raises or refuses its config): {escape('; '.join(names))}",
+            soft_wrap=lines,
+        )
         for why in dict.fromkeys(c.refused_config for c in failing if c.refused_config):
-            console.print(f"  {escape(str(why))}")
+            console.print(f"  {escape(str(why))}", soft_wrap=lines)
     if not exposed and not failing:
         console.print(
             "[bold green]No deployment corrupts this checkpoint as deployed[/]"
-            + ("; under stress some would" if any(not c.safe and c.supported for c in matrix.cells) else "")
+            + ("; under stress some would" if any(not c.safe and c.supported for c in matrix.cells) else ""),
+            soft_wrap=lines,
         )
     console.print(f"{len(matrix.cells)} profiles in {matrix.elapsed_s:.1f}s")
