@@ -16,24 +16,27 @@ import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from nemoverify.checkpoint.layout import DEFAULT_MAX_TENSORS, Checkpoint, one_file_of_many, refuse_beyond
+from nemoverify.checkpoint.layout import Checkpoint, one_file_of_many, refuse_beyond
+from nemoverify.checkpoint.limits import DEFAULT_MAX_TENSORS
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.deployment.options import CheckOptions, resolve_check
 from nemoverify.deployment.releases import LoadPath
 from nemoverify.deployment.request import DEFAULT_RANK_TIMEOUT_S, Loader, Request
 from nemoverify.engine import ranks
 from nemoverify.engine.check import check_load, verify_manifest
-from nemoverify.engine.inventory import Inventory, describe
 from nemoverify.engine.manifests import Manifest, build_manifest, load_manifest
-from nemoverify.engine.matrix import Matrix, Rows, unique_replays
-from nemoverify.engine.matrix import run_matrix as run_every_profile
 from nemoverify.errors import UsageError
 from nemoverify.gc_pause import cycle_collection_paused
 from nemoverify.model.checks import open_for_vllm, release_problems
 from nemoverify.observations import Delivered
 from nemoverify.progress import Progress, no_progress
 from nemoverify.report import Report
+
+if TYPE_CHECKING:  # `inspect` and `matrix` import theirs when called: `check` need not pay for them
+    from nemoverify.engine.inventory import Inventory
+    from nemoverify.engine.matrix import Matrix
 
 Watch = Callable[[dict[str, int]], AbstractContextManager[Progress]]
 
@@ -219,6 +222,8 @@ def inspect(
 ) -> Inventory:
     """What the checkpoint holds, from its headers alone, and every structural problem (under
     `strict`, every warning is reported as the error it then is)."""
+    from nemoverify.engine.inventory import describe
+
     inventory = describe(_open(path, file_alone, max_tensors))
     if not strict:
         return inventory
@@ -269,6 +274,9 @@ def run_matrix(request: Request, base: CheckOptions, watch: Watch | None = None)
     """`matrix` of a request whose shared options are resolved (`matrix_options`)."""
     checkpoint = _open(request.path, request.file_alone, request.max_tensors)
     checkpoint.require_valid(base.strict)
+    from nemoverify.engine.matrix import Rows, unique_replays
+    from nemoverify.engine.matrix import run_matrix as run_every_profile
+
     rows = Rows.only(request.vllm, request.streamer)
     nproc = request.nproc
     _require_gpus(base.device, nproc)

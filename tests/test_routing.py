@@ -327,3 +327,20 @@ def test_names_that_load_into_one_parameter_are_found_in_load_order() -> None:
     # Parakeet's two paths to its projection
     both, paths = _delivered("sound_projection.linear1.weight", "sound_encoder.projection.linear1.weight", component="sound")
     assert [f.kind for f in find_differences(both, paths, routing=Routing())] == ["shared-parameter"] * 2
+
+
+@pytest.mark.parametrize("routing", ROUTINGS.values(), ids=ROUTINGS.keys())
+def test_a_name_is_a_sound_one_exactly_when_it_starts_with_sound(routing: Routing) -> None:
+    """`model.checks.has_sound` tests the prefix instead of routing every name."""
+    names = [
+        "sound_encoder.encoder.layers.0.conv.depthwise_conv.weight",
+        "sound_projection.linear1.weight",
+        "soundX",
+        "language_model.sound_encoder.weight",
+        "mlp1.sound.weight",
+        "vision_model.radio_model.sound.weight",
+        "vision_projector.vision_final_layernorm.weight",
+        "xsound_encoder.weight",
+    ]
+    for name in names:
+        assert (route(name, routing).component == "sound") == name.startswith("sound"), name

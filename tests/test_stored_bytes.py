@@ -96,3 +96,20 @@ def test_cancel_reaches_a_pass_that_waits_for_the_candidate(tmp_path) -> None:  
         hash_checkpoint(
             open_checkpoint(str(tmp_path)), "xxh3-128", lambda p, n: None, cancel=cancel, small_runs_after=never
         )
+
+
+def test_observations_made_in_bulk_equal_those_made_one_by_one(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.checkpoint.layout import open_checkpoint
+    from nemoverify.model.routing import route
+    from nemoverify.observations import Observation
+    from nemoverify.readers import stored_bytes
+
+    blobs = _shard(str(tmp_path / "model.safetensors"), {"a": 5, "z": 0, "b": 130, "c": 1}, seed=2)
+    monkeypatch.setattr(stored_bytes, "READ_CHUNK", 64)  # b spans chunks; the others lie whole in one
+    got = stored_bytes.hash_checkpoint(open_checkpoint(str(tmp_path)), "sha256", lambda phase, n: None)
+    expected = {
+        n: Observation(n, route(n).component, "U8", (len(b),), len(b), hashlib.sha256(b).hexdigest())
+        for n, b in blobs.items()
+    }
+    assert got.observations == expected
+    assert all(type(o) is Observation and o.status == "loaded" and o.reason is None for o in got.observations.values())

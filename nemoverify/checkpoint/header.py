@@ -7,7 +7,6 @@ The parser never raises on bad input; it returns every problem it found.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -76,7 +75,8 @@ class Header:
     header_len: int
     tensors: tuple[TensorInfo, ...]  # in data-offset order
     metadata: dict[str, str] = field(default_factory=dict)
-    fingerprint: bytes = b""  # of the 8 + header_len bytes parsed: re-read at the end of a run, compared
+    # The 8 + header_len bytes parsed: re-read at the end of a run and compared exactly.
+    raw: bytes = field(default=b"", repr=False)
 
     @property
     def data_start(self) -> int:
@@ -268,7 +268,7 @@ def read_header(
     _check_layout(layout, header_len, file_size, problem)
     if any(p.severity == "error" for p in problems):
         return None, problems
-    return Header(header_len, tuple(infos), metadata, header_fingerprint(prefix + raw)), problems
+    return Header(header_len, tuple(infos), metadata, prefix + raw), problems
 
 
 def _read_raw_header(file_size: int, read_at: ReadAt, problem: _Say) -> tuple[bytes, bytes] | None:
@@ -401,12 +401,6 @@ def _refused_spans(entries: dict[str, object], accepted: list[TensorInfo]) -> li
             continue  # the range disagrees with a readable dtype and shape: the range is the fault
         spans.append(TensorInfo(name, "", (), begin, end))
     return spans
-
-
-def header_fingerprint(raw: bytes) -> bytes:
-    """Of a file's first 8 + header_len bytes: a shard whose header was rewritten in place (offsets
-    swapped, say) while the size and times stay the same is still noticed at the end of a run."""
-    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def _tensor_infos(entries: dict[str, object], problem: _Say) -> list[TensorInfo]:

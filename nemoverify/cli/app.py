@@ -142,25 +142,29 @@ def run(argv: Sequence[str] | None = None) -> None:
     app(args=list(sys.argv[1:] if argv is None else argv), prog_name="nemoverify")
 
 
-def _broken_pipe_is_141(console: object) -> None:
-    with contextlib.suppress(OSError):  # nothing more is flushed to the closed pipe at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    os._exit(int(ExitCode.BROKEN_PIPE))
+def _identity(file: int | str) -> tuple[int, int] | None:
+    """Which file a descriptor or path is (device, inode); None where it cannot be told."""
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def main() -> None:
     own_process()  # the object-storage deadline may end this process
-    # Typer prints help and usage errors with rich consoles of its own, whose broken pipe is exit 1,
-    # the code of a failed verification: in this process, it is 141 wherever it is met.
-    from rich.console import Console
-
-    Console.on_broken_pipe = _broken_pipe_is_141  # type: ignore[method-assign, assignment]
+    # Typer prints help and usage errors with rich consoles of its own, which meet a broken pipe by
+    # pointing stdout at /dev/null and exiting 1, the code of a failed verification. Seen here by
+    # that redirection, so that rich is not imported to patch it (it costs `--version` 30 ms).
+    stdout_was, devnull = _identity(1), _identity(os.devnull)
     try:
         run()
     except SystemExit as exc:
-        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
-            # Click met a broken pipe where no command of ours was writing (`--help | head -1`): it
-            # wraps stdout so, and says 1; a broken pipe is 141 here, whoever met it.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper" or (
+            exc.code == 1 and stdout_was != devnull and _identity(1) == devnull
+        ):
+            # Click or rich met a broken pipe where no command of ours was writing (`--help | head -1`)
+            # and said 1; a broken pipe is 141 here, whoever met it.
             os._exit(int(ExitCode.BROKEN_PIPE))
         if exc.code == ExitCode.INTERRUPTED:
             # Interrupted: the message is printed and every partial output file removed, so end now

@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from nemoverify import api, interrupts
-from nemoverify.checkpoint.layout import DEFAULT_MAX_TENSORS
+from nemoverify import interrupts
+from nemoverify.checkpoint.limits import DEFAULT_MAX_TENSORS
 from nemoverify.cli import runtime
 from nemoverify.cli.options import (
     Against,
@@ -60,15 +61,20 @@ from nemoverify.cli.options import (
 )
 from nemoverify.cli.progress import progress
 from nemoverify.deployment.request import DEFAULT_RANK_TIMEOUT_S, DEFAULT_STORAGE_TIMEOUT_S, Request
-from nemoverify.engine.inventory import without_inventory
-from nemoverify.engine.manifests import compressed_if_named
-from nemoverify.engine.matrix import matrix_without_verdict
 from nemoverify.errors import ExitCode
 from nemoverify.hashing import DEFAULT_MANIFEST_ALGORITHM
 from nemoverify.interrupts import running_as_the_command
 from nemoverify.output.files import STDOUT, Reports, guarded, plan_outputs, plan_reports, write_output
-from nemoverify.output.render.jsonout import report_json
 from nemoverify.storage_watch import DEFAULT_MINIMUM_RATE
+
+
+def _api() -> ModuleType:
+    """The library, imported by the command that runs rather than at start-up: `--help` and
+    `--version` stay within Typer's own cost (benchmarks/bench.py, start-up)."""
+    from nemoverify import api
+
+    return api
+
 
 if TYPE_CHECKING:
     from nemoverify.checkpoint.problems import Problem
@@ -114,7 +120,7 @@ def check(
     request, outputs = Request.taking(locals()), Outputs.taking(locals())
     reports = _plan_reports(request, outputs)
     report = runtime.run(
-        lambda: api.run_check(request, watch=_watch(outputs)),
+        lambda: _api().run_check(request, watch=_watch(outputs)),
         leave=_leaving(reports),
         needs_torch=True,
         storage_timeout=storage_timeout,
@@ -147,15 +153,16 @@ def matrix(
     deployments is exposed?"""
     request, outputs = Request.taking(locals()), Outputs.taking(locals())
     json_file = _plan({"--json": json_file}, path, outputs).get("--json")
-    base = runtime.run(lambda: api.matrix_options(request))
+    base = runtime.run(lambda: _api().matrix_options(request))
     started = time.monotonic()
 
     def leave(error: BaseException) -> None:  # no verdict: the JSON asked for still says why
+        from nemoverify.engine.matrix import matrix_without_verdict
 
         no_verdict = matrix_without_verdict(path, base, nproc, time.monotonic() - started, error)
         _leave_json(json.dumps(no_verdict, indent=2) + "\n", json_file, outputs.json_on_stdout)
 
-    result = runtime.run(lambda: api.run_matrix(request, base, watch=_watch(outputs)), leave=leave, needs_torch=True)
+    result = runtime.run(lambda: _api().run_matrix(request, base, watch=_watch(outputs)), leave=leave, needs_torch=True)
     text = json.dumps(result.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)
@@ -184,15 +191,16 @@ def inspect(
     json_file = _plan({"--json": json_file}, path, outputs).get("--json")
 
     def leave(error: BaseException) -> None:  # no inventory: the JSON asked for still says why
+        from nemoverify.engine.inventory import without_inventory
 
         _leave_json(json.dumps(without_inventory(path, error), indent=2) + "\n", json_file, outputs.json_on_stdout)
 
     inventory = runtime.run(
-        lambda: api.inspect(path, strict=strict, file_alone=file_alone, max_tensors=max_tensors), leave=leave,
+        lambda: _api().inspect(path, strict=strict, file_alone=file_alone, max_tensors=max_tensors),
+        leave=leave,
         storage_timeout=storage_timeout,
         storage_min_rate=storage_min_rate,
         paths=(path,),
-
     )
     text = json.dumps(inventory.to_dict(), indent=2) + "\n"
     if json_file:
@@ -226,7 +234,7 @@ def manifest(
             runtime.stderr().print(f"[yellow]warning[/]: {runtime.escape(problem.render())}")
 
     recorded = runtime.run(
-        lambda: api.manifest(
+        lambda: _api().manifest(
             path,
             algorithm=algorithm,
             strict=strict,
@@ -240,6 +248,8 @@ def manifest(
         storage_min_rate=storage_min_rate,
         paths=(path,),
     )
+    from nemoverify.engine.manifests import compressed_if_named
+
     _write_output(output, compressed_if_named(output, recorded.to_json()))
     if not quiet:
         where = "the manifest to standard output" if output == STDOUT else output
@@ -270,7 +280,7 @@ def verify(
     request, outputs = Request.taking(locals()), Outputs.taking(locals())
     reports = _plan_reports(request, outputs)
     report = runtime.run(
-        lambda: api.run_verify(request, watch=_watch(outputs)),
+        lambda: _api().run_verify(request, watch=_watch(outputs)),
         leave=_leaving(reports),
         storage_timeout=storage_timeout,
         storage_min_rate=storage_min_rate,
@@ -311,6 +321,8 @@ def _leaving(reports: Reports) -> runtime.Leave:
     """The reports of a run that an error ended before its verdict: CI's `if: always()` steps find them."""
 
     def leave(error: BaseException) -> None:
+        from nemoverify.output.render.jsonout import report_json
+
         report = reports.without_verdict(error)
         for message in reports.write(report):
             runtime.fail(message, ExitCode.INVALID)
@@ -345,6 +357,8 @@ def _write_output(path: str, text: str | bytes) -> None:
 def _emit(report: Report, reports: Reports, outputs: Outputs) -> NoReturn:
     """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
     be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
+    from nemoverify.output.render.jsonout import report_json
+
     if running_as_the_command():  # the time a person waited, the imports included
         report = replace(report, elapsed_s=time.monotonic() - interrupts.STARTED)
     failed = reports.write(report)

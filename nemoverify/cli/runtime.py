@@ -19,8 +19,6 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
-from nemoverify.checkpoint.objectstore import is_object_url
-from nemoverify.checkpoint.problems import InvalidCheckpoint
 from nemoverify.errors import ExitCode, NemoverifyError
 from nemoverify.interrupts import interrupted_at_once
 from nemoverify.redaction import redact
@@ -81,6 +79,10 @@ def run(
     outputs of a run an error ended (not a usage error). Where `paths` name object storage,
     `storage_timeout` bounds the whole run and `storage_min_rate` each request to the store
     (`storage_watch`)."""
+    # Imported by a run, not by `--help` (benchmarks/bench.py, start-up).
+    from nemoverify.checkpoint.objectstore import is_object_url
+    from nemoverify.checkpoint.problems import InvalidCheckpoint
+
     with _interruptible():
         try:
             if needs_torch:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
-from nemoverify.checkpoint.layout import DEFAULT_MAX_TENSORS
+from nemoverify.checkpoint.limits import DEFAULT_MAX_TENSORS
 from nemoverify.deployment.releases import LoadPath
 
 Loader = Literal["runai", "safetensors"]

@@ -25,10 +25,6 @@ from typing import TYPE_CHECKING, Literal, get_args
 from nemoverify.checkpoint import hfcache
 from nemoverify.errors import UsageError
 from nemoverify.output.atomic import STANDARD_STREAMS, standard_stream, write_atomic
-from nemoverify.output.render.jsonout import report_json
-from nemoverify.output.render.junit import report_junit
-from nemoverify.output.render.sarif import report_sarif
-from nemoverify.report import Report, problems_of
 
 if TYPE_CHECKING:
     from nemoverify.report import Report
@@ -253,6 +249,10 @@ class Reports:
 
     def write(self, report: Report) -> list[str]:
         """Write every report asked for, each whole; return a message per file that could not be."""
+        # The renderers are imported by the run that writes: `--help` plans no report.
+        from nemoverify.output.render.jsonout import report_json
+        from nemoverify.output.render.junit import report_junit
+        from nemoverify.output.render.sarif import report_sarif
 
         failed = []
         wanted = [(self.json, report_json), (self.junit, report_junit), (self.sarif, report_sarif)]
@@ -270,6 +270,7 @@ class Reports:
 
     def without_verdict(self, error: BaseException) -> Report:
         """The report of a run that `error` ended before a verdict (exit 3, or 4 for a crash)."""
+        from nemoverify.report import Report, problems_of
 
         status, problems = problems_of(error, self.checkpoint, self.manifest)
         return Report.without_verdict(self.checkpoint, status, problems, self.manifest, self.copy)
