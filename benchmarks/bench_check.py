@@ -80,10 +80,10 @@ print(time.perf_counter() - t0)
 WORK_CHECK = """
 import sys, time
 import torch, runai_model_streamer, safetensors  # before the clock, as in WORK_STREAM
-import nemoverify.engine.check, nemoverify.cli
+import nemoverify.engine.check, nemoverify.cli.app
 t0 = time.perf_counter()
 try:
-    nemoverify.cli.run(sys.argv[2:])
+    nemoverify.cli.app.run(sys.argv[2:])
 except SystemExit as e:
     assert e.code in (0, None), e.code
 print(time.perf_counter() - t0)
@@ -95,8 +95,9 @@ OWN_IMPORTS = """
 import time
 import torch, runai_model_streamer, safetensors
 t0 = time.perf_counter()
-import nemoverify.__main__, nemoverify.cli, nemoverify.api, nemoverify.engine.check, nemoverify.deployment.options
-nemoverify.cli.build_parser()
+import nemoverify.__main__, nemoverify.cli.app, nemoverify.api, nemoverify.engine.check, nemoverify.deployment.options
+import typer.main
+typer.main.get_command(nemoverify.cli.app.app)
 print(time.perf_counter() - t0)
 """
 
