@@ -10,8 +10,6 @@ records everything that changes a digest, and every report and manifest carries 
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import struct
 from collections.abc import Callable, Iterable
 from operator import attrgetter
@@ -46,6 +44,8 @@ def new_hasher(algorithm: str) -> Hasher:
 
         return blake3.blake3()
     if algorithm == "sha256":
+        import hashlib  # each digest's module where it is used: the CLI's --help reads this module
+
         return hashlib.sha256()
     if algorithm == "lin128":
         return Lin128()
@@ -66,6 +66,8 @@ def tensor_digester(algorithm: str) -> Callable[[torch.Tensor], str]:
     """`digest_tensor` with the algorithm looked up once, for calling once per tensor."""
     if algorithm == "lin128":
         return lin128
+    import ctypes
+
     digest = one_shot(algorithm)
     cast = algorithm == "blake3"  # ctypes says "<B"; blake3 wants "B"
 
@@ -97,6 +99,8 @@ def one_shot(algorithm: str) -> Callable[[memoryview | bytes], str]:
 
         return xxhash.xxh3_128_hexdigest
     if algorithm == "sha256":
+        import hashlib
+
         return lambda data: hashlib.sha256(data).hexdigest()
     if algorithm == "blake3":
         import blake3

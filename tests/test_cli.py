@@ -188,3 +188,23 @@ def test_a_broken_pipe_exits_141_quietly(vl_checkpoint: str) -> None:
         code, err = _with_stdout_closed(*args)
         assert code == 141, (args, err)
         assert err == "", (args, err)
+
+
+def test_a_failed_verification_with_stdout_on_dev_null_is_still_1(vl_checkpoint: str, copy_of, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A broken pipe is told by stdout turning into /dev/null (cli.app.main): a stdout that was
+    /dev/null from the start is no broken pipe."""
+    import subprocess
+    import sys
+
+    from malformed import flip_byte
+
+    manifest = str(tmp_path / "m.json")
+    run = [sys.executable, "-m", "nemoverify"]
+    subprocess.run([*run, "manifest", vl_checkpoint, "-o", manifest, "-q"], check=True)
+    damaged = copy_of(vl_checkpoint)
+    flip_byte(damaged)
+    with open(os.devnull, "w") as devnull:
+        failed = subprocess.run([*run, "verify", damaged, "--manifest", manifest], stdout=devnull, timeout=120)
+        usage = subprocess.run([*run, "verify", "--no-such-option"], stdout=devnull, stderr=devnull, timeout=120)
+    assert failed.returncode == 1
+    assert usage.returncode == 2

@@ -344,3 +344,13 @@ def test_a_name_is_a_sound_one_exactly_when_it_starts_with_sound(routing: Routin
     ]
     for name in names:
         assert (route(name, routing).component == "sound") == name.startswith("sound"), name
+
+
+def test_the_language_model_prefilters_admit_every_name_they_guard() -> None:
+    """`_language_model` tests "rotary_" and "_proj" before the lists they stand for."""
+    from nemoverify.model.routing import _STACKED, ROTARY_CACHES
+
+    assert all("rotary_" in cache_name for cache_name in ROTARY_CACHES)
+    assert all("_proj" in old for old, _ in _STACKED)
+    for cache_name in ROTARY_CACHES:
+        assert route(f"language_model.backbone.layers.0.mixer.x{cache_name}y").skip is not None

@@ -154,7 +154,7 @@ def _language_model(handed_on: str, routing: Routing) -> Route:
     for old, new in (("A_log", "A"), ("embeddings", "embed_tokens")):  # first occurrence, anywhere
         if old in name:
             name = name.replace(old, new, 1)
-    if routing.language_model != "0.20":
+    if routing.language_model != "0.20" and "_proj" in name:  # (a test every stacked name passes)
         for old, letter in _STACKED:  # the mapper's stacked shards, each tried (no break)
             if old in name:
                 name, shard = name.replace(old, ".qkv_proj", 1), letter
@@ -162,7 +162,7 @@ def _language_model(handed_on: str, routing: Routing) -> Route:
         name = "model" + name[len("backbone") :]
     if name.startswith("mtp"):
         return Route("language_model", handed_on, "NemotronH drops multi-token-prediction weights (mtp*)")
-    if any(cache_name in name for cache_name in ROTARY_CACHES):
+    if "rotary_" in name and any(cache_name in name for cache_name in ROTARY_CACHES):  # each holds "rotary_"
         return Route("language_model", handed_on, "NemotronH drops rotary-embedding caches")
     top, _, rest = name.partition(".")
     if top == "lm_head":
