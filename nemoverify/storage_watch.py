@@ -99,7 +99,7 @@ def transfer(what: str, by_sockets: bool = False) -> Iterator[Callable[[int], No
 
 def own_process() -> None:
     """This process is a nemoverify run (`nemoverify ...`, `python -m nemoverify`): the watch may
-    end it. A program that calls the library or the CLI in-process (`cli.run`) keeps its process."""
+    end it. A program that calls the library or the CLI in-process (`cli.app.run`) keeps its process."""
     global _owns_process
     _owns_process = True
 

@@ -86,7 +86,7 @@ class _Bytes(io.BytesIO):
 
 
 class Cli:
-    """The command line, run in this process (`cli.run`) with its streams captured: what a user sees,
+    """The command line, run in this process (`cli.app.run`) with its streams captured: what a user sees,
     and the exit code. rich's consoles are made per call, after the streams are swapped, so they
     write here too. An exception that escapes the CLI (a bug) is raised, not turned into a code."""
 

@@ -208,3 +208,18 @@ def test_a_failed_verification_with_stdout_on_dev_null_is_still_1(vl_checkpoint:
         usage = subprocess.run([*run, "verify", "--no-such-option"], stdout=devnull, stderr=devnull, timeout=120)
     assert failed.returncode == 1
     assert usage.returncode == 2
+
+
+def test_a_usage_error_into_a_closed_stderr_is_141_with_stdout_on_dev_null() -> None:
+    """`nemoverify check --bad 2>&1 >/dev/null | grep -q .`: Typer's console meets the broken pipe on
+    stderr and says 1, which would read as a failed verification."""
+    import subprocess
+    import sys
+
+    with open(os.devnull, "w") as devnull:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nemoverify", "check", "--no-such-option"], stdout=devnull, stderr=subprocess.PIPE
+        )
+        assert proc.stderr is not None
+        proc.stderr.close()  # before the command has printed anything: it imports first
+        assert proc.wait(timeout=120) == 141

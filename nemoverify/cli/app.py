@@ -142,26 +142,16 @@ def run(argv: Sequence[str] | None = None) -> None:
     app(args=list(sys.argv[1:] if argv is None else argv), prog_name="nemoverify")
 
 
-def _identity(file: int | str) -> tuple[int, int] | None:
-    """Which file a descriptor or path is (device, inode); None where it cannot be told."""
-    try:
-        st = os.stat(file)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def main() -> None:
     own_process()  # the object-storage deadline may end this process
-    # Typer prints help and usage errors with rich consoles of its own, which meet a broken pipe by
-    # pointing stdout at /dev/null and exiting 1, the code of a failed verification. Seen here by
-    # that redirection, so that rich is not imported to patch it (it costs `--version` 30 ms).
-    stdout_was, devnull = _identity(1), _identity(os.devnull)
+    # Typer prints help and usage errors with rich consoles of its own, which meet a broken pipe (on
+    # stdout or stderr) by raising SystemExit(1) while handling it, 1 being the code of a failed
+    # verification: told by that context, so that rich is not imported to patch it (30 ms of --version).
     try:
         run()
     except SystemExit as exc:
         if type(sys.stdout).__name__ == "PacifyFlushWrapper" or (
-            exc.code == 1 and stdout_was != devnull and _identity(1) == devnull
+            exc.code == 1 and isinstance(exc.__context__, BrokenPipeError)
         ):
             # Click or rich met a broken pipe where no command of ours was writing (`--help | head -1`)
             # and said 1; a broken pipe is 141 here, whoever met it.
