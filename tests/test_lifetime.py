@@ -95,6 +95,43 @@ def test_ctrl_c_during_a_distributed_check_exits_130_silently(big: str, when: st
     assert _gone(ranks, timeout=10) == []
 
 
+_CTRL_C_DURING_A_LAUNCH = """
+import multiprocessing, os, signal
+from multiprocessing import util
+
+from nemoverify.engine import ranks
+
+spawnv = util.spawnv_passfds
+
+
+def spawn_then_ctrl_c(*args):
+    pid = spawnv(*args)
+    os.kill(os.getpid(), signal.SIGINT)  # after the rank started, before it was told what to run
+    return pid
+
+
+if __name__ == "__main__":
+    util.spawnv_passfds = spawn_then_ctrl_c
+    with ranks._ranks_deaf_to_ctrl_c_from_birth():
+        process = multiprocessing.get_context("spawn").Process(target=print, args=("the rank ran",))
+        try:
+            process.start()
+        except KeyboardInterrupt:  # raised as start() returns: the rank is left to finish on its own
+            print("interrupted after the launch", flush=True)
+        os.wait()
+"""
+
+
+def test_a_ctrl_c_while_a_rank_is_launched_waits_until_the_rank_has_its_instructions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Otherwise the rank reads a closed pipe and prints an EOFError traceback on the terminal (seen
+    in CI as a Ctrl-C while ranks were starting)."""
+    script = tmp_path / "launch.py"
+    script.write_text(_CTRL_C_DURING_A_LAUNCH)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "interrupted after the launch" in proc.stdout and "the rank ran" in proc.stdout, proc.stdout
+
+
 def test_a_stopped_rank_ends_the_run_within_the_rank_timeout(big: str) -> None:
     proc = _start("check", big, "--nproc", "2", "--rank-timeout", "5", "-q")
     ranks = _ranks(proc.pid, 2)

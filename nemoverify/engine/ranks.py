@@ -20,10 +20,10 @@ import sys
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nemoverify.engine.passes import candidate_pass
 from nemoverify.errors import DistributedError
@@ -138,14 +138,20 @@ def _ranks_deaf_to_ctrl_c_from_birth() -> Iterator[None]:
     (before `_die_with` runs) would die of it with a Python traceback. So ranks are started through a
     two-line sh wrapper that ignores SIGINT and execs this Python: an ignored signal stays ignored
     across exec, and Python keeps an ignored SIGINT ignored. (The signal mask is no help: CPython's
-    spawn clears it in the child.) This process keeps its own handler and stops the ranks itself."""
+    spawn clears it in the child.) This process keeps its own handler and stops the ranks itself.
+
+    A Ctrl-C that reaches this process between a rank's start and the writing of what the rank is to
+    run would close the pipe under it: the rank reads nothing and prints an EOFError traceback. So
+    each launch is written whole first, and the Ctrl-C taken right after it (`_launched_whole`)."""
     import multiprocessing.spawn as mp_spawn
     import shlex
     import tempfile
+    from multiprocessing import popen_spawn_posix
 
     if os.name != "posix":
         yield
         return
+    launch = popen_spawn_posix.Popen._launch  # type: ignore[attr-defined]  # (not in typeshed)
     with tempfile.TemporaryDirectory(prefix="nemoverify-ranks-") as tmp:
         wrapper = os.path.join(tmp, "python")
         with open(wrapper, "w") as f:
@@ -153,10 +159,31 @@ def _ranks_deaf_to_ctrl_c_from_birth() -> Iterator[None]:
         os.chmod(wrapper, 0o700)
         previous = mp_spawn.get_executable()
         mp_spawn.set_executable(wrapper)
+        popen_spawn_posix.Popen._launch = _launched_whole(launch)  # type: ignore[attr-defined]
         try:
             yield
         finally:
+            popen_spawn_posix.Popen._launch = launch  # type: ignore[attr-defined]
             mp_spawn.set_executable(previous)
+
+
+def _launched_whole(launch: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """`launch` with a Ctrl-C that arrives during it held until it has returned, then delivered to
+    the handler that was there (the launcher's, which stops the ranks)."""
+
+    def launch_whole(popen: Any, process: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
+            return launch(popen, process)
+        held: list[int] = []
+        handler = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        try:
+            return launch(popen, process)
+        finally:
+            signal.signal(signal.SIGINT, handler)
+            if held:
+                signal.raise_signal(signal.SIGINT)
+
+    return launch_whole
 
 
 def _rank_main(
