@@ -103,7 +103,7 @@ from nemoverify.deployment.options import resolve_check
 from nemoverify.deployment.request import Request
 from nemoverify.readers.runai import settings_for
 c = open_checkpoint(sys.argv[1])
-print(json.dumps(settings_for(resolve_check(Request(sys.argv[1])).fitted_to(c.largest_streamed_tensor)).environment()))
+print(json.dumps(settings_for(resolve_check(Request(sys.argv[1])).fitted_to(c.largest_streamed_tensor, c.streamed_bytes)).environment()))
 """
 # nemoverify's own imports: what `check` imports before it reads a byte, the CLI's included, after
 # what it shares with any program that loads a checkpoint from a Typer CLI.

@@ -69,7 +69,7 @@ def main() -> None:
     print(
         f"check --device {args.device}, one process: default digest {default.algorithm} (the tensors land on the CPU)"
     )
-    ring = settings_for(default.fitted_to(ckpt.largest_streamed_tensor)).environment()
+    ring = settings_for(default.fitted_to(ckpt.largest_streamed_tensor, ckpt.streamed_bytes)).environment()
     cases = {
         "bare Run:ai stream to the CPU, check's ring": lambda: bare_stream(paths, "cpu", ring),
         "bare Run:ai stream to the CPU (as vLLM streams, one process)": lambda: bare_stream(paths, "cpu"),

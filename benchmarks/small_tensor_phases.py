@@ -47,7 +47,7 @@ def main() -> None:
     gc.freeze()  # as the CLI does after its imports
     files = sorted(glob.glob(os.path.join(args.dir, "*.safetensors")))
     checkpoint = open_checkpoint(args.dir)
-    options = resolve_check(Request(args.dir)).fitted_to(checkpoint.largest_streamed_tensor)
+    options = resolve_check(Request(args.dir)).fitted_to(checkpoint.largest_streamed_tensor, checkpoint.streamed_bytes)
     digest = tensor_digester(options.algorithm)
 
     def bare_stream() -> None:

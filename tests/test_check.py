@@ -242,6 +242,21 @@ def test_the_default_ring_holds_two_of_the_largest_tensor_and_a_users_ring_is_le
     tiny = resolved(memory_limit=largest)  # the user's: left alone
     assert tiny.fitted_to(checkpoint.largest_streamed_tensor).memory_limit == largest
     monkeypatch.setattr(runai, "CHOSEN_RING", largest)
+    monkeypatch.setattr(runai, "RING_PER_CORE", 0)
     assert default.fitted_to(checkpoint.largest_streamed_tensor) is default  # 256 MiB holds two of a small checkpoint's largest
     small = resolved()
     assert small.memory_limit == largest and small.fitted_to(checkpoint.largest_streamed_tensor).memory_limit == 2 * largest
+
+
+def test_the_default_ring_grows_with_the_cores_within_an_eighth_of_the_checkpoint(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nemoverify.deployment import ring
+
+    monkeypatch.setattr(ring, "default_ring_bytes", lambda: 10 << 30)
+    assert ring.chosen_ring_bytes(2) == 256 << 20  # measured fastest on 2 cores
+    assert ring.chosen_ring_bytes(16) == 1 << 30  # and faster than it on 16
+    monkeypatch.setattr(ring, "default_ring_bytes", lambda: 512 << 20)
+    assert ring.chosen_ring_bytes(16) == 512 << 20  # never past the memory bound
+    assert ring.within_share(1 << 30, 8 << 30) == 1 << 30
+    assert ring.within_share(1 << 30, 4 << 30) == 512 << 20  # an eighth of the checkpoint
+    assert ring.within_share(1 << 30, 1 << 30) == 256 << 20  # never below the 2-core choice
+    assert ring.within_share(128 << 20, 1 << 20) == 128 << 20  # a smaller ring is not raised

@@ -73,6 +73,10 @@ class Checkpoint:
         return max((t.nbytes for shard in self.streamed for t in shard.header.tensors), default=0)
 
     @property
+    def streamed_bytes(self) -> int:
+        return sum(shard.header.data_len for shard in self.streamed)
+
+    @property
     def tensor_count(self) -> int:
         return sum(len(s.header.tensors) for s in self.shards)
 

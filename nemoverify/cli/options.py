@@ -263,9 +263,10 @@ MemoryLimit = Annotated[
         metavar="SIZE",
         panel=PROFILE,
         help="RUNAI_STREAMER_MEMORY_LIMIT: bytes or a size (256MiB, 5GB), -1 unlimited, 0 a ring of the largest "
-        "tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else 256 MiB (measured fastest; "
-        "production's 40 GB where the ring decides the verdict), raised to two of the largest tensor, within a "
-        "quarter of available memory (a container's cgroup limit counts) (0 with --stress).",
+        "tensor. Default: the environment's RUNAI_STREAMER_MEMORY_LIMIT, else 256 MiB, or 64 MiB a core past 4 "
+        "cores up to an eighth of the checkpoint (measured fastest; production's 40 GB where the ring decides the "
+        "verdict), raised to two of the largest tensor, within a quarter of available memory (a container's "
+        "cgroup limit counts) (0 with --stress).",
     ),
 ]
 Concurrency = Annotated[

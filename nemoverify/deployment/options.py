@@ -13,7 +13,13 @@ from dataclasses import dataclass, field, replace
 from nemoverify.deployment.profiles import Profile, resolve_profile
 from nemoverify.deployment.releases import VLLM_RELEASES, LoadPath, VllmRelease
 from nemoverify.deployment.request import Loader, Request
-from nemoverify.deployment.ring import STREAMER_DEFAULT_RING, chosen_ring_bytes, default_ring_bytes, fitted_ring
+from nemoverify.deployment.ring import (
+    STREAMER_DEFAULT_RING,
+    chosen_ring_bytes,
+    default_ring_bytes,
+    fitted_ring,
+    within_share,
+)
 from nemoverify.errors import DeploymentError, UsageError
 from nemoverify.hashing import DEFAULT_CHECK_ALGORITHM
 
@@ -54,9 +60,10 @@ class CheckOptions:
             "result (--memory-limit sets the ring)"
         )
 
-    def fitted_to(self, largest_tensor: int) -> CheckOptions:
-        """nemoverify's default ring raised, where needed, to hold two of the largest tensor streamed
-        (`ring.fitted_ring`); a ring the user set is left alone.
+    def fitted_to(self, largest_tensor: int, streamed_bytes: int | None = None) -> CheckOptions:
+        """nemoverify's default ring held to its share of the `streamed_bytes` (`ring.within_share`)
+        and raised, where needed, to hold two of the largest tensor streamed (`ring.fitted_ring`); a
+        ring the user set is left alone.
 
         Where the ring can decide the verdict (the profile's load path keeps references to views
         into the streamer's buffers: `Profile.ring_decides_verdict`), the ring is production's,
@@ -67,7 +74,8 @@ class CheckOptions:
             return self
         if self.profile.ring_decides_verdict:
             return replace(self, memory_limit=default_ring_bytes())
-        ring = fitted_ring(self.memory_limit, largest_tensor)
+        ring = self.memory_limit if streamed_bytes is None else within_share(self.memory_limit, streamed_bytes)
+        ring = fitted_ring(ring, largest_tensor)
         return self if ring == self.memory_limit else replace(self, memory_limit=ring)
 
     @property
@@ -216,7 +224,7 @@ def resolve_check(request: Request, *, manifest_algorithm: str | None = None, al
     production_ring = None
     if memory_limit is None and not stress and "RUNAI_STREAMER_MEMORY_LIMIT" not in os.environ:
         # Production's ring is the streamer's 40 GB default (0.15/0.16 distributed: no limit at all).
-        # nemoverify's ring is the one measured fastest here (CHOSEN_RING), within a quarter of the
+        # nemoverify's ring is the one measured fastest (`ring.chosen_ring_bytes`), within a quarter of the
         # memory it has, fitted to the largest tensor at the stream; a smaller ring only reuses
         # buffers more, a stricter check.
         memory_limit, production_ring = chosen_ring_bytes(), STREAMER_DEFAULT_RING

@@ -43,8 +43,8 @@ def check_load(
     delivers the reference's bytes for every tensor (and, with a manifest, the recorded ones). The
     checkpoints are the ones the caller admitted (`api.admit`). Raises only when no trustworthy
     verdict is possible."""
-    options = (options or CheckOptions()).fitted_to((against or checkpoint).largest_streamed_tensor)
     streamed = against or checkpoint  # --against: the local copy is the reference, the uploaded one is streamed
+    options = (options or CheckOptions()).fitted_to(streamed.largest_streamed_tensor, streamed.streamed_bytes)
     started = time.monotonic()
     cancel = threading.Event()
     # Both passes run on daemon threads and this thread only waits: an interrupt lands here and never
@@ -345,7 +345,7 @@ def build_report(
         warnings += release_problems(checkpoint, options.profile.vllm)
         if options.profile.unrecognised is not None:
             warnings.append(Problem("vllm-code", "vllm", options.profile.unrecognised, severity="warning"))
-        note = options.ring_note(sum(s.header.data_len for s in checkpoint.streamed))
+        note = options.ring_note(checkpoint.streamed_bytes)
         profile = replace(options.profile, notes=options.profile.notes + ((note,) if note else ()))
     return Report(
         ok=ok,

@@ -141,7 +141,7 @@ def candidate_pass(
     require_loadable(
         checkpoint, checkpoint.streamed if options.loader == "runai" else checkpoint.shards, options.loader
     )
-    options = options.fitted_to(checkpoint.largest_streamed_tensor)
+    options = options.fitted_to(checkpoint.largest_streamed_tensor, checkpoint.streamed_bytes)
     recorder = Recorder(options.algorithm, progress, cancel)
     # The iterator's clone is hashed as it is taken (`Snapshot`: equivalent, without the copy);
     # real_clone makes the copy, for the test that proves the two equal.
