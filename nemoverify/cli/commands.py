@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -67,15 +66,6 @@ from nemoverify.interrupts import running_as_the_command
 from nemoverify.output.files import STDOUT, Reports, guarded, plan_outputs, plan_reports, write_output
 from nemoverify.storage_watch import DEFAULT_MINIMUM_RATE
 
-
-def _api() -> ModuleType:
-    """The library, imported by the command that runs rather than at start-up: `--help` and
-    `--version` stay within Typer's own cost (benchmarks/bench.py, start-up)."""
-    from nemoverify import api
-
-    return api
-
-
 if TYPE_CHECKING:
     from nemoverify.checkpoint.problems import Problem
     from nemoverify.progress import Progress
@@ -117,10 +107,12 @@ def check(
     """Load the checkpoint with the reference reader and through the candidate loader + the load path of
     the deployment profile (--vllm, --streamer); compare every tensor, per component (and against a
     manifest, if given)."""
+    from nemoverify import api  # imported by a command that runs: --help and --version stay light
+
     request, outputs = Request.taking(locals()), Outputs.taking(locals())
     reports = _plan_reports(request, outputs)
     report = runtime.run(
-        lambda: _api().run_check(request, watch=_watch(outputs)),
+        lambda: api.run_check(request, watch=_watch(outputs)),
         leave=_leaving(reports),
         needs_torch=True,
         storage_timeout=storage_timeout,
@@ -151,9 +143,11 @@ def matrix(
     """The checkpoint against every deployment profile nemoverify knows: each vLLM release x streamer
     0.16 / 0.17 behaviour x one process / distributed, as deployed and under stress. Which of your
     deployments is exposed?"""
+    from nemoverify import api  # imported by a command that runs: --help and --version stay light
+
     request, outputs = Request.taking(locals()), Outputs.taking(locals())
     json_file = _plan({"--json": json_file}, path, outputs).get("--json")
-    base = runtime.run(lambda: _api().matrix_options(request))
+    base = runtime.run(lambda: api.matrix_options(request))
     started = time.monotonic()
 
     def leave(error: BaseException) -> None:  # no verdict: the JSON asked for still says why
@@ -162,7 +156,7 @@ def matrix(
         no_verdict = matrix_without_verdict(path, base, nproc, time.monotonic() - started, error)
         _leave_json(json.dumps(no_verdict, indent=2) + "\n", json_file, outputs.json_on_stdout)
 
-    result = runtime.run(lambda: _api().run_matrix(request, base, watch=_watch(outputs)), leave=leave, needs_torch=True)
+    result = runtime.run(lambda: api.run_matrix(request, base, watch=_watch(outputs)), leave=leave, needs_torch=True)
     text = json.dumps(result.to_dict(), indent=2) + "\n"
     if json_file:
         _write_output(json_file, text)
@@ -187,6 +181,8 @@ def inspect(
 ) -> None:
     """Show what the checkpoint holds (components, dtypes, shards, what each loader skips) and every
     structural problem, without reading a tensor. Exit 3 if any problem is an error."""
+    from nemoverify import api  # imported by a command that runs: --help and --version stay light
+
     outputs = Outputs.taking(locals())
     json_file = _plan({"--json": json_file}, path, outputs).get("--json")
 
@@ -196,7 +192,7 @@ def inspect(
         _leave_json(json.dumps(without_inventory(path, error), indent=2) + "\n", json_file, outputs.json_on_stdout)
 
     inventory = runtime.run(
-        lambda: _api().inspect(path, strict=strict, file_alone=file_alone, max_tensors=max_tensors),
+        lambda: api.inspect(path, strict=strict, file_alone=file_alone, max_tensors=max_tensors),
         leave=leave,
         storage_timeout=storage_timeout,
         storage_min_rate=storage_min_rate,
@@ -227,6 +223,8 @@ def manifest(
     quiet: Quiet = False,
 ) -> None:
     """Record one digest per tensor, per-shard sizes and per-component and whole-model roots."""
+    from nemoverify import api  # imported by a command that runs: --help and --version stay light
+
     output = _plan({"--output": output}, path, Outputs())["--output"]
 
     def warn(problem: Problem) -> None:
@@ -234,7 +232,7 @@ def manifest(
             runtime.stderr().print(f"[yellow]warning[/]: {runtime.escape(problem.render())}")
 
     recorded = runtime.run(
-        lambda: _api().manifest(
+        lambda: api.manifest(
             path,
             algorithm=algorithm,
             strict=strict,
@@ -277,10 +275,12 @@ def verify(
     quiet: Quiet = False,
 ) -> None:
     """Check only the stored bytes against a manifest, as fast as the disk allows (no loader replay)."""
+    from nemoverify import api  # imported by a command that runs: --help and --version stay light
+
     request, outputs = Request.taking(locals()), Outputs.taking(locals())
     reports = _plan_reports(request, outputs)
     report = runtime.run(
-        lambda: _api().run_verify(request, watch=_watch(outputs)),
+        lambda: api.run_verify(request, watch=_watch(outputs)),
         leave=_leaving(reports),
         storage_timeout=storage_timeout,
         storage_min_rate=storage_min_rate,
