@@ -40,6 +40,7 @@ from bench_check import (  # noqa: E402  (no torch in this process: its RSS woul
     NEMOVERIFY,
     ROOT,
     SMALL_SPEC,
+    WORK_CHECK,
     drop_caches,
     generate,
     load,
@@ -83,17 +84,6 @@ MODEL_SIGNING = """
 import sys
 from model_signing import hashing
 hashing.Config().use_file_serialization(hashing_algorithm=sys.argv[2]).hash(sys.argv[1])
-"""
-CHECK_WORK = """
-import sys, time
-import torch, runai_model_streamer, safetensors  # before the clock, as in the bare stream's
-import nemoverify.engine.check, nemoverify.cli.app
-t0 = time.perf_counter()
-try:
-    nemoverify.cli.app.run(sys.argv[1:])
-except SystemExit as e:
-    assert e.code in (0, None), e.code
-print(time.perf_counter() - t0)
 """
 # What the ring of `check` is on this checkpoint, so that the bare stream gets the same.
 RING = """
@@ -239,12 +229,12 @@ def small(path: str, repeat: int, older: str | None) -> None:
     same = Case(
         "work: bare stream, collector frozen + paused as check does", py(STREAM_GC_AS_CHECK, path, env), work=True
     )
-    check = Case("work: nemoverify check", py(CHECK_WORK, "check", path, "-q"), work=True)
+    check = Case("work: nemoverify check", py(WORK_CHECK, path, "check", path, "-q"), work=True)
     whole_stream = Case("whole process: bare stream", py(STREAM, path, env))
     whole_check = Case("whole process: nemoverify check", [*NEMOVERIFY, "check", path, "-q"])
     cases = [user, same, check, whole_stream, whole_check]
     if older:
-        before = Case(f"work: nemoverify check, {older}", py(CHECK_WORK, "check", path, "-q"), work=True, root=older)
+        before = Case(f"work: nemoverify check, {older}", py(WORK_CHECK, path, "check", path, "-q"), work=True, root=older)
         cases.append(before)
     with open(os.path.join(path, "model.safetensors.index.json")) as f:
         n = len(json.load(f)["weight_map"])

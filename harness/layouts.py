@@ -80,6 +80,8 @@ class Layout:
 VL, OMNI = "nano-12b-v2-vl-tiny", "nano-omni-tiny"
 LM = "language_model.backbone"
 NORM0 = f"{LM}.layers.0.norm.weight"
+# The vision projector's final LayerNorm (vLLM 0.32+ routes it, by whether the config has MTP layers).
+FINAL_LN = tuple(Add(f"vision_projector.vision_final_layernorm.{p}", dtype="bfloat16", shape=(64,)) for p in ("weight", "bias"))
 SMALL_RING = 1 << 18  # 256 KiB: above the largest tensor (192 KiB), far below a checkpoint (2-3 MB)
 
 LAYOUTS: tuple[Layout, ...] = (
@@ -94,31 +96,21 @@ LAYOUTS: tuple[Layout, ...] = (
         "final-ln-mtp",
         VL,
         "vision_final_layernorm weight/bias with num_nextn_predict_layers=1, plus an unexpected name under the prefix",
-        (
-            Add("vision_projector.vision_final_layernorm.weight", dtype="bfloat16", shape=(64,)),
-            Add("vision_projector.vision_final_layernorm.bias", dtype="bfloat16", shape=(64,)),
-            Add("vision_projector.vision_final_layernorm.extra", dtype="bfloat16", shape=(64,)),
-        ),
+        (*FINAL_LN, Add("vision_projector.vision_final_layernorm.extra", dtype="bfloat16", shape=(64,))),
         {"text_config": {"num_nextn_predict_layers": 1}},
     ),
     Layout(
         "final-ln-mtp-clean",
         VL,
         "vision_final_layernorm weight/bias with num_nextn_predict_layers=1 (nothing unexpected)",
-        (
-            Add("vision_projector.vision_final_layernorm.weight", dtype="bfloat16", shape=(64,)),
-            Add("vision_projector.vision_final_layernorm.bias", dtype="bfloat16", shape=(64,)),
-        ),
+        FINAL_LN,
         {"text_config": {"num_nextn_predict_layers": 1}},
     ),
     Layout(
         "final-ln-no-mtp",
         VL,
         "vision_final_layernorm weight/bias without MTP layers",
-        (
-            Add("vision_projector.vision_final_layernorm.weight", dtype="bfloat16", shape=(64,)),
-            Add("vision_projector.vision_final_layernorm.bias", dtype="bfloat16", shape=(64,)),
-        ),
+        FINAL_LN,
     ),
     Layout(
         "rotary-names",
