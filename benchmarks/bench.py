@@ -12,7 +12,8 @@ Sections (each a whole process per case unless it says "work": imports before th
            (frozen after the imports, paused while it runs); whole processes beside them.
   cold     the page cache dropped before every run (root only; skipped with a message elsewhere).
   startup  `nemoverify --help` / `--version` against a minimal Typer app of the same commands
-           (minimal_cli.py), and nemoverify's own imports beyond torch, the streamer, typer and rich.
+           (minimal_cli.py), and nemoverify's own imports over a whole `check` (`-X importtime`),
+           beyond torch, the streamer, typer and rich.
 
 Rounds are interleaved (every case once per round). Each ratio is taken within a round, case over
 baseline, and its median and min-max over the rounds are printed, beside the cases' own medians and
@@ -95,14 +96,31 @@ from nemoverify.readers.runai import settings_for
 c = open_checkpoint(sys.argv[1])
 print(json.dumps(settings_for(resolve_check(Request(sys.argv[1])).fitted_to(c.largest_streamed_tensor, c.streamed_bytes)).environment()))
 """
-# nemoverify's own imports: what `check` imports before it reads a byte, the CLI's included, after
-# what it shares with any program that loads a checkpoint from a Typer CLI.
+# nemoverify's own imports over a whole default `check` of argv[1], from `-X importtime`: every module
+# imported under a nemoverify module (the standard library's included), except what any program that
+# loads a checkpoint from a Typer CLI imports too (torch, the streamer, safetensors, typer, rich, and
+# all they import: whoever imports `typing` first pays for it). What a run imports late counts too.
 OWN_IMPORTS = """
-import time
-import torch, runai_model_streamer, safetensors, typer, typer.main, rich.console, rich.table, rich.progress
-t0 = time.perf_counter()
-import nemoverify.__main__, nemoverify.cli.app, nemoverify.api, nemoverify.engine.check
-print(time.perf_counter() - t0)
+import subprocess, sys
+SHARED = {"torch", "runai_model_streamer", "safetensors", "typer", "click", "rich", "pydantic", "numpy"}
+stack_of_anyone = "import torch, runai_model_streamer, safetensors, typer, typer.main, rich.console, rich.table, rich.progress"
+anyone = subprocess.run([sys.executable, "-c", stack_of_anyone + "; import sys; print(*sys.modules)"], capture_output=True, text=True, check=True)
+theirs = set(anyone.stdout.split())
+argv = [sys.executable, "-X", "importtime", "-m", "nemoverify", "check", sys.argv[1], "-q"]
+run = subprocess.run(argv, capture_output=True, text=True)
+assert run.returncode == 0, run.stderr[-2000:]
+rows = [l[12:].split("|") for l in run.stderr.splitlines() if l.startswith("import time:") and "[us]" not in l]
+own, stack = 0, []  # a module is printed after what it imported: read backwards, each parent first
+for us, _, name in reversed(rows):
+    depth = len(name) - len(name.lstrip())
+    while stack and stack[-1][0] >= depth:
+        stack.pop()
+    tag = stack[-1][1] if stack else None
+    module = name.strip()
+    tag = "shared" if module.split(".")[0] in SHARED else "own" if module.startswith("nemoverify") and tag != "shared" else tag
+    stack.append((depth, tag))
+    own += int(us) if tag == "own" and module not in theirs else 0
+print(own / 1e6)
 """
 
 
@@ -281,7 +299,7 @@ def cold(path: str, repeat: int) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def startup(repeat: int, older: str | None) -> None:
+def startup(repeat: int, older: str | None, checkpoint: str) -> None:
     script = shutil.which("nemoverify", path=os.path.dirname(sys.executable))
     ours = [sys.executable, script] if script else NEMOVERIFY  # the installed command, as a user runs it
     minimal = [sys.executable, os.path.join(HERE, "minimal_cli.py")]
@@ -290,7 +308,7 @@ def startup(repeat: int, older: str | None) -> None:
         Case("minimal Typer app, same commands: --help", [*minimal, "--help"]),
         Case("nemoverify --version", [*ours, "--version"]),
         Case("minimal Typer app: --version", [*minimal, "--version"]),
-        Case("work: nemoverify's own imports, after torch/streamer/typer/rich", py(OWN_IMPORTS), work=True),
+        Case("work: nemoverify's own imports over a check (-X importtime)", py(OWN_IMPORTS, checkpoint), work=True),
     ]
     if older:
         cases.append(Case(f"nemoverify --help, {older}", [*ours, "--help"], root=older))
@@ -336,7 +354,8 @@ def main() -> None:
         bulk = os.path.join(base, f"nano-{args.size_gb:g}gb")
         few = os.path.join(base, "omni-nvfp4-like")
         if "startup" in only:
-            startup(max(args.repeat, 10), args.compare_with)
+            generate(few, SMALL_SPEC)  # the own imports are those of a check of it
+            startup(max(args.repeat, 10), args.compare_with, few)
         if only & {"large", "cold"}:
             generate(bulk, spec_for(args.size_gb))
         if "large" in only:

@@ -24,9 +24,7 @@ from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
 from nemoverify.deployment.options import CheckOptions, resolve_check
 from nemoverify.deployment.releases import LoadPath
 from nemoverify.deployment.request import DEFAULT_RANK_TIMEOUT_S, Loader, Request
-from nemoverify.engine import ranks
 from nemoverify.engine.check import check_load, verify_manifest
-from nemoverify.engine.manifests import Manifest, build_manifest, load_manifest
 from nemoverify.errors import UsageError
 from nemoverify.gc_pause import cycle_collection_paused
 from nemoverify.model.checks import open_for_vllm, release_problems
@@ -36,6 +34,7 @@ from nemoverify.report import Report
 
 if TYPE_CHECKING:  # `inspect` and `matrix` import theirs when called: `check` need not pay for them
     from nemoverify.engine.inventory import Inventory
+    from nemoverify.engine.manifests import Manifest
     from nemoverify.engine.matrix import Matrix
 
 Watch = Callable[[dict[str, int]], AbstractContextManager[Progress]]
@@ -103,7 +102,11 @@ def check(
 @cycle_collection_paused()  # each run keeps an object per tensor: see gc_pause
 def run_check(request: Request, watch: Watch | None = None) -> Report | None:
     """`check` of a request."""
-    recorded = load_manifest(request.manifest) if request.manifest else None
+    recorded = None
+    if request.manifest:  # a run without one never imports the manifest code
+        from nemoverify.engine.manifests import load_manifest
+
+        recorded = load_manifest(request.manifest)
     options = resolve_check(request, manifest_algorithm=recorded.algorithm if recorded else None)
     checkpoint = _open(request.path, request.file_alone, request.max_tensors)
     refuse_beyond(checkpoint, request.max_bytes)  # before any rank or pass starts
@@ -119,12 +122,16 @@ def run_check(request: Request, watch: Watch | None = None) -> Report | None:
         admit(copy, options)
     streamed = request.against or request.path
     gathered: Callable[[Progress], dict[int, Delivered]] | None = None
-    if request.distributed:
+    if request.distributed:  # the rank machinery is imported by the runs of several processes only
+        from nemoverify.engine import ranks
+
         _, _, mine = ranks.run_under_torchrun(streamed, options, request.rank_timeout)
         if mine is None:
             return None  # rank 0 carries the verdict
         gathered = lambda progress: mine  # noqa: E731
     elif request.nproc > 1:
+        from nemoverify.engine import ranks
+
         nproc, timeout = request.nproc, request.rank_timeout
         gathered = lambda progress: ranks.run_ranks(streamed, options, nproc, timeout, progress)  # noqa: E731
     total = checkpoint.total_bytes
@@ -183,6 +190,8 @@ def run_verify(request: Request, watch: Watch | None = None) -> Report:
     """`verify` of a request (its manifest is required)."""
     if request.manifest is None:
         raise UsageError("verify needs a manifest")
+    from nemoverify.engine.manifests import load_manifest
+
     recorded = load_manifest(request.manifest)
     checkpoint = _open(request.path, request.file_alone, request.max_tensors)
     refuse_beyond(checkpoint, request.max_bytes)
@@ -212,6 +221,8 @@ def manifest(
     for problem in checkpoint.problems:
         if problem.severity == "warning" and warn is not None:
             warn(problem)
+    from nemoverify.engine.manifests import build_manifest
+
     with _watching(watch, {"manifest": checkpoint.total_bytes}) as progress:
         return build_manifest(checkpoint, algorithm, progress)
 
@@ -282,6 +293,8 @@ def run_matrix(request: Request, base: CheckOptions, watch: Watch | None = None)
     _require_gpus(base.device, nproc)
     runs = None
     if nproc > 1:
+        from nemoverify.engine import ranks
+
         runs = lambda todo, progress: ranks.run_ranks_for_each(request.path, todo, nproc, request.rank_timeout, progress)  # noqa: E731
     total = checkpoint.total_bytes
     streams = unique_replays(base, checkpoint, rows) * (2 if nproc > 1 else 1)  # the distributed rows stream again

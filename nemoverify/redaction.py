@@ -16,8 +16,9 @@ SECRET_VARIABLES = (
     "AZURE_CLIENT_SECRET",
 )
 # A SAS signature or an account key inside a URL or a connection string, whatever its encoding or
-# parameter order (a library may rebuild the query string it was given).
-_SECRET_PARAMETERS = re.compile(r"(?i)\b(sig=|AccountKey=|SharedAccessSignature=)[^&;\s'\"]+")
+# parameter order (a library may rebuild the query string it was given). The patterns here are
+# compiled by the first text that could hold what they match (re's cache): most runs redact nothing.
+_SECRET_PARAMETERS = r"(?i)\b(sig=|AccountKey=|SharedAccessSignature=)[^&;\s'\"]+"
 
 
 # A URL's userinfo (`https://user:secret@host`) and the values of its query (`?token=...`), wherever
@@ -26,9 +27,9 @@ _SECRET_PARAMETERS = re.compile(r"(?i)\b(sig=|AccountKey=|SharedAccessSignature=
 # userinfo runs to its last @: people write passwords with @, / or ? unescaped, and a library
 # quotes them back as given. Without a ':' before that @ (user:password), an @ after a / is the
 # path's (s3://bucket/model@v2, https://host:9000/x?by=a@b), not userinfo.
-_URL = re.compile(r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<token>[^\s'\"<>\\]*)")
-_HOST_PORT = re.compile(r"[^:/?#@]*:\d+(?:[/?#]|$)")  # host:9000/...: the @ further on is not userinfo's
-_QUERY_VALUE = re.compile(r"(?P<key>[?&;](?:[^=&;#]*=)?)[^&;#]+")
+_URL = r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<token>[^\s'\"<>\\]*)"
+_HOST_PORT = r"[^:/?#@]*:\d+(?:[/?#]|$)"  # host:9000/...: the @ further on is not userinfo's
+_QUERY_VALUE = r"(?P<key>[?&;](?:[^=&;#]*=)?)[^&;#]+"
 
 
 def _redact_url(match: re.Match[str]) -> str:
@@ -36,11 +37,11 @@ def _redact_url(match: re.Match[str]) -> str:
     at = token.rfind("@")
     before = token[:at]
     userinfo = at >= 0 and (
-        not re.search(r"[/?#]", before) or (":" in before and not _HOST_PORT.match(token))  # user:pa/ss@host
+        not re.search(r"[/?#]", before) or (":" in before and not re.match(_HOST_PORT, token))  # user:pa/ss@host
     )
     rest = token[at + 1 :] if userinfo else token
     path, mark, query = rest.partition("?")
-    query = _QUERY_VALUE.sub(r"\g<key>***", mark + query) if mark else ""
+    query = re.sub(_QUERY_VALUE, r"\g<key>***", mark + query) if mark else ""
     return f"{match['scheme']}{'***@' if userinfo else ''}{path}{query}"
 
 
@@ -80,5 +81,5 @@ def redact(text: str) -> str:
         userinfo = _userinfo(os.environ.get(name) or "")
         if userinfo:
             text = text.replace(userinfo + "@", "***@")
-    text = _URL.sub(_redact_url, text) if "://" in text else text
-    return _SECRET_PARAMETERS.sub(r"\1***", text)
+    text = re.sub(_URL, _redact_url, text) if "://" in text else text
+    return re.sub(_SECRET_PARAMETERS, r"\1***", text) if "=" in text else text  # each secret parameter has its =

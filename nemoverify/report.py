@@ -169,6 +169,8 @@ class Failure:
 
 @dataclass(frozen=True)
 class ComponentSummary:
+    """The counts and root digests of one component (language_model, mlp1, vision, sound)."""
+
     component: str
     tensors: int
     bytes: int
@@ -186,6 +188,8 @@ class ComponentSummary:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A tensor the replayed model does not load, and why (text-only mode, a name vLLM skips)."""
+
     name: str
     component: str
     reason: str
@@ -193,6 +197,8 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Report:
+    """What one `check` or `verify` found: the verdict, each component, every failure."""
+
     ok: bool
     algorithm: str
     checkpoint: str

@@ -44,6 +44,28 @@ def test_the_cli_and_its_parser_import_no_heavy_module() -> None:
     assert out.strip() == "[]"
 
 
+def test_a_plain_check_imports_no_code_it_does_not_run(vl_checkpoint: str) -> None:
+    """A local check of one process that writes no report file and has no manifest imports neither
+    the report renderers, the manifest code, the object-storage readers nor the rank machinery."""
+    unused = (
+        "nemoverify.output.render.junit",
+        "nemoverify.output.render.sarif",
+        "nemoverify.output.render.jsonout",
+        "nemoverify.engine.manifests",
+        "nemoverify.checkpoint.objectstore",
+        "nemoverify.engine.ranks",
+    )
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['nemoverify', 'check', {vl_checkpoint!r}, '-q']\n"
+        "try:\n    runpy.run_module('nemoverify', run_name='__main__')\n"
+        "except SystemExit as exc:\n    code = exc.code\n"
+        f"print(code, sorted(m for m in {unused!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "0" and out.strip().endswith("[]"), out
+
+
 def test_the_api_and_the_cli_resolve_the_same_run(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The CLI calls the API: a Python caller gets the bounded ring and the profile the CLI gets."""
     import json

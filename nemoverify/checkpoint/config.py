@@ -51,6 +51,8 @@ class VisionFacts(NamedTuple):
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """What config.json says that decides how vLLM loads the checkpoint."""
+
     found: Found
     architectures: tuple[str, ...] = ()
     declares_sound: bool = False

@@ -72,6 +72,8 @@ class TensorInfo(NamedTuple):
 
 @dataclass(frozen=True)
 class Header:
+    """One shard's safetensors header, parsed and checked."""
+
     header_len: int
     tensors: tuple[TensorInfo, ...]  # in data-offset order
     metadata: dict[str, str] = field(default_factory=dict)
@@ -190,7 +192,7 @@ def _entry_holding_it(text: str) -> str | None:
         if isinstance(value, float):
             return not math.isfinite(value)
         if isinstance(value, str):
-            return _LONE_SURROGATE.search(value) is not None
+            return re.search(_LONE_SURROGATE, value) is not None
         if isinstance(value, dict):
             return any(bad(k) or bad(v) for k, v in value.items())
         if isinstance(value, list):
@@ -204,7 +206,7 @@ def _entry_holding_it(text: str) -> str | None:
     return None
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONE_SURROGATE = "[\ud800-\udfff]"  # compiled by the first refused header (re's cache)
 
 
 def _depth(value: object) -> int:

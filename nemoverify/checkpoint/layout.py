@@ -13,11 +13,11 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from nemoverify.checkpoint import hfcache, objectstore
+from nemoverify.checkpoint import hfcache
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
 from nemoverify.checkpoint.header import Header, TensorInfo, read_header
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem, Severity
-from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName, sparse_shards
+from nemoverify.checkpoint.storage import Fingerprint, LocalStorage, Storage, UnsafeName, is_object_url, sparse_shards
 
 Locate = Callable[[str], str]  # a file's name -> where a problem says it is (a path or an object URL)
 
@@ -31,6 +31,8 @@ TOTAL_SIZE_SEVERITY: Severity = "warning"
 
 @dataclass(frozen=True)
 class Shard:
+    """One safetensors file of the checkpoint, its header, and its fingerprint when opened."""
+
     name: str  # as the index (or the directory) names it
     location: str  # what a loader opens: a local path or an object URL
     size: int
@@ -40,6 +42,9 @@ class Shard:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A checkpoint opened and checked: its shards and config, what vLLM's loader streams, and
+    what was read to decide that (read again when the run ends)."""
+
     root: str
     storage: Storage
     shards: tuple[Shard, ...]  # the checkpoint as its index describes it: the reference
@@ -107,8 +112,10 @@ def open_checkpoint(path: str, contain_within: str | None = None, max_tensors: i
     """Open a checkpoint: a local directory or `.safetensors` file, an `s3://bucket/prefix`, or a
     Hugging Face repo id already in the local cache."""
 
-    if objectstore.is_object_url(path):
-        return build_checkpoint(objectstore.object_storage(path), max_tensors=max_tensors)
+    if is_object_url(path):
+        from nemoverify.checkpoint.objectstore import object_storage
+
+        return build_checkpoint(object_storage(path), max_tensors=max_tensors)
     if hfcache.looks_like_repo_id(path):
         snapshot, repo_dir = hfcache.resolve(path)
         return open_checkpoint(snapshot, contain_within=repo_dir, max_tensors=max_tensors)
@@ -135,7 +142,7 @@ def open_checkpoint(path: str, contain_within: str | None = None, max_tensors: i
 def one_file_of_many(path: str) -> Problem | None:
     """A path to one .safetensors file of a directory that holds others: vLLM is given the
     directory and its Run:ai loader streams every one of them, so this file alone is not what loads."""
-    if objectstore.is_object_url(path) or not path.endswith(".safetensors") or not os.path.isfile(path):
+    if is_object_url(path) or not path.endswith(".safetensors") or not os.path.isfile(path):
         return None
     directory = os.path.dirname(path) or "."
     try:

@@ -27,12 +27,7 @@ from nemoverify.errors import StorageError
 from nemoverify.redaction import redact
 from nemoverify.storage_watch import piece_size, transfer
 
-OBJECT_SCHEMES = ("s3://", "gs://", "az://")
 READ_CHUNK = 16 << 20
-
-
-def is_object_url(path: str) -> bool:
-    return path.startswith(OBJECT_SCHEMES)
 
 
 def object_storage(url: str) -> S3Storage | GCSStorage | AzureStorage:

@@ -20,6 +20,8 @@ RuleKind = Literal["structure", "run", "tensor"]
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule a checkpoint is held to: its id, its kind, what it means and how to repair it."""
+
     id: str
     kind: RuleKind
     meaning: str

@@ -20,6 +20,13 @@ from typing import Protocol
 
 from nemoverify.checkpoint.problems import CONTROL_CHARACTER, Problem
 
+OBJECT_SCHEMES = ("s3://", "gs://", "az://")
+
+
+def is_object_url(path: str) -> bool:
+    """Whether `path` names object storage (read by `checkpoint.objectstore`, imported only then)."""
+    return path.startswith(OBJECT_SCHEMES)
+
 
 class UnsafeName(Exception):
     """A file name that would resolve outside the checkpoint."""

@@ -357,14 +357,14 @@ def _write_output(path: str, text: str | bytes) -> None:
 def _emit(report: Report, reports: Reports, outputs: Outputs) -> NoReturn:
     """Write the requested files (each whole), print, and exit with the verdict. A file that cannot
     be written is an error on stderr; the verdict still decides the exit code unless it was 0."""
-    from nemoverify.output.render.jsonout import report_json
-
     if running_as_the_command():  # the time a person waited, the imports included
         report = replace(report, elapsed_s=time.monotonic() - interrupts.STARTED)
     failed = reports.write(report)
     for message in failed:
         runtime.fail(message, ExitCode.USAGE)
     if outputs.json_on_stdout:
+        from nemoverify.output.render.jsonout import report_json
+
         sys.stdout.write(report_json(report))
     elif not outputs.quiet:
         from nemoverify.output.render.table import render_report

@@ -80,8 +80,8 @@ def run(
     `storage_timeout` bounds the whole run and `storage_min_rate` each request to the store
     (`storage_watch`)."""
     # Imported by a run, not by `--help` (benchmarks/bench.py, start-up).
-    from nemoverify.checkpoint.objectstore import is_object_url
     from nemoverify.checkpoint.problems import InvalidCheckpoint
+    from nemoverify.checkpoint.storage import is_object_url
 
     with _interruptible():
         try:

@@ -17,14 +17,14 @@ UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
-_SIZE = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+_SIZE = r"\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*"  # compiled by the first size given (re's cache)
 
 
 def parse_size(text: str) -> int:
     """Bytes from `text`: decimal units (kB, MB, GB, TB: powers of 1000), binary units (KiB, MiB,
     GiB, TiB: powers of 1024), case-insensitive; a bare number is bytes. Only -1 may be negative
     (the streamer's "unlimited"). Raises ValueError saying what is accepted."""
-    match = _SIZE.fullmatch(text)
+    match = re.fullmatch(_SIZE, text)
     unit = match and UNITS.get(match.group(2).lower())
     if not match or unit is None:
         raise ValueError(

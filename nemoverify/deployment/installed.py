@@ -34,6 +34,8 @@ def installed_version(distribution: str) -> str | None:
 
 @dataclass(frozen=True)
 class Recognised:
+    """The release whose load-path code the installed vLLM's code is, and how it was told."""
+
     release: VllmRelease  # the row whose code the installed package's code is
     source: str  # how it was chosen, for the report: "installed vllm 0.33.0 (its code is 0.33.0's)"
     notes: tuple[str, ...] = ()

@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from nemoverify.checkpoint.layout import Checkpoint, ensure_checkpoint_unchanged
 from nemoverify.checkpoint.problems import Problem
 from nemoverify.deployment.options import CheckOptions
 from nemoverify.deployment.releases import NEWEST_VLLM, STREAMER_RELEASES, VLLM_RELEASES
 from nemoverify.engine.compare import find_differences, summarize
-from nemoverify.engine.manifests import Manifest, explained_by_manifest, shard_findings
 from nemoverify.engine.passes import Background, candidate_description, candidate_pass, reference_pass
 from nemoverify.model.checks import release_problems
 from nemoverify.model.replay import load_rules, release_routing
@@ -28,6 +28,9 @@ from nemoverify.observations import Delivered, Observation
 from nemoverify.progress import Progress, no_progress
 from nemoverify.readers.stored_bytes import hash_checkpoint
 from nemoverify.report import Finding, Report, Source
+
+if TYPE_CHECKING:  # a run without a manifest never imports the manifest code
+    from nemoverify.engine.manifests import Manifest
 
 
 def check_load(
@@ -158,6 +161,8 @@ def _explain_duplicates(
 
 
 def manifest_findings(checkpoint: Checkpoint, manifest: Manifest, delivered: dict[int, Delivered]) -> list[Finding]:
+    from nemoverify.engine.manifests import shard_findings
+
     expected = manifest.tensors
     multi = len(delivered) > 1
     findings = shard_findings(manifest, checkpoint)
@@ -174,6 +179,8 @@ def verify_manifest(
     strict: bool = False,
 ) -> Report:
     """The manifest check alone: every tensor's stored bytes, read straight from the files."""
+    from nemoverify.engine.manifests import explained_by_manifest, shard_findings
+
     started = time.monotonic()
     shards = shard_findings(manifest, checkpoint)
     if not explained_by_manifest(manifest, checkpoint, shards, strict):
