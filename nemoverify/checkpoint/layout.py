@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from nemoverify.checkpoint import hfcache
 from nemoverify.checkpoint.config import CONFIG_NAME, ModelConfig, read_config
@@ -73,11 +74,11 @@ class Checkpoint:
             for info in shard.header.tensors:
                 yield shard, info
 
-    @property
+    @cached_property  # the ring is fitted to it by the run and by each candidate pass
     def largest_streamed_tensor(self) -> int:
         return max((t.nbytes for shard in self.streamed for t in shard.header.tensors), default=0)
 
-    @property
+    @cached_property
     def streamed_bytes(self) -> int:
         return sum(shard.header.data_len for shard in self.streamed)
 
