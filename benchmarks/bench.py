@@ -96,30 +96,41 @@ from nemoverify.readers.runai import settings_for
 c = open_checkpoint(sys.argv[1])
 print(json.dumps(settings_for(resolve_check(Request(sys.argv[1])).fitted_to(c.largest_streamed_tensor, c.streamed_bytes)).environment()))
 """
-# nemoverify's own imports over a whole default `check` of argv[1], from `-X importtime`: every module
-# imported under a nemoverify module (the standard library's included), except what any program that
-# loads a checkpoint from a Typer CLI imports too (torch, the streamer, safetensors, typer, rich, and
-# all they import: whoever imports `typing` first pays for it). What a run imports late counts too.
+# nemoverify's own imports over a whole default `check` of argv[1] (its table drawn), from
+# `-X importtime`: every module imported under a nemoverify module or by one of its functions while
+# it runs (the standard library's and xxhash included), except the modules that torch, the streamer,
+# safetensors, typer and rich import anyway: those are not ours, even where nemoverify imports one
+# first. `-X importtime` shares its nesting across threads: two imports on two threads at once would
+# nest wrongly (none did in the runs measured; the passes' threads import little).
 OWN_IMPORTS = """
 import subprocess, sys
-SHARED = {"torch", "runai_model_streamer", "safetensors", "typer", "click", "rich", "pydantic", "numpy"}
-stack_of_anyone = "import torch, runai_model_streamer, safetensors, typer, typer.main, rich.console, rich.table, rich.progress"
-anyone = subprocess.run([sys.executable, "-c", stack_of_anyone + "; import sys; print(*sys.modules)"], capture_output=True, text=True, check=True)
-theirs = set(anyone.stdout.split())
-argv = [sys.executable, "-X", "importtime", "-m", "nemoverify", "check", sys.argv[1], "-q"]
-run = subprocess.run(argv, capture_output=True, text=True)
-assert run.returncode == 0, run.stderr[-2000:]
-rows = [l[12:].split("|") for l in run.stderr.splitlines() if l.startswith("import time:") and "[us]" not in l]
-own, stack = 0, []  # a module is printed after what it imported: read backwards, each parent first
-for us, _, name in reversed(rows):
+SHARED_PACKAGES = {"torch", "runai_model_streamer", "safetensors", "typer", "click", "rich", "pydantic", "numpy"}
+anyway = "import torch, runai_model_streamer, safetensors, typer, typer.main, rich.console, rich.table, rich.progress"
+probe = subprocess.run([sys.executable, "-c", anyway + "; import sys; print(*sys.modules)"], capture_output=True, text=True, check=True)
+imported_anyway = set(probe.stdout.split())
+argv = [sys.executable, "-X", "importtime", "-m", "nemoverify", "check", sys.argv[1]]
+run = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+said = [line for line in run.stderr.splitlines() if not line.startswith("import time:")]
+assert run.returncode == 0, "\\n".join(said[-20:])
+rows = [line[12:].split("|") for line in run.stderr.splitlines() if line.startswith("import time:") and "[us]" not in line]
+names = [name.strip() for _, _, name in rows]
+first_ours = names.index("nemoverify") if "nemoverify" in names else len(names)
+# A module is printed after what it imported: read backwards, each importer before what it imported.
+own, parents = 0, []
+for i in range(len(rows) - 1, -1, -1):
+    us, _, name = rows[i]
     depth = len(name) - len(name.lstrip())
-    while stack and stack[-1][0] >= depth:
-        stack.pop()
-    tag = stack[-1][1] if stack else None
+    while parents and parents[-1][0] >= depth:
+        parents.pop()
     module = name.strip()
-    tag = "shared" if module.split(".")[0] in SHARED else "own" if module.startswith("nemoverify") and tag != "shared" else tag
-    stack.append((depth, tag))
-    own += int(us) if tag == "own" and module not in theirs else 0
+    if module.split(".")[0] in SHARED_PACKAGES:
+        whose = "shared"
+    elif parents:
+        whose = "ours" if module.startswith("nemoverify") and parents[-1][1] != "shared" else parents[-1][1]
+    else:  # imported at the top: by the interpreter's start, or later by a function of ours as it runs
+        whose = "ours" if module.startswith("nemoverify") or i > first_ours else None
+    parents.append((depth, whose))
+    own += int(us) if whose == "ours" and module not in imported_anyway else 0
 print(own / 1e6)
 """
 

@@ -91,7 +91,7 @@ print(time.perf_counter() - t0)
 # nemoverify's own imports, beyond torch and the streamer (which the bare stream pays too): what
 # `check` imports before it reads a byte, and the command line's parser, which every run builds,
 # timed in one process.
-OWN_IMPORTS = """
+IMPORTS_AFTER_THE_STREAMER = """
 import time
 import torch, runai_model_streamer, safetensors
 t0 = time.perf_counter()
@@ -380,7 +380,7 @@ def _dd(shards: list[str]) -> str:
 def startup(path: str, repeat: int) -> None:
     """nemoverify's own imports (beyond torch and the streamer), `--help` and `inspect`, whole process."""
     cases = [
-        Case("nemoverify's own imports (in process, after torch + streamer)", py(OWN_IMPORTS), prints_work=True),
+        Case("nemoverify's own imports (in process, after torch + streamer)", py(IMPORTS_AFTER_THE_STREAMER), prints_work=True),
         Case("nemoverify --help, whole process", [*NEMOVERIFY, "--help"]),
         Case("nemoverify inspect DIR, whole process", [*NEMOVERIFY, "inspect", path]),
         Case("python -c 'import torch, runai_model_streamer' (both pay it)", py("import torch, runai_model_streamer")),

@@ -32,7 +32,7 @@ from nemoverify.observations import Delivered
 from nemoverify.progress import Progress, no_progress
 from nemoverify.report import Report
 
-if TYPE_CHECKING:  # `inspect` and `matrix` import theirs when called: `check` need not pay for them
+if TYPE_CHECKING:  # `inspect`, `matrix` and the manifest code are imported where used: `check` need not pay for them
     from nemoverify.engine.inventory import Inventory
     from nemoverify.engine.manifests import Manifest
     from nemoverify.engine.matrix import Matrix

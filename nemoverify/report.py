@@ -9,7 +9,7 @@ job asked for exists whatever the outcome.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from nemoverify import _version
 from nemoverify.checkpoint.problems import InvalidCheckpoint, Problem
@@ -121,8 +121,7 @@ def _describe(findings: tuple[Finding, ...], cut: int | None) -> str:
     return "; ".join(parts)
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """One tensor (or shard file) that failed, once, however many ranks and sources (the reference,
     a manifest) found it: every count nemoverify shows is a count of these."""
 
@@ -169,7 +168,7 @@ class Failure:
 
 @dataclass(frozen=True)
 class ComponentSummary:
-    """The counts and root digests of one component (language_model, mlp1, vision, sound)."""
+    """The counts and root digests of one component (`routing.COMPONENTS`)."""
 
     component: str
     tensors: int
@@ -197,7 +196,8 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Report:
-    """What one `check` or `verify` found: the verdict, each component, every failure."""
+    """What one `check` or `verify` found: the verdict, each component, every failure; or, without a
+    verdict, why there is none."""
 
     ok: bool
     algorithm: str

@@ -44,26 +44,44 @@ def test_the_cli_and_its_parser_import_no_heavy_module() -> None:
     assert out.strip() == "[]"
 
 
-def test_a_plain_check_imports_no_code_it_does_not_run(vl_checkpoint: str) -> None:
-    """A local check of one process that writes no report file and has no manifest imports neither
-    the report renderers, the manifest code, the object-storage readers nor the rank machinery."""
-    unused = (
-        "nemoverify.output.render.junit",
-        "nemoverify.output.render.sarif",
-        "nemoverify.output.render.jsonout",
-        "nemoverify.engine.manifests",
-        "nemoverify.checkpoint.objectstore",
-        "nemoverify.engine.ranks",
-    )
+# What a local check of one process imports beyond what it always needs: the renderer of each report
+# format it writes, the manifest code when it has a manifest; never the object-storage readers.
+IMPORTED_ONLY_WHEN_USED = (
+    "nemoverify.output.render.junit",
+    "nemoverify.output.render.sarif",
+    "nemoverify.output.render.jsonout",
+    "nemoverify.engine.manifests",
+    "nemoverify.checkpoint.objectstore",
+    "nemoverify.engine.ranks",
+)
+
+
+@pytest.mark.parametrize(
+    "given, used",
+    [
+        ((), ()),
+        (("--json", "{tmp}/r.json"), ("nemoverify.output.render.jsonout",)),
+        (("--sarif", "{tmp}/r.sarif"), ("nemoverify.output.render.sarif",)),
+        (("--junit-xml", "{tmp}/r.xml"), ("nemoverify.output.render.junit",)),
+        (("--manifest", "{tmp}/m.json"), ("nemoverify.engine.manifests",)),
+    ],
+    ids=["plain", "json", "sarif", "junit", "manifest"],
+)
+def test_a_check_imports_only_the_code_it_runs(vl_checkpoint: str, tmp_path, given, used) -> None:  # type: ignore[no-untyped-def]
+    """A check of one local process imports neither the renderers of formats it does not write, the
+    manifest code without a manifest, the object-storage readers nor the rank machinery."""
+    (tmp_path / "m.json").write_text(nemoverify.manifest(vl_checkpoint).to_json())
+    argv = ["nemoverify", "check", vl_checkpoint, "-q", *(a.format(tmp=tmp_path) for a in given)]
     probe = (
         "import runpy, sys\n"
-        f"sys.argv = ['nemoverify', 'check', {vl_checkpoint!r}, '-q']\n"
+        f"sys.argv = {argv!r}\n"
+        "code = None\n"
         "try:\n    runpy.run_module('nemoverify', run_name='__main__')\n"
         "except SystemExit as exc:\n    code = exc.code\n"
-        f"print(code, sorted(m for m in {unused!r} if m in sys.modules))"
+        f"print(code, sorted(m for m in {IMPORTED_ONLY_WHEN_USED!r} if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.split()[0] == "0" and out.strip().endswith("[]"), out
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert out[0] == "0" and out[1].strip() == repr(sorted(used)), out
 
 
 def test_the_api_and_the_cli_resolve_the_same_run(cli, vl_checkpoint: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -12,14 +12,12 @@ malformed checkpoint of the test corpus to this registry. Three kinds of rule:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 RuleKind = Literal["structure", "run", "tensor"]
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One rule a checkpoint is held to: its id, its kind, what it means and how to repair it."""
 
     id: str

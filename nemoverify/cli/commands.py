@@ -321,12 +321,12 @@ def _leaving(reports: Reports) -> runtime.Leave:
     """The reports of a run that an error ended before its verdict: CI's `if: always()` steps find them."""
 
     def leave(error: BaseException) -> None:
-        from nemoverify.output.render.jsonout import report_json
-
         report = reports.without_verdict(error)
         for message in reports.write(report):
             runtime.fail(message, ExitCode.INVALID)
         if reports.format_json:
+            from nemoverify.output.render.jsonout import report_json
+
             sys.stdout.write(report_json(report))
 
     return leave

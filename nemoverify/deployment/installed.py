@@ -15,10 +15,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import dataclass
 from functools import cache
 from importlib import metadata, resources, util
 from pathlib import Path
+from typing import NamedTuple
 
 from nemoverify.deployment.releases import KNOWN_VLLM, VLLM_RELEASES, VllmRelease, vllm_release
 from nemoverify.errors import UsageError
@@ -32,8 +32,7 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-@dataclass(frozen=True)
-class Recognised:
+class Recognised(NamedTuple):
     """The release whose load-path code the installed vLLM's code is, and how it was told."""
 
     release: VllmRelease  # the row whose code the installed package's code is

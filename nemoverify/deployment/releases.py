@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from nemoverify.errors import UsageError
 
@@ -240,8 +240,7 @@ NEWEST_VLLM = VLLM_RELEASES[-1]
 KNOWN_VLLM = tuple(r for row in VLLM_RELEASES for r in row.releases)
 
 
-@dataclass(frozen=True)
-class StreamerRelease:
+class StreamerRelease(NamedTuple):
     """One runai-model-streamer release as vLLM drives it (vLLM never passes `owned`)."""
 
     name: str

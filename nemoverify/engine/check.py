@@ -21,6 +21,7 @@ from nemoverify.deployment.options import CheckOptions
 from nemoverify.deployment.releases import NEWEST_VLLM, STREAMER_RELEASES, VLLM_RELEASES
 from nemoverify.engine.compare import find_differences, summarize
 from nemoverify.engine.passes import Background, candidate_description, candidate_pass, reference_pass
+from nemoverify.hashing import tensor_digester
 from nemoverify.model.checks import release_problems
 from nemoverify.model.replay import load_rules, release_routing
 from nemoverify.model.routing import COMPONENTS, route
@@ -57,6 +58,7 @@ def check_load(
     # all Python and would only slow a candidate pass that is itself all Python; when the candidate
     # shares this interpreter they wait for it (24,362 tensors of 1.5 KB: 0.50 s -> 0.43 s here).
     candidate_done = threading.Event() if ranks is None else None
+    tensor_digester(options.algorithm)  # its library imported here, once, not by both threads at once
     reference_thread = Background(
         lambda: reference_pass(checkpoint, options.algorithm, progress, cancel, candidate_done)
     )

@@ -12,8 +12,7 @@ reported through `events.passed` as the iterator yields them; a name vLLM raises
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from nemoverify.model.routing import (
     Component,
@@ -44,8 +43,7 @@ class LoadEvents(Protocol):
     def failed(self, name: str, component: Component, reason: str, tensor: torch.Tensor) -> None: ...
 
 
-@dataclass(frozen=True)
-class LoadRules:
+class LoadRules(NamedTuple):
     """What one vLLM release does between the streamer and the parameters."""
 
     load_path: Strategy = "fixed"

@@ -96,7 +96,7 @@ FINAL_LAYERNORM_UNKNOWN = (
 # The Parakeet encoder's parameters and buffers (transformers' ParakeetEncoder, with the
 # attention_bias=False vLLM forces: no biases on the attention projections or the feed-forward
 # linears). Its loader raises ValueError on any other name, which fails the whole load. Compiled by
-# the first sound name (`_parakeet_names`): 1.8 ms that a model without a sound encoder never pays.
+# the first sound name (`_parakeet_names`): a model without a sound encoder never pays for it.
 _PARAKEET = (
     r"encoder\.(?:"
     r"subsampling\.(?:layers\.\d+|linear)\.(?:weight|bias)"

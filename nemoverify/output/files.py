@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, get_args
 
 from nemoverify.checkpoint import hfcache
 from nemoverify.errors import UsageError
@@ -34,13 +34,13 @@ STDERR = "/dev/stderr"  # how a planned output on standard error is spelled, wha
 STREAM_NAMES = {STDOUT: "standard output", STDERR: "standard error"}
 OutputFormat = Literal["table", "json"]  # what a command prints on stdout (--format)
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
+ReportFormat = Literal["json", "junit", "sarif"]  # the report files a run writes (--json, --junit-xml, --sarif)
 
 
 Identity = tuple[int, int]  # (device, inode): a file or directory whatever path reaches it
 
 
-@dataclass(frozen=True)
-class Guarded:
+class Guarded(NamedTuple):
     """A location the run reads, so nothing may be written there (or beneath it, for a tree). Held
     by identity as well as by path: a second mount of the same volume, a bind mount or a hard link
     reaches the same inodes by another spelling."""
@@ -250,7 +250,7 @@ class Reports:
     def write(self, report: Report) -> list[str]:
         """Write every report asked for, each whole; return a message per file that could not be."""
         failed = []
-        asked = ((self.json, "json"), (self.junit, "junit"), (self.sarif, "sarif"))
+        asked: list[tuple[str | None, ReportFormat]] = [(self.json, "json"), (self.junit, "junit"), (self.sarif, "sarif")]
         wanted = [(path, kind) for path, kind in asked if path]
         # Files first: a stream or FIFO whose reader stalls must not keep the others from being written.
         for path, kind in sorted(wanted, key=lambda item: _written_through(item[0])):
@@ -270,9 +270,9 @@ class Reports:
         return Report.without_verdict(self.checkpoint, status, problems, self.manifest, self.copy)
 
 
-def renderer(kind: str) -> Callable[[Report], str]:
-    """The renderer of one report format ("json", "junit", "sarif"), imported by a run that writes
-    that format only: the JUnit one alone costs 7 ms of imports."""
+def renderer(kind: ReportFormat) -> Callable[[Report], str]:
+    """The renderer of one report format, imported by a run that writes that format only (the
+    JUnit one alone costs 7 ms of imports)."""
     if kind == "json":
         from nemoverify.output.render.jsonout import report_json
 
@@ -281,9 +281,11 @@ def renderer(kind: str) -> Callable[[Report], str]:
         from nemoverify.output.render.junit import report_junit
 
         return report_junit
-    from nemoverify.output.render.sarif import report_sarif
+    if kind == "sarif":
+        from nemoverify.output.render.sarif import report_sarif
 
-    return report_sarif
+        return report_sarif
+    raise ValueError(f"no report format {kind!r}")
 
 
 def plan_reports(

@@ -13,8 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from nemoverify.checkpoint.layout import ensure_unchanged
 from nemoverify.errors import DistributedError, LoaderError
@@ -28,8 +27,7 @@ if TYPE_CHECKING:
     from nemoverify.deployment.options import CheckOptions
 
 
-@dataclass(frozen=True)
-class StreamerSettings:
+class StreamerSettings(NamedTuple):
     """Everything the streamer is told for one stream, already resolved from the deployment profile."""
 
     memory_limit: int | None = None  # RUNAI_STREAMER_MEMORY_LIMIT: -1 unlimited, 0 one tensor, N bytes
