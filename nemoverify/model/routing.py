@@ -95,8 +95,9 @@ FINAL_LAYERNORM_UNKNOWN = (
 
 # The Parakeet encoder's parameters and buffers (transformers' ParakeetEncoder, with the
 # attention_bias=False vLLM forces: no biases on the attention projections or the feed-forward
-# linears). Its loader raises ValueError on any other name, which fails the whole load. Compiled by
-# the first sound name (`_parakeet_names`): a model without a sound encoder never pays for it.
+# linears). Its loader raises ValueError on any other name, which fails the whole load. This pattern
+# and the projection's are compiled by the first sound name (re's cache): a model without a sound
+# encoder never pays for them.
 _PARAKEET = (
     r"encoder\.(?:"
     r"subsampling\.(?:layers\.\d+|linear)\.(?:weight|bias)"
@@ -110,17 +111,11 @@ _PARAKEET = (
     r"))"
 )
 
-
-@cache
-def _parakeet_names() -> re.Pattern[str]:
-    return re.compile(_PARAKEET)
-
-
 _CONVOLUTION_BIAS = (".conv.pointwise_conv1.bias", ".conv.depthwise_conv.bias", ".conv.pointwise_conv2.bias")
 # The projection (`sound_projection.X`, or `sound_encoder.projection.X`, both `projection.X`): an
 # RMSNorm and two linears, whose biases exist when the sound config's projection_bias is set (not
 # read here: a bias is taken as loadable).
-_PARAKEET_PROJECTION = re.compile(r"projection\.(?:norm\.weight|linear[12]\.(?:weight|bias))")
+_PARAKEET_PROJECTION = r"projection\.(?:norm\.weight|linear[12]\.(?:weight|bias))"
 PARAKEET_UNKNOWN = "vLLM's Parakeet loader raises ValueError on this unknown sound weight: the load fails"
 
 # NemotronH drops a name that *contains* any of these (AutoWeightsLoader's skip list to 0.28, its
@@ -543,6 +538,6 @@ def _parakeet(name: str, convolution_bias: bool) -> Route:
         return Route("sound", name, "Parakeet loads only sound_encoder.* and sound_projection.*: dropped silently")
     if not convolution_bias and target.endswith(_CONVOLUTION_BIAS):
         return Route("sound", name, "the sound config's convolution_bias is false: Parakeet skips the convolution biases")
-    if _PARAKEET_PROJECTION.fullmatch(target) or _parakeet_names().fullmatch(target):
+    if re.fullmatch(_PARAKEET_PROJECTION, target) or re.fullmatch(_PARAKEET, target):
         return Route("sound", name, destination=target)
     return Route("sound", name, raises=PARAKEET_UNKNOWN)
